@@ -1,0 +1,143 @@
+"""Loading a user's model folder safely: checks first, clear errors, never remote code."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from compressor.errors import InputError
+
+if TYPE_CHECKING:
+    from transformers import BertForSequenceClassification, PreTrainedTokenizerBase
+
+SUPPORTED_ARCHITECTURES = ("BertForSequenceClassification",)
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A classifier ready for scoring, with how it was loaded (for the report)."""
+
+    path: str
+    model: BertForSequenceClassification
+    tokenizer: PreTrainedTokenizerBase
+    weights_file: str
+    stored_dtype: str
+
+    @property
+    def config(self) -> Any:
+        return self.model.config
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {str(k): int(v) for k, v in self.model.config.label2id.items()}
+
+
+def read_model_config(path: str | Path) -> dict[str, Any]:
+    """Validate a model folder without importing torch, so bad input fails in milliseconds."""
+    folder = Path(path)
+    if not folder.exists():
+        raise InputError(f"model folder '{folder}' does not exist; pass the path of a Hugging Face model folder")
+    if not folder.is_dir():
+        raise InputError(f"'{folder}' is a file, not a model folder; pass the folder that holds config.json")
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise InputError(f"'{folder}' has no config.json; pass a Hugging Face model folder (save_pretrained output)")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(f"'{config_path}' is not valid JSON ({err}); repair or re-save the model") from None
+    if not isinstance(config, dict):
+        raise InputError(f"'{config_path}' must hold a JSON object; repair or re-save the model")
+    if config.get("auto_map"):
+        raise InputError(
+            f"'{config_path}' asks for custom code (auto_map); attr-compress never runs code from a model "
+            "folder: use a plain BertForSequenceClassification"
+        )
+    architectures = config.get("architectures") or []
+    if config.get("model_type") != "bert" or not set(architectures) & set(SUPPORTED_ARCHITECTURES):
+        found = ", ".join(architectures) or config.get("model_type") or "unknown"
+        raise InputError(
+            f"'{folder}' holds {found}, which is not supported; supported: {', '.join(SUPPORTED_ARCHITECTURES)} "
+            "(a fine-tuned BERT sequence classifier)"
+        )
+    if not any((folder / name).is_file() for name in WEIGHT_FILES):
+        raise InputError(f"'{folder}' has no weights ({' or '.join(WEIGHT_FILES[::2])}); save the model with its weights")
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise InputError(f"'{folder}' has no tokenizer ({' or '.join(TOKENIZER_FILES)}); save the tokenizer with the model")
+    return config
+
+
+def load_model(path: str | Path, *, attn_implementation: str = "eager") -> LoadedModel:
+    """Load a BERT classifier in fp32 eval mode; eager attention exposes the probabilities attribution needs."""
+    import torch
+    from transformers import AutoTokenizer, BertForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    folder = Path(path)
+    config = read_model_config(folder)
+    weights_file = next(name for name in WEIGHT_FILES if (folder / name).is_file())
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model, info = BertForSequenceClassification.from_pretrained(
+            folder,
+            torch_dtype=torch.float32,
+            attn_implementation=attn_implementation,
+            local_files_only=True,
+            trust_remote_code=False,
+            output_loading_info=True,
+        )
+    except (OSError, ValueError, RuntimeError, EnvironmentError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(f"cannot load the weights in '{folder}' ({first_line}); re-save the model") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    missing = [key for key in info["missing_keys"] if not key.endswith("position_ids")]
+    if missing or info["mismatched_keys"]:
+        problem = f"missing {missing[:3]}" if missing else f"wrong shapes {[k[0] for k in info['mismatched_keys'][:3]]}"
+        raise InputError(f"weights in '{folder}' do not match its config ({problem}); re-save the model")
+    model.eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    logging.getLogger("transformers.tokenization_utils_base").setLevel(logging.ERROR)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
+    except (OSError, ValueError, TypeError) as err:
+        raise InputError(f"cannot load the tokenizer in '{folder}' ({err}); save the tokenizer with the model") from None
+    return LoadedModel(
+        path=str(folder),
+        model=model,
+        tokenizer=tokenizer,
+        weights_file=weights_file,
+        stored_dtype=str(config.get("torch_dtype") or config.get("dtype") or "float32"),
+    )
+
+
+def max_length(loaded: LoadedModel) -> int:
+    """The longest input the model takes: position embeddings bound it, tokenizers often say 'very large'."""
+    limit = loaded.config.max_position_embeddings
+    tokenizer_limit = loaded.tokenizer.model_max_length
+    return min(limit, tokenizer_limit) if tokenizer_limit and tokenizer_limit < 10**6 else limit
+
+
+def encode(loaded: LoadedModel, texts: list[str], pairs: list[str] | None = None) -> dict[str, Any]:
+    """Tokenise a batch, padded to its longest member and truncated to the model's limit."""
+    return loaded.tokenizer(
+        texts,
+        pairs,
+        padding=True,
+        truncation=True,
+        max_length=max_length(loaded),
+        return_tensors="pt",
+    )
+
+
+def count_truncated(loaded: LoadedModel, texts: list[str], pairs: list[str] | None = None) -> int:
+    """How many inputs exceed the model's limit and so lose tokens (reported, never silent)."""
+    lengths = loaded.tokenizer(texts, pairs, truncation=False)["input_ids"]
+    return sum(len(ids) > max_length(loaded) for ids in lengths)
