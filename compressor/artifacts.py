@@ -50,3 +50,16 @@ class JsonArtifact:
         if not isinstance(data, dict):
             raise InputError(f"'{file}' is not a {cls.kind} file; re-run the stage that writes it")
         return cls.from_dict(data)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries whose behaviour shapes the results, for every record we write."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for name in ("attr-compress", "torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "numpy"):
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions

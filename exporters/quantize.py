@@ -1,0 +1,48 @@
+"""Dynamic int8 quantisation with Optimum's ORTQuantizer."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from exporters.onnx_export import ONNX_FP32, ONNX_INT8
+
+
+def cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":")[1].split()}
+
+
+def quantize_dynamic(
+    onnx_dir: str | Path, *, per_channel: bool = True, source: str = ONNX_FP32
+) -> tuple[Path, dict[str, Any]]:
+    """Write model_quantized.onnx (int8 weights, activations quantised at run time) beside ``source``.
+
+    The preset follows this CPU's instruction set (VNNI, AVX-512, AVX2 or ARM64); the choice is returned
+    for the record.
+    """
+    from optimum.onnxruntime import ORTQuantizer
+    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+
+    logging.getLogger("optimum").setLevel(logging.ERROR)
+    flags = cpu_flags()
+    if "avx512_vnni" in flags:
+        preset = "avx512_vnni"
+    elif "avx512f" in flags:
+        preset = "avx512"
+    elif "avx2" in flags:
+        preset = "avx2"
+    else:
+        preset = "arm64"
+    config = getattr(AutoQuantizationConfig, preset)(is_static=False, per_channel=per_channel)
+    quantizer = ORTQuantizer.from_pretrained(str(onnx_dir), file_name=source)
+    quantizer.quantize(config, save_dir=str(onnx_dir), file_suffix="quantized")
+    produced = Path(onnx_dir) / f"{Path(source).stem}_quantized.onnx"
+    target = Path(onnx_dir) / ONNX_INT8
+    if produced != target:
+        produced.replace(target)
+    return target, {"preset": preset, "per_channel": per_channel, "source": source, "dynamic": True}
