@@ -57,7 +57,9 @@ class AttentionAttribution:
     def hidden_states(self, inputs: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Input of every layer (plus the final output) and the additive attention mask, without gradients."""
         with torch.no_grad():
-            hidden = self.model.bert.embeddings(input_ids=inputs["input_ids"], token_type_ids=inputs.get("token_type_ids"))
+            hidden = self.model.bert.embeddings(
+                input_ids=inputs["input_ids"], token_type_ids=inputs.get("token_type_ids")
+            )
             mask = self.model.get_extended_attention_mask(inputs["attention_mask"], inputs["input_ids"].shape)
             states = [hidden]
             for layer in self.layers:

@@ -183,16 +183,13 @@ def _read_text(p: Path, shown: str) -> str:
         raw = p.read_bytes()
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise InputError(
-            f"cannot read data file {shown} ({reason}); check the path and its permissions"
-        ) from None
+        raise InputError(f"cannot read data file {shown} ({reason}); check the path and its permissions") from None
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise InputError(
-            f"data file {shown} line {line} is not valid UTF-8 (byte offset {exc.start}); "
-            "save the file as UTF-8"
+            f"data file {shown} line {line} is not valid UTF-8 (byte offset {exc.start}); save the file as UTF-8"
         ) from None
 
 
@@ -208,9 +205,7 @@ def _parse_delimited(text: str, shown: str, fmt: str) -> tuple[list[str], list[t
         header = next(reader, [])
         header_read = True
         if not header or not any(name.strip() for name in header):
-            raise InputError(
-                f"data file {shown} has an empty header line; the first line must name the columns"
-            )
+            raise InputError(f"data file {shown} has an empty header line; the first line must name the columns")
         columns = [name.strip() for name in header]
         records: list[tuple[int, dict[str, str]]] = []
         for row, fields in enumerate(reader, start=1):
@@ -278,8 +273,7 @@ def _choose_columns(
     ):
         if value is not None and value not in available:
             raise InputError(
-                f"{option} {_quote(value, 60)} is not a column of data file {shown}; "
-                f"available columns: {listing}"
+                f"{option} {_quote(value, 60)} is not a column of data file {shown}; available columns: {listing}"
             )
 
     schema = next(
@@ -310,8 +304,7 @@ def _choose_columns(
 def _get(record: dict[str, Any], column: str, row: int, shown: str) -> Any:
     if column not in record:
         raise InputError(
-            f"data file {shown} row {row} has no key {_quote(column, 60)}; "
-            "give every row the same keys or fix the row"
+            f"data file {shown} row {row} has no key {_quote(column, 60)}; give every row the same keys or fix the row"
         )
     return record[column]
 
@@ -325,9 +318,7 @@ def _text_cell(record: dict[str, Any], column: str, row: int, shown: str) -> str
         )
     text = value if isinstance(value, str) else str(value)
     if not text.strip():
-        raise InputError(
-            f"data file {shown} row {row} has an empty {_quote(column, 60)} cell; fix or remove the row"
-        )
+        raise InputError(f"data file {shown} row {row} has an empty {_quote(column, 60)} cell; fix or remove the row")
     return text
 
 

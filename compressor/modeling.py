@@ -14,7 +14,12 @@ if TYPE_CHECKING:
     from transformers import BertForSequenceClassification, PreTrainedTokenizerBase
 
 SUPPORTED_ARCHITECTURES = ("BertForSequenceClassification",)
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
 
 
@@ -66,9 +71,13 @@ def read_model_config(path: str | Path) -> dict[str, Any]:
             "(a fine-tuned BERT sequence classifier)"
         )
     if not any((folder / name).is_file() for name in WEIGHT_FILES):
-        raise InputError(f"'{folder}' has no weights ({' or '.join(WEIGHT_FILES[::2])}); save the model with its weights")
+        raise InputError(
+            f"'{folder}' has no weights ({' or '.join(WEIGHT_FILES[::2])}); save the model with its weights"
+        )
     if not any((folder / name).is_file() for name in TOKENIZER_FILES):
-        raise InputError(f"'{folder}' has no tokenizer ({' or '.join(TOKENIZER_FILES)}); save the tokenizer with the model")
+        raise InputError(
+            f"'{folder}' has no tokenizer ({' or '.join(TOKENIZER_FILES)}); save the tokenizer with the model"
+        )
     return config
 
 
@@ -86,13 +95,13 @@ def load_model(path: str | Path, *, attn_implementation: str = "eager") -> Loade
     try:
         model, info = BertForSequenceClassification.from_pretrained(
             folder,
-            torch_dtype=torch.float32,
+            dtype=torch.float32,
             attn_implementation=attn_implementation,
             local_files_only=True,
             trust_remote_code=False,
             output_loading_info=True,
         )
-    except (OSError, ValueError, RuntimeError, EnvironmentError) as err:
+    except (OSError, ValueError, RuntimeError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputError(f"cannot load the weights in '{folder}' ({first_line}); re-save the model") from None
     finally:
@@ -108,7 +117,9 @@ def load_model(path: str | Path, *, attn_implementation: str = "eager") -> Loade
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError, TypeError) as err:
-        raise InputError(f"cannot load the tokenizer in '{folder}' ({err}); save the tokenizer with the model") from None
+        raise InputError(
+            f"cannot load the tokenizer in '{folder}' ({err}); save the tokenizer with the model"
+        ) from None
     return LoadedModel(
         path=str(folder),
         model=model,

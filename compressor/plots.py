@@ -55,8 +55,7 @@ def plot_head_importance(
     fig = Figure(figsize=size, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    image = ax.imshow(np.ma.masked_invalid(values), cmap="RdBu_r", norm=norm, aspect="auto",
-                      interpolation="nearest")
+    image = ax.imshow(np.ma.masked_invalid(values), cmap="RdBu_r", norm=norm, aspect="auto", interpolation="nearest")
     colourbar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.02)
     colourbar.set_label("importance", fontsize=9)
 
@@ -72,16 +71,39 @@ def plot_head_importance(
             # Dark cells (far from 0) get white text to stay legible.
             dark = np.isfinite(value) and abs(value) / limit > 0.6
             # A thin halo keeps the number readable over the hatching of pruned heads.
-            ax.text(head, layer, f"{value:.3g}", ha="center", va="center", fontsize=font_size,
-                    color="white" if dark else "black", zorder=3,
-                    path_effects=[withStroke(linewidth=1.5, foreground="black" if dark else "white")])
+            ax.text(
+                head,
+                layer,
+                f"{value:.3g}",
+                ha="center",
+                va="center",
+                fontsize=font_size,
+                color="white" if dark else "black",
+                zorder=3,
+                path_effects=[withStroke(linewidth=1.5, foreground="black" if dark else "white")],
+            )
 
     if mask is not None:
         for layer, head in zip(*np.nonzero(mask), strict=True):
-            ax.add_patch(Rectangle((head - 0.5, layer - 0.5), 1.0, 1.0, fill=False, hatch="///",
-                                   edgecolor="#333333", linewidth=0.0, alpha=0.45, zorder=2))
-        handle = Patch(facecolor="white", edgecolor="#333333", hatch="///",
-                       label=f"pruned ({int(mask.sum())} of {mask.size} heads)")
+            ax.add_patch(
+                Rectangle(
+                    (head - 0.5, layer - 0.5),
+                    1.0,
+                    1.0,
+                    fill=False,
+                    hatch="///",
+                    edgecolor="#333333",
+                    linewidth=0.0,
+                    alpha=0.45,
+                    zorder=2,
+                )
+            )
+        handle = Patch(
+            facecolor="white",
+            edgecolor="#333333",
+            hatch="///",
+            label=f"pruned ({int(mask.sum())} of {mask.size} heads)",
+        )
         fig.legend(handles=[handle], loc="outside lower center", frameon=False, fontsize=8)
 
     path = Path(path)

@@ -90,7 +90,9 @@ def _silence_head(layer: nn.Module) -> None:
 def prune_model(model: nn.Module, plan: PrunePlan) -> nn.Module:
     """Physically remove the plan's heads from a BertForSequenceClassification (in place) and return it."""
     layers = model.bert.encoder.layer
-    if len(plan.head_mask) != len(layers) or any(len(row) != model.config.num_attention_heads for row in plan.head_mask):
+    if len(plan.head_mask) != len(layers) or any(
+        len(row) != model.config.num_attention_heads for row in plan.head_mask
+    ):
         raise InputError(
             f"the prune plan is for {len(plan.head_mask)} layers x {len(plan.head_mask[0])} heads but the model has "
             f"{len(layers)} x {model.config.num_attention_heads}; score this model first"

@@ -36,8 +36,12 @@ class TreeEdge:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types, so numpy scalars never reach ``json.dump``."""
-        return {"parent": int(self.parent), "child": int(self.child), "layer": int(self.layer),
-                "score": float(self.score)}
+        return {
+            "parent": int(self.parent),
+            "child": int(self.child),
+            "layer": int(self.layer),
+            "score": float(self.score),
+        }
 
 
 @dataclass(frozen=True)
@@ -107,8 +111,7 @@ class AttributionTree:
             raise ValueError(f"unsupported attribution-tree schema {data.get('schema')!r}")
         try:
             edges = tuple(
-                TreeEdge(parent=int(e["parent"]), child=int(e["child"]), layer=int(e["layer"]),
-                         score=float(e["score"]))
+                TreeEdge(parent=int(e["parent"]), child=int(e["child"]), layer=int(e["layer"]), score=float(e["score"]))
                 for e in data["edges"]
             )
             return cls(
@@ -209,8 +212,9 @@ def build_tree(
                         edges.append(TreeEdge(parent=i, child=j, layer=layer, score=float(score)))
                         in_tree.add(j)
 
-    return AttributionTree(tokens=tuple(tokens), root=root, edges=tuple(edges), threshold=float(threshold),
-                           meta=dict(meta or {}))
+    return AttributionTree(
+        tokens=tuple(tokens), root=root, edges=tuple(edges), threshold=float(threshold), meta=dict(meta or {})
+    )
 
 
 def render_tree_svg(tree: AttributionTree, path: str | Path) -> None:
@@ -254,9 +258,18 @@ def render_tree_svg(tree: AttributionTree, path: str | Path) -> None:
     for index in tree.nodes():
         is_root = index == tree.root
         box = dict(node_box, facecolor="#ffe9a8") if is_root else node_box
-        ax.text(index, -depths[index], f"{tree.tokens[index]} ({index})", ha="center", va="center",
-                fontsize=9, fontweight="bold" if is_root else "normal", bbox=box, zorder=3,
-                parse_math=False)
+        ax.text(
+            index,
+            -depths[index],
+            f"{tree.tokens[index]} ({index})",
+            ha="center",
+            va="center",
+            fontsize=9,
+            fontweight="bold" if is_root else "normal",
+            bbox=box,
+            zorder=3,
+            parse_math=False,
+        )
 
     to_display = ax.transData
     for edge in tree.edges:
@@ -268,24 +281,53 @@ def render_tree_svg(tree: AttributionTree, path: str | Path) -> None:
         # nodes at the child's depth; the bend stays a few tenths of an inch whatever the span.
         span = end[0] - start[0]
         rad = -math.copysign(min(0.2, 0.4 / abs(span)), span)
-        ax.annotate("", xy=end, xytext=start, zorder=2,
-                    arrowprops={"arrowstyle": "-|>", "color": colour, "lw": 1.0 + 2.5 * strength,
-                                "shrinkA": 14, "shrinkB": 14, "connectionstyle": f"arc3,rad={rad}"})
+        ax.annotate(
+            "",
+            xy=end,
+            xytext=start,
+            zorder=2,
+            arrowprops={
+                "arrowstyle": "-|>",
+                "color": colour,
+                "lw": 1.0 + 2.5 * strength,
+                "shrinkA": 14,
+                "shrinkB": 14,
+                "connectionstyle": f"arc3,rad={rad}",
+            },
+        )
         # The label sits on the curve's midpoint: half-way between the chord's midpoint and
         # arc3's control point, which is defined in display coordinates.
         (x1, y1), (x2, y2) = to_display.transform([start, end])
         control = ((x1 + x2) / 2 + rad * (y2 - y1), (y1 + y2) / 2 - rad * (x2 - x1))
-        label_xy = to_display.inverted().transform(
-            [((x1 + x2) / 2 + control[0]) / 2, ((y1 + y2) / 2 + control[1]) / 2])
-        ax.text(label_xy[0], label_xy[1], f"L{edge.layer + 1}", ha="center", va="center", fontsize=7,
-                color=colour, zorder=4, parse_math=False,
-                bbox={"boxstyle": "round,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.8})
+        label_xy = to_display.inverted().transform([((x1 + x2) / 2 + control[0]) / 2, ((y1 + y2) / 2 + control[1]) / 2])
+        ax.text(
+            label_xy[0],
+            label_xy[1],
+            f"L{edge.layer + 1}",
+            ha="center",
+            va="center",
+            fontsize=7,
+            color=colour,
+            zorder=4,
+            parse_math=False,
+            bbox={"boxstyle": "round,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.8},
+        )
 
     in_tree = set(depths)
     for index, token in enumerate(tree.tokens):
-        ax.text(index, sentence_y, token, ha="right", va="top", rotation=45, rotation_mode="anchor",
-                fontsize=8, color="#333333" if index in in_tree else "#9a9a9a",
-                alpha=0.75 if index in in_tree else 0.45, parse_math=False)
+        ax.text(
+            index,
+            sentence_y,
+            token,
+            ha="right",
+            va="top",
+            rotation=45,
+            rotation_mode="anchor",
+            fontsize=8,
+            color="#333333" if index in in_tree else "#9a9a9a",
+            alpha=0.75 if index in in_tree else 0.45,
+            parse_math=False,
+        )
     ax.axhline(sentence_y + 0.35, color="#dddddd", lw=0.8, zorder=0)
 
     ax.set_title(str(tree.meta.get("title", "")), fontsize=11, parse_math=False)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from exporters.onnx_export import ONNX_FP32, ONNX_OPTIMIZED
+from exporters.onnx_export import ONNX_FP32, ONNX_OPTIMIZED, quiet
 
 
 def optimize_onnx(
@@ -21,11 +20,10 @@ def optimize_onnx(
     from optimum.onnxruntime import ORTOptimizer
     from optimum.onnxruntime.configuration import OptimizationConfig
 
-    logging.getLogger("optimum").setLevel(logging.ERROR)
-    logging.getLogger("onnxruntime").setLevel(logging.ERROR)
     config = OptimizationConfig(optimization_level=level, disable_attention_fusion=disable_attention_fusion)
     optimizer = ORTOptimizer.from_pretrained(str(onnx_dir), file_names=[ONNX_FP32])
-    optimizer.optimize(config, save_dir=str(onnx_dir), file_suffix="optimized")
+    with quiet():
+        optimizer.optimize(config, save_dir=str(onnx_dir), file_suffix="optimized")
     return Path(onnx_dir) / ONNX_OPTIMIZED, {
         "optimization_level": level,
         "disable_attention_fusion": disable_attention_fusion,

@@ -64,9 +64,7 @@ def require_parity(result: ParityResult) -> ParityResult:
     return result
 
 
-def prediction_agreement(
-    reference: Runner, candidate: Runner, batches: Sequence[dict[str, np.ndarray]]
-) -> float:
+def prediction_agreement(reference: Runner, candidate: Runner, batches: Sequence[dict[str, np.ndarray]]) -> float:
     """Fraction of examples where both predict the same class (int8 is not expected to match logits)."""
     same = total = 0
     for batch in batches:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
-from exporters.onnx_export import ONNX_FP32, ONNX_INT8
+from exporters.onnx_export import ONNX_FP32, ONNX_INT8, quiet
 
 
 def cpu_flags() -> set[str]:
@@ -28,7 +27,6 @@ def quantize_dynamic(
     from optimum.onnxruntime import ORTQuantizer
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
-    logging.getLogger("optimum").setLevel(logging.ERROR)
     flags = cpu_flags()
     if "avx512_vnni" in flags:
         preset = "avx512_vnni"
@@ -40,7 +38,8 @@ def quantize_dynamic(
         preset = "arm64"
     config = getattr(AutoQuantizationConfig, preset)(is_static=False, per_channel=per_channel)
     quantizer = ORTQuantizer.from_pretrained(str(onnx_dir), file_name=source)
-    quantizer.quantize(config, save_dir=str(onnx_dir), file_suffix="quantized")
+    with quiet():
+        quantizer.quantize(config, save_dir=str(onnx_dir), file_suffix="quantized")
     produced = Path(onnx_dir) / f"{Path(source).stem}_quantized.onnx"
     target = Path(onnx_dir) / ONNX_INT8
     if produced != target:

@@ -64,9 +64,7 @@ def export_verified(
         optimization["rejected"] = f"attention fusion broke parity (max abs diff {result.max_abs_diff:.3g})"
         optimized_path, retry = optimize_onnx(onnx_dir, disable_attention_fusion=True)
         optimization.update({key: value for key, value in retry.items() if key != "rejected"})
-        result = compare_logits(
-            reference, OnnxRunner("onnx-fp32-optimized", optimized_path), batches, atol=atol
-        )
+        result = compare_logits(reference, OnnxRunner("onnx-fp32-optimized", optimized_path), batches, atol=atol)
         parity.append(result.to_dict())
         require_parity(result)
 

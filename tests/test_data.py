@@ -317,12 +317,8 @@ def test_multiline_label_value_keeps_message_on_one_line(tmp_path: Path) -> None
 
 # --------------------------------------------------------------------------- fuzz
 
-_NAMES = st.sampled_from(
-    ["sentence", "label", "text", "sentence1", "sentence2", "#1 String", "Quality", "x", ""]
-)
-_CELL = st.text(
-    alphabet=st.sampled_from(list("ab01 \t,\"'\n\r{}[]:\\") + ["é", "\x00", "\ufeff"]), max_size=8
-)
+_NAMES = st.sampled_from(["sentence", "label", "text", "sentence1", "sentence2", "#1 String", "Quality", "x", ""])
+_CELL = st.text(alphabet=st.sampled_from(list("ab01 \t,\"'\n\r{}[]:\\") + ["é", "\x00", "\ufeff"]), max_size=8)
 
 
 @st.composite

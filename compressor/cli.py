@@ -1,0 +1,399 @@
+"""Command line: `attr-compress MODEL --keep 0.5` runs the pipeline; subcommands run one stage each.
+
+Each command parses options, calls a library function and prints; heavy imports stay inside commands so
+`--help` is instant. One error boundary (``main``) turns the project's errors into one line and an exit code.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import click
+
+from compressor.errors import AttrCompressError, InputError
+
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+
+class Terminated(BaseException):
+    """Raised by the SIGTERM handler so staged folders are cleaned up like on Ctrl-C."""
+
+
+class PipelineGroup(click.Group):
+    """A group whose default command is `run`: `attr-compress MODEL ...` means `attr-compress run MODEL ...`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        position = 0
+        while position < len(args) and args[position] == "--debug":
+            position += 1
+        if position < len(args):
+            first = args[position]
+            if first not in self.commands and first not in ("--help", "-h", "--version"):
+                args = [*args[:position], "run", *args[position:]]
+        return super().parse_args(ctx, args)
+
+
+def say(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def data_options(command: Any) -> Any:
+    """Options shared by every command that reads labelled data."""
+    for option in reversed(
+        [
+            click.option("--text-column", help="Column with the (first) text; detected for GLUE files."),
+            click.option("--text-pair-column", help="Column with the second text of pair tasks."),
+            click.option("--label-column", help="Column with the gold label."),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def scoring_options(command: Any) -> Any:
+    for option in reversed(
+        [
+            click.option(
+                "--examples", default=200, show_default=True, help="Calibration examples used to score heads."
+            ),
+            click.option("--steps", default=20, show_default=True, help="Integration steps m per layer."),
+            click.option(
+                "--rule",
+                type=click.Choice(["left", "midpoint", "gauss"]),
+                default="left",
+                show_default=True,
+                help="Quadrature rule; 'left' is the paper's Riemann sum.",
+            ),
+            click.option("--seed", default=0, show_default=True, help="Seed of the calibration sample."),
+            click.option(
+                "--max-batch-tokens",
+                default=16384,
+                show_default=True,
+                help="Bound on examples x steps x tokens per attribution batch (memory).",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+model_argument = click.argument("model", type=click.Path(path_type=str))
+
+
+@click.group(cls=PipelineGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.version_option(package_name="attr-compress")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Prune a fine-tuned BERT classifier's attention heads by self-attention attribution and export a
+    verified ONNX model.
+
+    \b
+    attr-compress MODEL --keep 0.5 [--data dev.tsv --calib train.tsv --out slim/]
+    attr-compress score|prune|export|evaluate|tree ...   (one stage at a time)
+    """
+    ctx.obj = {"debug": debug}
+
+
+@cli.command("run")
+@model_argument
+@click.option("--keep", type=float, required=True, help="Fraction of attention heads kept, 0 < keep <= 1.")
+@click.option("--data", type=click.Path(path_type=str), help="Labelled evaluation set (TSV, CSV, JSONL).")
+@click.option("--calib", type=click.Path(path_type=str), help="Examples to score heads on (default: task train split).")
+@click.option("--out", type=click.Path(path_type=str), help="Output folder (default: next to the model).")
+@data_options
+@scoring_options
+@click.option("--threads", default=1, show_default=True, help="Threads for latency measurement.")
+@click.option("--trees", default=5, show_default=True, help="Attribution trees for the first N evaluation examples.")
+@click.option("--latency-examples", default=200, show_default=True, help="Examples timed at batch 1.")
+@click.option("--force", is_flag=True, help="Replace an existing output folder written by attr-compress.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def run_command(
+    model: str,
+    data: str | None,
+    calib: str | None,
+    text_column: str | None,
+    text_pair_column: str | None,
+    label_column: str | None,
+    quiet: bool,
+    **options: Any,
+) -> None:
+    """Score, prune, export, evaluate and report (the whole pipeline)."""
+    from compressor.pipeline import DataOptions, PipelineOptions, run_pipeline
+
+    data_source = DataOptions(data, calib, text_column, text_pair_column, label_column)
+    report = run_pipeline(
+        PipelineOptions(model=model, data=data_source, progress=not quiet, **options),
+        log=say if not quiet else lambda message: None,
+    )
+    click.echo(summary(report))
+
+
+def summary(report: dict[str, Any]) -> str:
+    """The one-screen summary printed at the end of a run."""
+    from evaluation.report import results_table
+
+    heads = report["heads"]
+    lines = [
+        "",
+        f"attr-compress: kept {heads['kept']}/{heads['total']} heads; per layer {heads['kept_per_layer']}",
+        *results_table(report["results"]),
+        "",
+        "pruned int8 vs original: {:.2f}x faster than PyTorch fp32, {:.2f}x faster than int8 ONNX (batch-1 p50)".format(
+            report["ratios"]["speedup_p50_pruned_int8_vs_original_pytorch_fp32"],
+            report["ratios"]["speedup_p50_pruned_int8_vs_original_int8"],
+        ),
+        "stages: " + ", ".join(f"{t['stage'].split(' (')[0]} {t['seconds']:.0f}s" for t in report["timings"]),
+        f"wrote {report['out']}  (report.md, onnx/, pruned/, trees/)",
+    ]
+    return "\n".join(lines)
+
+
+@cli.command("score")
+@model_argument
+@click.option("--calib", type=click.Path(path_type=str), required=True, help="Labelled examples to score heads on.")
+@click.option("--out", type=click.Path(path_type=str), required=True, help="Folder for importance.json/.png.")
+@data_options
+@scoring_options
+@click.option("--force", is_flag=True, help="Replace an existing importance.json.")
+def score_command(
+    model: str,
+    calib: str,
+    out: str,
+    text_column: str | None,
+    text_pair_column: str | None,
+    label_column: str | None,
+    examples: int,
+    steps: int,
+    rule: str,
+    seed: int,
+    max_batch_tokens: int,
+    force: bool,
+) -> None:
+    """Score every head by attention attribution: writes importance.json and importance.png."""
+    from compressor.data import load_labelled_data
+    from compressor.importance import score_heads
+    from compressor.modeling import load_model
+    from compressor.pipeline import check_counts, save_importance
+
+    check_counts(examples=examples, steps=steps, max_batch_tokens=max_batch_tokens)
+    folder = Path(out)
+    refuse_overwrite(folder / "importance.json", force)
+    loaded = load_model(model)
+    data = load_labelled_data(
+        calib, loaded.label2id, text_column=text_column, text_pair_column=text_pair_column, label_column=label_column
+    ).sample(examples, seed)
+    importance = score_heads(
+        loaded, data, steps=steps, rule=rule, seed=seed, max_batch_tokens=max_batch_tokens, progress=True
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    save_importance(importance, folder)
+    click.echo(f"wrote {folder / 'importance.json'} and importance.png ({len(data)} examples)")
+
+
+@cli.command("prune")
+@model_argument
+@click.option(
+    "--importance",
+    "importance_path",
+    type=click.Path(path_type=str),
+    required=True,
+    help="importance.json from `attr-compress score`.",
+)
+@click.option("--keep", type=float, required=True, help="Fraction of attention heads kept, 0 < keep <= 1.")
+@click.option("--out", type=click.Path(path_type=str), required=True, help="Folder for the pruned model.")
+@click.option("--force", is_flag=True, help="Replace an existing pruned folder written by attr-compress.")
+def prune_command(model: str, importance_path: str, keep: float, out: str, force: bool) -> None:
+    """Remove the least important heads and save a Hugging Face folder (plus prune_plan.json)."""
+    from compressor.importance import HeadImportance
+    from compressor.modeling import load_model
+    from compressor.pruning import check_keep, heads_per_layer, plan_pruning, prune_model, save_pruned
+
+    check_keep(keep)
+    importance = HeadImportance.load(importance_path)
+    plan = plan_pruning(importance.scores, keep)
+    folder = Path(out)
+    refuse_overwrite(folder / "config.json", force)
+    loaded = load_model(model)
+    pruned = prune_model(loaded.model, plan)
+    save_pruned(pruned, loaded.tokenizer, folder)
+    plan.save(folder / "prune_plan.json")
+    click.echo(f"wrote {folder}: kept {plan.kept_heads}/{plan.total_heads} heads, per layer {heads_per_layer(pruned)}")
+
+
+@cli.command("export")
+@model_argument
+@click.option(
+    "--data", type=click.Path(path_type=str), required=True, help="Labelled data; its first rows feed the parity gate."
+)
+@click.option("--out", type=click.Path(path_type=str), required=True, help="Folder for the ONNX graphs.")
+@data_options
+@click.option("--force", is_flag=True, help="Replace an existing ONNX folder.")
+def export_command(
+    model: str,
+    data: str,
+    out: str,
+    text_column: str | None,
+    text_pair_column: str | None,
+    label_column: str | None,
+    force: bool,
+) -> None:
+    """Export to ONNX (fp32, optimised, int8) and check parity with PyTorch."""
+    from compressor.data import load_labelled_data
+    from compressor.modeling import load_model
+    from compressor.pipeline import parity_batches
+    from evaluation.encoded import encode_data
+    from exporters.runtime import TorchRunner
+    from exporters.verified import export_verified
+
+    folder = Path(out)
+    refuse_overwrite(folder / "model.onnx", force)
+    loaded = load_model(model)
+    rows = load_labelled_data(
+        data, loaded.label2id, text_column=text_column, text_pair_column=text_pair_column, label_column=label_column
+    ).head(64)
+    encoded = encode_data(loaded, rows, singles=1)
+    record = export_verified(model, folder, TorchRunner("pytorch", loaded.model), parity_batches(encoded), log=say)
+    worst = max(check["max_abs_diff"] for check in record.parity if check["passed"])
+    click.echo(f"wrote {folder}: parity max |diff| {worst:.2e}, int8 agreement {record.int8_agreement:.1%}")
+
+
+@cli.command("evaluate")
+@click.argument("models", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("--data", type=click.Path(path_type=str), required=True, help="Labelled evaluation set.")
+@click.option("--out", type=click.Path(path_type=str), help="Write the results as JSON here.")
+@data_options
+@click.option("--threads", default=1, show_default=True, help="Threads for latency measurement.")
+@click.option("--latency-examples", default=200, show_default=True, help="Examples timed at batch 1.")
+def evaluate_command(
+    models: tuple[str, ...],
+    data: str,
+    out: str | None,
+    text_column: str | None,
+    text_pair_column: str | None,
+    label_column: str | None,
+    threads: int,
+    latency_examples: int,
+) -> None:
+    """Accuracy and latency of model folders side by side (Hugging Face folders and/or ONNX folders)."""
+    from compressor.artifacts import write_json
+    from compressor.data import load_labelled_data
+    from compressor.modeling import load_model
+    from compressor.pipeline import check_counts
+    from evaluation.encoded import encode_data
+    from evaluation.measure import evaluate_runners
+    from evaluation.report import results_table
+    from exporters.onnx_export import ONNX_FP32, ONNX_INT8, ONNX_OPTIMIZED
+    from exporters.runtime import OnnxRunner, TorchRunner
+
+    check_counts(threads=threads, latency_examples=latency_examples)
+    runners: list[Any] = []
+    tokenizer_source = None
+    for model in models:
+        folder = Path(model)
+        onnx_files = [name for name in (ONNX_FP32, ONNX_OPTIMIZED, ONNX_INT8) if (folder / name).is_file()]
+        if onnx_files:
+            runtimes = {ONNX_FP32: "onnx-fp32", ONNX_OPTIMIZED: "onnx-fp32-optimized", ONNX_INT8: "onnx-int8"}
+            runners += [
+                OnnxRunner(f"{folder.name}/{runtimes[name]}", folder / name, threads=threads) for name in onnx_files
+            ]
+        else:
+            loaded = load_model(folder, attn_implementation="sdpa")
+            tokenizer_source = tokenizer_source or loaded
+            runners.append(TorchRunner(f"{folder.name}/pytorch-fp32", loaded.model))
+    if tokenizer_source is None:
+        raise InputError("evaluate needs at least one Hugging Face model folder (for its tokenizer and labels)")
+    rows = load_labelled_data(
+        data,
+        tokenizer_source.label2id,
+        text_column=text_column,
+        text_pair_column=text_pair_column,
+        label_column=label_column,
+    )
+    encoded = encode_data(tokenizer_source, rows, singles=latency_examples)
+    results, _ = evaluate_runners(
+        runners, encoded, threads=threads, num_labels=tokenizer_source.config.num_labels, progress=True
+    )
+    if out:
+        write_json({"kind": "evaluation", "schema": 1, "data": data, "results": results}, out)
+    click.echo("\n".join(results_table(results, reference=runners[0].name)))
+
+
+@cli.command("tree")
+@model_argument
+@click.option("--data", type=click.Path(path_type=str), required=True, help="Labelled data; trees for its first rows.")
+@click.option("--out", type=click.Path(path_type=str), required=True, help="Folder for tree JSON and SVG files.")
+@data_options
+@click.option("--trees", default=5, show_default=True, help="Number of examples.")
+@click.option("--steps", default=20, show_default=True, help="Integration steps m per layer.")
+@click.option("--force", is_flag=True, help="Write into an existing folder.")
+def tree_command(
+    model: str,
+    data: str,
+    out: str,
+    text_column: str | None,
+    text_pair_column: str | None,
+    label_column: str | None,
+    trees: int,
+    steps: int,
+    force: bool,
+) -> None:
+    """Attribution trees (the paper's Algorithm 1) for the first examples of a data file."""
+    from compressor.data import load_labelled_data
+    from compressor.modeling import load_model
+    from compressor.pipeline import check_counts, write_trees
+
+    check_counts(trees=trees, steps=steps)
+    folder = Path(out)
+    if folder.exists() and any(folder.iterdir()) and not force:
+        raise InputError(f"'{folder}' already exists and is not empty; pass --force or choose another --out")
+    loaded = load_model(model)
+    rows = load_labelled_data(
+        data, loaded.label2id, text_column=text_column, text_pair_column=text_pair_column, label_column=label_column
+    )
+    names = write_trees(loaded, rows, trees, folder, steps=steps, rule="left")
+    click.echo(f"wrote {len(names)} trees to {folder}")
+
+
+def refuse_overwrite(path: Path, force: bool) -> None:
+    if path.exists() and not force:
+        raise InputError(f"'{path}' already exists; pass --force to replace it or choose another --out")
+
+
+def _terminate(_signum: int, _frame: Any) -> None:
+    raise Terminated()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: the one place that turns errors into exit codes (2 usage, 1 failed check, 130/143 signal)."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in args
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        cli.main(args=args, prog_name="attr-compress", standalone_mode=False)
+    except click.exceptions.Abort:
+        say("interrupted; no output was written")
+        sys.exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt:
+        say("interrupted; no output was written")
+        sys.exit(EXIT_INTERRUPTED)
+    except Terminated:
+        say("terminated; no output was written")
+        sys.exit(EXIT_TERMINATED)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except AttrCompressError as err:
+        if debug:
+            traceback.print_exc()
+        say(f"error: {err}")
+        sys.exit(err.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,357 @@
+"""The whole job, score -> plan -> prune -> export -> evaluate -> trees -> report, and each stage alone."""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from compressor.artifacts import library_versions, write_json
+from compressor.data import LabelledData, find_glue_split, load_labelled_data
+from compressor.errors import InputError
+from compressor.importance import HeadImportance, predicted_attribution, score_heads
+from compressor.modeling import LoadedModel, count_truncated, load_model, read_model_config
+from compressor.outputs import REPORT_FILE, REPORT_KIND, staged_folder
+from compressor.plots import plot_head_importance
+from compressor.pruning import (
+    PrunePlan,
+    check_keep,
+    count_parameters,
+    heads_per_layer,
+    plan_pruning,
+    prune_model,
+    save_pruned,
+)
+from compressor.trees import build_tree, render_tree_svg
+
+Log = Callable[[str], None]
+
+GLUE_DATASETS = {"sst2": "sst2", "mrpc": "mrpc", "cola": "cola", "qnli": "qnli", "qqp": "qqp", "rte": "rte"}
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """Where the labelled data comes from and which columns hold what."""
+
+    data: str | None = None
+    calib: str | None = None
+    text_column: str | None = None
+    text_pair_column: str | None = None
+    label_column: str | None = None
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    model: str
+    keep: float
+    out: str | None = None
+    data: DataOptions = field(default_factory=DataOptions)
+    examples: int = 200
+    steps: int = 20
+    rule: str = "left"
+    seed: int = 0
+    threads: int = 1
+    trees: int = 5
+    max_batch_tokens: int = 16384
+    latency_examples: int = 200
+    force: bool = False
+    progress: bool = True
+
+
+def check_counts(**values: int) -> None:
+    """Numeric options that must be at least one (examples, steps, threads, ...)."""
+    for name, value in values.items():
+        if value < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+
+
+def default_out(model: str, keep: float) -> Path:
+    return Path(model).resolve().parent / f"{Path(model).resolve().name}-attr-keep{keep:g}"
+
+
+def _datasets_split(task: str, split: str) -> Path | None:
+    """The GLUE split through the ``datasets`` library, when installed and reachable, as a JSON Lines file."""
+    name = GLUE_DATASETS.get("".join(ch for ch in task.lower() if ch.isalnum()))
+    if name is None:
+        return None
+    try:
+        import datasets
+    except ImportError:
+        return None
+    try:
+        rows = datasets.load_dataset("glue", name, split="validation" if split == "dev" else "train")
+    except Exception:  # noqa: BLE001 - any failure here (offline, no such config) means "not available"
+        return None
+    path = Path(tempfile.mkdtemp(prefix="attr-compress-glue-")) / f"{name}-{split}.jsonl"
+    rows.to_json(str(path), lines=True)
+    return path
+
+
+@dataclass(frozen=True)
+class ResolvedData:
+    evaluation: LabelledData
+    calibration: LabelledData
+    calibration_rows: int
+    shared: bool
+    source: str
+
+
+def resolve_data(
+    config: dict[str, Any], options: DataOptions, label2id: dict[str, int], *, examples: int, seed: int
+) -> ResolvedData:
+    """Evaluation and calibration sets: the options, else the model's GLUE task from $GLUE_DIR or ``datasets``."""
+    task = config.get("finetuning_task")
+    glue_dir = os.environ.get("GLUE_DIR")
+    data_path, calib_path, source = options.data, options.calib, "options"
+    if data_path is None:
+        if not task:
+            raise InputError("no --data given and the model's config names no finetuning_task; pass --data FILE")
+        found = find_glue_split(task, "dev", glue_dir) or _datasets_split(task, "dev")
+        if found is None:
+            where = f"$GLUE_DIR ({glue_dir})" if glue_dir else "$GLUE_DIR (not set)"
+            raise InputError(f"no dev split for task '{task}' in {where} or via datasets; pass --data FILE")
+        data_path, source = str(found), f"task '{task}'"
+    if calib_path is None and task:
+        found = find_glue_split(task, "train", glue_dir) or (
+            _datasets_split(task, "train") if options.data is None else None
+        )
+        calib_path = str(found) if found else None
+    columns = {
+        "text_column": options.text_column,
+        "text_pair_column": options.text_pair_column,
+        "label_column": options.label_column,
+    }
+    evaluation = load_labelled_data(data_path, label2id, **columns)
+    if calib_path is None:
+        return ResolvedData(evaluation, evaluation.head(examples), len(evaluation), True, source)
+    calibration = load_labelled_data(calib_path, label2id, **columns)
+    shared = Path(calib_path).resolve() == Path(data_path).resolve()
+    sample = calibration.head(examples) if shared else calibration.sample(examples, seed)
+    return ResolvedData(evaluation, sample, len(calibration), shared, source)
+
+
+class StageTimer:
+    """Wall time of each named stage, in the order they ran."""
+
+    def __init__(self, log: Log) -> None:
+        self.seconds: dict[str, float] = {}  # insertion order is the run order
+        self.log = log
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        self.log(f"[{len(self.seconds) + 1}] {name}")
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(time.perf_counter() - started, 3)
+
+
+def save_importance(importance: HeadImportance, folder: Path, plan: PrunePlan | None = None) -> None:
+    importance.save(folder / "importance.json")
+    plot_head_importance(
+        importance.scores,
+        folder / "importance.png",
+        title=f"Head importance ({importance.method}, {importance.examples} examples, m={importance.steps})",
+        pruned=None if plan is None else [[not kept for kept in row] for row in plan.head_mask],
+    )
+
+
+def write_trees(
+    loaded: LoadedModel, data: LabelledData, count: int, folder: Path, *, steps: int, rule: str
+) -> list[str]:
+    """The paper's attribution trees for the first ``count`` examples, F = predicted-class probability."""
+    folder.mkdir(parents=True, exist_ok=True)
+    names = []
+    id2label = loaded.config.id2label
+    for index, example in enumerate(data.examples[:count]):
+        result = predicted_attribution(loaded, example, steps=steps, rule=rule)
+        meta = {
+            "row": example.row,
+            "text": example.text,
+            "text_pair": example.text_pair,
+            "gold": id2label.get(example.label, str(example.label)),
+            "predicted": id2label.get(result["predicted"], str(result["predicted"])),
+            "probability": result["probability"],
+            "steps": steps,
+            "title": f"row {example.row}: predicted {id2label.get(result['predicted'])} "
+            f"(p={result['probability']:.3f}), gold {id2label.get(example.label)}",
+        }
+        tree = build_tree(result["attributions"], result["tokens"], meta=meta)
+        name = f"tree_{index + 1:03d}"
+        tree.save(folder / f"{name}.json")
+        render_tree_svg(tree, folder / f"{name}.svg")
+        names.append(name)
+    return names
+
+
+def parity_batches(encoded: Any) -> list[dict[str, Any]]:
+    """Real inputs at shapes the export never saw: one example, three, and a full padded batch."""
+    first = encoded.batches[0]
+    batches = [encoded.singles[0], {key: value[:3] for key, value in first.items()}, encoded.batches[-1]]
+    return [batch for batch in batches if batch["input_ids"].shape[0] > 0]
+
+
+def run_pipeline(options: PipelineOptions, log: Log = lambda message: None) -> dict[str, Any]:
+    """Run every stage into a staged folder that is renamed to ``options.out`` only when all checks passed."""
+    check_keep(options.keep)
+    check_counts(
+        examples=options.examples,
+        steps=options.steps,
+        threads=options.threads,
+        latency_examples=options.latency_examples,
+        max_batch_tokens=options.max_batch_tokens,
+    )
+    if options.trees < 0:
+        raise InputError(f"--trees must be 0 or more, got {options.trees}")
+    config = read_model_config(options.model)
+    out = Path(options.out) if options.out else default_out(options.model, options.keep)
+    timer = StageTimer(log)
+    with staged_folder(out, force=options.force) as staging:
+        with timer.stage("load model and data"):
+            loaded = load_model(options.model)
+            resolved = resolve_data(config, options.data, loaded.label2id, examples=options.examples, seed=options.seed)
+        report = _run_stages(options, loaded, resolved, staging, timer, log)
+        report["out"] = str(out)
+        write_json(report, staging / REPORT_FILE)
+        from evaluation.report import render_markdown
+
+        (staging / "report.md").write_text(render_markdown(report), encoding="utf-8")
+    return report
+
+
+def _run_stages(
+    options: PipelineOptions, loaded: LoadedModel, resolved: ResolvedData, staging: Path, timer: StageTimer, log: Log
+) -> dict[str, Any]:
+    from evaluation.encoded import encode_data
+    from evaluation.measure import evaluate_runners
+    from exporters.onnx_export import ONNX_FP32, ONNX_INT8, ONNX_OPTIMIZED
+    from exporters.runtime import OnnxRunner, TorchRunner
+    from exporters.verified import export_verified
+
+    calibration = resolved.calibration
+    with timer.stage(f"score heads ({len(calibration)} examples x {options.steps} steps)"):
+        importance = score_heads(
+            loaded,
+            calibration,
+            steps=options.steps,
+            rule=options.rule,
+            max_batch_tokens=options.max_batch_tokens,
+            seed=options.seed,
+            progress=options.progress,
+        )
+    with timer.stage("plan and prune"):
+        plan = plan_pruning(importance.scores, options.keep)
+        plan.save(staging / "prune_plan.json")
+        save_importance(importance, staging, plan)
+        original_parameters = count_parameters(loaded.model)
+        pruned = prune_model(load_model(options.model).model, plan)
+        save_pruned(pruned, loaded.tokenizer, staging / "pruned")
+    with timer.stage("export, optimise, quantise, parity"):
+        encoded = encode_data(loaded, resolved.evaluation, singles=options.latency_examples)
+        batches = parity_batches(encoded)
+        pruned_record = export_verified(
+            staging / "pruned", staging / "onnx", TorchRunner("pruned", pruned), batches, log=log
+        )
+        baseline_dir = staging / "_original_onnx"
+        original_record = export_verified(
+            options.model, baseline_dir, TorchRunner("original", loaded.model), batches, log=log
+        )
+    with timer.stage("evaluate accuracy and latency"):
+        original_sdpa = load_model(options.model, attn_implementation="sdpa").model
+        runners = [
+            TorchRunner("original/pytorch-fp32", original_sdpa),
+            OnnxRunner("original/onnx-fp32", baseline_dir / ONNX_FP32, threads=options.threads),
+            OnnxRunner("original/onnx-fp32-optimized", baseline_dir / ONNX_OPTIMIZED, threads=options.threads),
+            OnnxRunner("original/onnx-int8", baseline_dir / ONNX_INT8, threads=options.threads),
+            TorchRunner("pruned/pytorch-fp32", pruned),
+            OnnxRunner("pruned/onnx-fp32", staging / "onnx" / ONNX_FP32, threads=options.threads),
+            OnnxRunner("pruned/onnx-fp32-optimized", staging / "onnx" / ONNX_OPTIMIZED, threads=options.threads),
+            OnnxRunner("pruned/onnx-int8", staging / "onnx" / ONNX_INT8, threads=options.threads),
+        ]
+        results, predictions = evaluate_runners(
+            runners, encoded, threads=options.threads, num_labels=loaded.config.num_labels, progress=options.progress
+        )
+        del runners
+        import shutil
+
+        shutil.rmtree(baseline_dir)
+    with timer.stage(f"attribution trees ({min(options.trees, len(resolved.evaluation))} examples)"):
+        trees = write_trees(
+            loaded, resolved.evaluation, options.trees, staging / "trees", steps=options.steps, rule=options.rule
+        )
+
+    def ratio(numerator: str, denominator: str, key: str) -> float:
+        return results[numerator][key] / results[denominator][key]
+
+    return {
+        "kind": REPORT_KIND,
+        "schema": 1,
+        "model": loaded.path,
+        "options": {key: value for key, value in asdict(options).items() if key not in ("data", "progress")},
+        "data": {
+            "evaluation": resolved.evaluation.path,
+            "evaluation_rows": len(resolved.evaluation),
+            "evaluation_truncated": encoded.truncated,
+            "calibration": calibration.path,
+            "calibration_rows_in_file": resolved.calibration_rows,
+            "calibration_examples": len(calibration),
+            "calibration_truncated": count_truncated(
+                loaded,
+                [e.text for e in calibration.examples],
+                [e.text_pair or "" for e in calibration.examples] if calibration.text_pair_column else None,
+            ),
+            "calibration_shared_with_evaluation": resolved.shared,
+            "source": resolved.source,
+            "columns": {
+                "text": resolved.evaluation.text_column,
+                "text_pair": resolved.evaluation.text_pair_column,
+                "label": resolved.evaluation.label_column,
+            },
+        },
+        "importance": {key: value for key, value in importance.to_dict().items() if key != "scores"},
+        "heads": {
+            "total": plan.total_heads,
+            "kept": plan.kept_heads,
+            "kept_per_layer": heads_per_layer(pruned),
+            "pruned": {str(layer): heads for layer, heads in plan.pruned_heads.items()},
+            "empty_layers": [layer for layer, count in enumerate(heads_per_layer(pruned)) if count == 0],
+        },
+        "parameters": {"original": original_parameters, "pruned": count_parameters(pruned)},
+        "export": {"pruned": pruned_record.to_dict(), "original": original_record.to_dict()},
+        "results": results,
+        "ratios": {
+            "speedup_p50_pruned_int8_vs_original_pytorch_fp32": ratio(
+                "original/pytorch-fp32", "pruned/onnx-int8", "latency_p50_ms"
+            ),
+            "speedup_p50_pruned_int8_vs_original_int8": ratio(
+                "original/onnx-int8", "pruned/onnx-int8", "latency_p50_ms"
+            ),
+            "throughput_pruned_int8_vs_original_pytorch_fp32": ratio(
+                "pruned/onnx-int8", "original/pytorch-fp32", "throughput_per_s"
+            ),
+            "throughput_pruned_int8_vs_original_int8": ratio(
+                "pruned/onnx-int8", "original/onnx-int8", "throughput_per_s"
+            ),
+        },
+        "int8_agreement_with_fp32": {
+            model: float((predictions[f"{model}/onnx-int8"] == predictions[f"{model}/onnx-fp32"]).mean())
+            for model in ("original", "pruned")
+        },
+        "trees": trees,
+        "timings": [{"stage": name, "seconds": seconds} for name, seconds in timer.seconds.items()],
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "threads": options.threads,
+        },
+        "weights": {"file": loaded.weights_file, "stored_dtype": loaded.stored_dtype, "loaded_as": "float32"},
+        "versions": library_versions(),
+    }
