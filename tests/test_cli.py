@@ -1,0 +1,299 @@
+"""The command line end to end on a tiny model: outputs, stages, and one-line errors with exit codes."""
+
+import json
+
+import pytest
+
+from compressor.cli import main
+from compressor.errors import VerificationError
+from exporters.parity import ParityResult
+from tests.conftest import write_tsv
+
+
+def run(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(arg) for arg in argv])
+        raise SystemExit(0)
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+def pipeline_args(model, data, out, *extra):
+    return [
+        model,
+        "--keep",
+        "0.5",
+        "--data",
+        data,
+        "--calib",
+        data,
+        "--out",
+        out,
+        "--examples",
+        "6",
+        "--steps",
+        "3",
+        "--trees",
+        "2",
+        "--latency-examples",
+        "4",
+        "--quiet",
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tiny_model_dir, tiny_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "slim"
+    code = None
+    try:
+        main([str(arg) for arg in pipeline_args(tiny_model_dir, tiny_data, out)])
+    except SystemExit as exit_info:
+        code = exit_info.code
+    return code, out
+
+
+def test_pipeline_writes_every_artifact(pipeline_run):
+    code, out = pipeline_run
+    assert code in (None, 0)
+    for name in [
+        "importance.json",
+        "importance.png",
+        "prune_plan.json",
+        "report.json",
+        "report.md",
+        "pruned/config.json",
+        "pruned/model.safetensors",
+        "pruned/vocab.txt",
+        "onnx/model.onnx",
+        "onnx/model_optimized.onnx",
+        "onnx/model_quantized.onnx",
+        "onnx/config.json",
+        "onnx/export_record.json",
+        "trees/tree_001.json",
+        "trees/tree_001.svg",
+        "trees/tree_002.svg",
+    ]:
+        assert (out / name).is_file(), name
+    assert not (out / "_original_onnx").exists()
+    assert not list(out.parent.glob(".slim.partial-*"))
+
+
+def test_report_holds_the_figures(pipeline_run):
+    _, out = pipeline_run
+    report = json.loads((out / "report.json").read_text())
+    assert report["heads"]["kept"] == 4 and sum(report["heads"]["kept_per_layer"]) == 4
+    assert set(report["results"]) == {
+        f"{m}/{r}"
+        for m in ("original", "pruned")
+        for r in ("pytorch-fp32", "onnx-fp32", "onnx-fp32-optimized", "onnx-int8")
+    }
+    for row in report["results"].values():
+        assert 0 <= row["accuracy"] <= 1 and row["latency_p50_ms"] > 0 and row["throughput_per_s"] > 0
+    original, pruned = report["results"]["original/pytorch-fp32"], report["results"]["pruned/pytorch-fp32"]
+    assert report["results"]["pruned/onnx-fp32"]["accuracy"] == pruned["accuracy"]
+    assert report["results"]["original/onnx-fp32"]["accuracy"] == original["accuracy"]
+    assert report["data"]["calibration_shared_with_evaluation"] is True
+    assert "scoring and evaluation shared data" in (out / "report.md").read_text()
+    assert [t["stage"].split(" (")[0] for t in report["timings"]][:2] == ["load model and data", "score heads"]
+    assert report["parameters"]["pruned"]["attention"] < report["parameters"]["original"]["attention"]
+    importance = json.loads((out / "importance.json").read_text())
+    assert len(importance["scores"]) == 2 and len(importance["scores"][0]) == 4
+    assert importance["steps"] == 3 and importance["examples"] == 6 and importance["target"] == "gold"
+    tree = json.loads((out / "trees/tree_001.json").read_text())
+    assert tree["tokens"][0] == "[CLS]" and tree["meta"]["row"] == 1
+
+
+def test_stages_run_alone_and_chain(tiny_model_dir, tiny_data, tmp_path, capsys):
+    code, out, err = run(
+        ["score", tiny_model_dir, "--calib", tiny_data, "--out", tmp_path, "--examples", "4", "--steps", "2"], capsys
+    )
+    assert code == 0, err
+    code, out, err = run(
+        [
+            "prune",
+            tiny_model_dir,
+            "--importance",
+            tmp_path / "importance.json",
+            "--keep",
+            "0.25",
+            "--out",
+            tmp_path / "pruned",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert "kept 2/8 heads" in out
+    code, out, err = run(["export", tmp_path / "pruned", "--data", tiny_data, "--out", tmp_path / "onnx"], capsys)
+    assert code == 0, err
+    assert "parity max |diff|" in out
+    code, out, err = run(
+        [
+            "evaluate",
+            tiny_model_dir,
+            tmp_path / "pruned",
+            tmp_path / "onnx",
+            "--data",
+            tiny_data,
+            "--latency-examples",
+            "3",
+            "--out",
+            tmp_path / "eval.json",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    results = json.loads((tmp_path / "eval.json").read_text())["results"]
+    assert len(results) == 5
+    code, out, err = run(
+        ["tree", tiny_model_dir, "--data", tiny_data, "--out", tmp_path / "trees", "--trees", "1", "--steps", "2"],
+        capsys,
+    )
+    assert code == 0, err
+    assert (tmp_path / "trees/tree_001.svg").is_file()
+
+
+def test_parity_failure_exits_1_and_leaves_nothing(tiny_model_dir, tiny_data, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(
+        "exporters.verified.compare_logits",
+        lambda reference, candidate, batches, atol: ParityResult(candidate.name, reference.name, 0.5, atol, []),
+    )
+    code, _, err = run(pipeline_args(tiny_model_dir, tiny_data, tmp_path / "slim"), capsys)
+    assert code == VerificationError.exit_code == 1
+    assert err.strip().splitlines() == [
+        "error: parity gate failed: onnx-fp32 differs from pruned by 0.5 in the logits (allowed 0.0001)"
+    ]
+    assert list(tmp_path.iterdir()) == []
+
+
+def write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def config_folder(root, config):
+    return write(root / "m" / "config.json", json.dumps(config)).parent
+
+
+BAD_MODELS = {
+    "missing": (lambda root: root / "nope", "does not exist"),
+    "no config": (lambda root: write(root / "m" / "weights.txt", "x").parent, "has no config.json"),
+    "malformed config": (lambda root: write(root / "m" / "config.json", "{not json").parent, "is not valid JSON"),
+    "other architecture": (
+        lambda root: config_folder(root, {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}),
+        "supported: BertForSequenceClassification",
+    ),
+    "bare encoder": (
+        lambda root: config_folder(root, {"model_type": "bert", "architectures": ["BertModel"]}),
+        "holds BertModel, which is not supported",
+    ),
+    "custom code": (
+        lambda root: config_folder(root, {"model_type": "bert", "auto_map": {"x": "y"}}),
+        "custom code",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_MODELS))
+def test_bad_model_folders_give_one_line_and_exit_2(case, tmp_path, tiny_data, capsys):
+    make, message = BAD_MODELS[case]
+    code, _, err = run(pipeline_args(make(tmp_path), tiny_data, tmp_path / "out"), capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("keep", ["0", "1.5", "-0.2"])
+def test_keep_outside_zero_one_exits_2(keep, tiny_model_dir, tiny_data, tmp_path, capsys):
+    args = pipeline_args(tiny_model_dir, tiny_data, tmp_path / "out")
+    args[args.index("--keep") + 1] = keep
+    code, _, err = run(args, capsys)
+    assert code == 2 and "--keep must be in (0, 1]" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("option", ["--examples", "--steps", "--threads"])
+def test_counts_below_one_exit_2(option, tiny_model_dir, tiny_data, tmp_path, capsys):
+    code, _, err = run(pipeline_args(tiny_model_dir, tiny_data, tmp_path / "out", option, "0"), capsys)
+    assert code == 2 and f"{option} must be at least 1" in err
+
+
+def test_unknown_label_exits_2(tiny_model_dir, tmp_path, capsys):
+    data = write(tmp_path / "bad.tsv", "sentence\tlabel\nthe movie\tmaybe\n")
+    code, _, err = run(pipeline_args(tiny_model_dir, data, tmp_path / "out"), capsys)
+    assert code == 2 and "'maybe'" in err and "not one of the model's labels" in err
+
+
+def test_missing_data_file_exits_2(tiny_model_dir, tmp_path, capsys):
+    code, _, err = run(pipeline_args(tiny_model_dir, tmp_path / "none.tsv", tmp_path / "out"), capsys)
+    assert code == 2 and "none.tsv" in err
+
+
+def test_no_data_and_no_glue_dir_says_pass_data(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("GLUE_DIR", raising=False)
+    code, _, err = run([tiny_model_dir, "--keep", "0.5", "--out", tmp_path / "out"], capsys)
+    assert code == 2 and "pass --data" in err
+
+
+def test_task_data_found_through_glue_dir(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    (tmp_path / "glue" / "SST-2").mkdir(parents=True)
+    write_tsv(tmp_path / "glue" / "SST-2" / "dev.tsv")
+    write_tsv(tmp_path / "glue" / "SST-2" / "train.tsv")
+    monkeypatch.setenv("GLUE_DIR", str(tmp_path / "glue"))
+    code, _, err = run(
+        [
+            tiny_model_dir,
+            "--keep",
+            "0.75",
+            "--out",
+            tmp_path / "out",
+            "--examples",
+            "3",
+            "--steps",
+            "2",
+            "--trees",
+            "0",
+            "--latency-examples",
+            "2",
+            "--quiet",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["data"]["evaluation"].endswith("SST-2/dev.tsv")
+    assert report["data"]["calibration"].endswith("SST-2/train.tsv")
+    assert report["data"]["calibration_shared_with_evaluation"] is False
+
+
+def test_existing_output_is_refused_without_force(pipeline_run, tiny_model_dir, tiny_data, tmp_path, capsys):
+    foreign = tmp_path / "mine"
+    write(foreign / "precious.txt", "user data")
+    code, _, err = run(pipeline_args(tiny_model_dir, tiny_data, foreign), capsys)
+    assert code == 2 and "already exists; pass --force" in err
+    code, _, err = run(pipeline_args(tiny_model_dir, tiny_data, foreign, "--force"), capsys)
+    assert code == 2 and "was not written by attr-compress" in err
+    assert (foreign / "precious.txt").read_text() == "user data"
+
+
+def test_force_replaces_our_own_output(tiny_model_dir, tiny_data, tmp_path, capsys):
+    out = tmp_path / "slim"
+    assert run(pipeline_args(tiny_model_dir, tiny_data, out, "--trees", "0"), capsys)[0] == 0
+    write(out / "stale.txt", "old")
+    code, _, err = run(pipeline_args(tiny_model_dir, tiny_data, out, "--trees", "0", "--force"), capsys)
+    assert code == 0, err
+    assert not (out / "stale.txt").exists() and (out / "report.json").is_file()
+
+
+def test_help_lists_the_stages(capsys):
+    code, out, _ = run(["--help"], capsys)
+    assert code == 0
+    for command in ("score", "prune", "export", "evaluate", "tree"):
+        assert command in out
+
+
+def test_debug_shows_the_traceback(tmp_path, tiny_data, capsys):
+    code, _, err = run(["--debug", tmp_path / "nope", "--keep", "0.5", "--data", tiny_data], capsys)
+    assert code == 2 and "Traceback" in err
