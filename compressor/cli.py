@@ -356,7 +356,7 @@ def tree_command(
     rows = load_labelled_data(
         data, loaded.label2id, text_column=text_column, text_pair_column=text_pair_column, label_column=label_column
     )
-    names = write_trees(loaded, rows, trees, folder, steps=steps, rule="left")
+    names = write_trees(loaded, rows, trees, folder, steps=steps, rule="left", progress=True)
     click.echo(f"wrote {len(names)} trees to {folder}")
 
 

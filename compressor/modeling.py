@@ -84,6 +84,7 @@ def read_model_config(path: str | Path) -> dict[str, Any]:
 def load_model(path: str | Path, *, attn_implementation: str = "eager") -> LoadedModel:
     """Load a BERT classifier in fp32 eval mode; eager attention exposes the probabilities attribution needs."""
     import torch
+    from safetensors import SafetensorError
     from transformers import AutoTokenizer, BertForSequenceClassification
     from transformers.utils import logging as hf_logging
 
@@ -101,7 +102,7 @@ def load_model(path: str | Path, *, attn_implementation: str = "eager") -> Loade
             trust_remote_code=False,
             output_loading_info=True,
         )
-    except (OSError, ValueError, RuntimeError) as err:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputError(f"cannot load the weights in '{folder}' ({first_line}); re-save the model") from None
     finally:

@@ -46,10 +46,15 @@ def check_output_folder(out: Path, *, force: bool) -> None:
 def staged_folder(out: Path, *, force: bool) -> Iterator[Path]:
     """Yield a hidden temporary folder beside ``out``; rename it into place only if the block succeeds."""
     check_output_folder(out, force=force)
-    out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+    except OSError as err:
+        raise InputError(
+            f"cannot create the output folder beside '{out}' ({err.strerror}); pass another --out"
+        ) from None
     try:
         yield staging
         if out.exists():

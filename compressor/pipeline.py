@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -11,6 +12,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tqdm.auto import tqdm
 
 from compressor.artifacts import library_versions, write_json
 from compressor.data import LabelledData, find_glue_split, load_labelled_data
@@ -164,13 +167,14 @@ def save_importance(importance: HeadImportance, folder: Path, plan: PrunePlan | 
 
 
 def write_trees(
-    loaded: LoadedModel, data: LabelledData, count: int, folder: Path, *, steps: int, rule: str
+    loaded: LoadedModel, data: LabelledData, count: int, folder: Path, *, steps: int, rule: str, progress: bool = False
 ) -> list[str]:
     """The paper's attribution trees for the first ``count`` examples, F = predicted-class probability."""
     folder.mkdir(parents=True, exist_ok=True)
     names = []
     id2label = loaded.config.id2label
-    for index, example in enumerate(data.examples[:count]):
+    chosen = data.examples[:count]
+    for index, example in enumerate(tqdm(chosen, desc="trees", unit="ex", disable=not progress)):
         result = predicted_attribution(loaded, example, steps=steps, rule=rule)
         meta = {
             "row": example.row,
@@ -279,12 +283,16 @@ def _run_stages(
             runners, encoded, threads=options.threads, num_labels=loaded.config.num_labels, progress=options.progress
         )
         del runners
-        import shutil
-
         shutil.rmtree(baseline_dir)
     with timer.stage(f"attribution trees ({min(options.trees, len(resolved.evaluation))} examples)"):
         trees = write_trees(
-            loaded, resolved.evaluation, options.trees, staging / "trees", steps=options.steps, rule=options.rule
+            loaded,
+            resolved.evaluation,
+            options.trees,
+            staging / "trees",
+            steps=options.steps,
+            rule=options.rule,
+            progress=options.progress,
         )
 
     def ratio(numerator: str, denominator: str, key: str) -> float:

@@ -1,6 +1,7 @@
 """The command line end to end on a tiny model: outputs, stages, and one-line errors with exit codes."""
 
 import json
+import shutil
 
 import pytest
 
@@ -285,6 +286,17 @@ def test_force_replaces_our_own_output(tiny_model_dir, tiny_data, tmp_path, caps
     code, _, err = run(pipeline_args(tiny_model_dir, tiny_data, out, "--trees", "0", "--force"), capsys)
     assert code == 0, err
     assert not (out / "stale.txt").exists() and (out / "report.json").is_file()
+
+
+def test_default_out_is_next_to_the_model(tiny_model_dir, tiny_data, tmp_path, capsys):
+    model = tmp_path / "clf"
+    shutil.copytree(tiny_model_dir, model)
+    args = pipeline_args(model, tiny_data, "unused", "--trees", "0")
+    del args[args.index("--out") : args.index("--out") + 2]
+    code, out, err = run(args, capsys)
+    assert code == 0, err
+    assert (tmp_path / "clf-attr-keep0.5" / "report.json").is_file()
+    assert "clf-attr-keep0.5" in out
 
 
 def test_help_lists_the_stages(capsys):
