@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from compressor.artifacts import JsonArtifact
 from compressor.attribution import AttentionAttribution
 from compressor.data import Example, LabelledData
-from compressor.modeling import LoadedModel, encode
+from compressor.modeling import LoadedModel, encode, max_length, token_lengths
 
 
 @dataclass(frozen=True)
@@ -38,36 +38,22 @@ class HeadImportance(JsonArtifact):
         return np.asarray(self.scores, dtype=np.float64)
 
 
-def length_batches(
-    loaded: LoadedModel, examples: Sequence[Example], rows_per_batch_tokens: int
-) -> Iterator[list[Example]]:
-    """Group examples of similar length so padding stays small; each batch holds at most the token budget."""
-    lengths = [
-        len(ids)
-        for ids in loaded.tokenizer(
-            [e.text for e in examples],
-            [e.text_pair for e in examples] if any(e.text_pair is not None for e in examples) else None,
-            truncation=True,
-            max_length=loaded.config.max_position_embeddings,
-        )["input_ids"]
-    ]
+def length_batches(loaded: LoadedModel, examples: Sequence[Example], token_budget: int) -> Iterator[list[Example]]:
+    """Group examples of similar length so padding stays small; a batch holds at most ``token_budget`` tokens."""
+    limit = max_length(loaded)
+    lengths = [min(length, limit) for length in token_lengths(loaded, examples)]
     order = sorted(range(len(examples)), key=lambda i: (lengths[i], i))
     batch: list[Example] = []
     longest = 0
     for index in order:
         longest_if_added = max(longest, lengths[index])
-        if batch and longest_if_added * (len(batch) + 1) > rows_per_batch_tokens:
+        if batch and longest_if_added * (len(batch) + 1) > token_budget:
             yield batch
             batch, longest_if_added = [], lengths[index]
         batch.append(examples[index])
         longest = longest_if_added
     if batch:
         yield batch
-
-
-def encode_examples(loaded: LoadedModel, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
-    pairs = [e.text_pair or "" for e in examples] if any(e.text_pair is not None for e in examples) else None
-    return encode(loaded, [e.text for e in examples], pairs)
 
 
 def real_token_pairs(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -93,7 +79,7 @@ def score_heads(
     totals = np.zeros((num_layers, num_heads), dtype=np.float64)
     bar = tqdm(total=len(data), desc="attribution", unit="ex", disable=not progress)
     for batch in length_batches(loaded, data.examples, max(1, max_batch_tokens // steps)):
-        inputs = encode_examples(loaded, batch)
+        inputs = encode(loaded, batch)
         gold = torch.tensor([e.label for e in batch])
         pairs = real_token_pairs(inputs["attention_mask"])
         rows = max(1, max_batch_tokens // inputs["input_ids"].shape[1])
@@ -121,7 +107,7 @@ def predicted_attribution(
 ) -> dict[str, Any]:
     """All layers' attribution for one example with F = predicted-class probability (trees, heatmaps)."""
     engine = AttentionAttribution(loaded.model)
-    inputs = encode_examples(loaded, [example])
+    inputs = encode(loaded, [example])
     states, mask = engine.hidden_states(inputs)
     with torch.no_grad():
         probs = engine.probabilities(states[0], mask, 0)[0]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from compressor.data import Example
 from compressor.errors import InputError
 
 if TYPE_CHECKING:
@@ -137,19 +139,33 @@ def max_length(loaded: LoadedModel) -> int:
     return min(limit, tokenizer_limit) if tokenizer_limit and tokenizer_limit < 10**6 else limit
 
 
-def encode(loaded: LoadedModel, texts: list[str], pairs: list[str] | None = None) -> dict[str, Any]:
+def split_texts(examples: Sequence[Example]) -> tuple[list[str], list[str] | None]:
+    """Texts and, for pair tasks, second texts, as the tokenizer takes them."""
+    texts = [e.text for e in examples]
+    if not any(e.text_pair is not None for e in examples):
+        return texts, None
+    return texts, [e.text_pair or "" for e in examples]
+
+
+def encode(loaded: LoadedModel, examples: Sequence[Example], *, return_tensors: str = "pt") -> dict[str, Any]:
     """Tokenise a batch, padded to its longest member and truncated to the model's limit."""
+    texts, pairs = split_texts(examples)
     return loaded.tokenizer(
         texts,
         pairs,
         padding=True,
         truncation=True,
         max_length=max_length(loaded),
-        return_tensors="pt",
+        return_tensors=return_tensors,
     )
 
 
-def count_truncated(loaded: LoadedModel, texts: list[str], pairs: list[str] | None = None) -> int:
+def token_lengths(loaded: LoadedModel, examples: Sequence[Example]) -> list[int]:
+    """Untruncated token counts: for length bucketing and for counting inputs that get truncated."""
+    texts, pairs = split_texts(examples)
+    return [len(ids) for ids in loaded.tokenizer(texts, pairs, truncation=False)["input_ids"]]
+
+
+def count_truncated(loaded: LoadedModel, examples: Sequence[Example]) -> int:
     """How many inputs exceed the model's limit and so lose tokens (reported, never silent)."""
-    lengths = loaded.tokenizer(texts, pairs, truncation=False)["input_ids"]
-    return sum(len(ids) > max_length(loaded) for ids in lengths)
+    return sum(length > max_length(loaded) for length in token_lengths(loaded, examples))

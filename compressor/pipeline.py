@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import platform
 import shutil
@@ -255,8 +256,9 @@ def _run_stages(
         plan.save(staging / "prune_plan.json")
         save_importance(importance, staging, plan)
         original_parameters = count_parameters(loaded.model)
-        pruned = prune_model(load_model(options.model).model, plan)
-        save_pruned(pruned, loaded.tokenizer, staging / "pruned")
+        save_pruned(prune_model(copy.deepcopy(loaded.model), plan), loaded.tokenizer, staging / "pruned")
+        # What users get from the folder, with transformers' default (SDPA) attention like the original below.
+        pruned = load_model(staging / "pruned", attn_implementation="sdpa").model
     with timer.stage("export, optimise, quantise, parity"):
         encoded = encode_data(loaded, resolved.evaluation, singles=options.latency_examples)
         batches = parity_batches(encoded)
@@ -268,6 +270,7 @@ def _run_stages(
             options.model, baseline_dir, TorchRunner("original", loaded.model), batches, log=log
         )
     with timer.stage("evaluate accuracy and latency"):
+        # Timed with transformers' default SDPA attention, as users run it (scoring needs eager).
         original_sdpa = load_model(options.model, attn_implementation="sdpa").model
         runners = [
             TorchRunner("original/pytorch-fp32", original_sdpa),
@@ -310,11 +313,7 @@ def _run_stages(
             "calibration": calibration.path,
             "calibration_rows_in_file": resolved.calibration_rows,
             "calibration_examples": len(calibration),
-            "calibration_truncated": count_truncated(
-                loaded,
-                [e.text for e in calibration.examples],
-                [e.text_pair or "" for e in calibration.examples] if calibration.text_pair_column else None,
-            ),
+            "calibration_truncated": count_truncated(loaded, calibration.examples),
             "calibration_shared_with_evaluation": resolved.shared,
             "source": resolved.source,
             "columns": {
