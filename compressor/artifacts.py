@@ -12,6 +12,14 @@ from compressor.errors import InputError
 T = TypeVar("T", bound="JsonArtifact")
 
 
+def read_json(path: Path, remedy: str) -> Any:
+    """Parse a JSON file, or raise a one-line InputError ending in ``remedy``."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(f"'{path}' is not valid JSON ({err}); {remedy}") from None
+
+
 def write_json(data: Any, path: str | Path) -> None:
     """Deterministic JSON (sorted keys, fixed indent) so identical runs give identical bytes."""
     Path(path).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
@@ -43,10 +51,7 @@ class JsonArtifact:
         file = Path(path)
         if not file.is_file():
             raise InputError(f"'{file}' does not exist; run the stage that writes the {cls.kind} first")
-        try:
-            data = json.loads(file.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise InputError(f"'{file}' is not valid JSON ({err}); re-run the stage that writes it") from None
+        data = read_json(file, "re-run the stage that writes it")
         if not isinstance(data, dict):
             raise InputError(f"'{file}' is not a {cls.kind} file; re-run the stage that writes it")
         return cls.from_dict(data)

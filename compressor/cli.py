@@ -6,6 +6,7 @@ Each command parses options, calls a library function and prints; heavy imports 
 
 from __future__ import annotations
 
+import functools
 import signal
 import sys
 import traceback
@@ -43,7 +44,15 @@ def say(message: str) -> None:
 
 
 def data_options(command: Any) -> Any:
-    """Options shared by every command that reads labelled data."""
+    """Column options shared by every command that reads labelled data, passed on as one ``columns`` dict."""
+
+    @functools.wraps(command)
+    def with_columns(
+        *args: Any, text_column: str | None, text_pair_column: str | None, label_column: str | None, **kwargs: Any
+    ) -> Any:
+        columns = {"text_column": text_column, "text_pair_column": text_pair_column, "label_column": label_column}
+        return command(*args, columns=columns, **kwargs)
+
     for option in reversed(
         [
             click.option("--text-column", help="Column with the (first) text; detected for GLUE files."),
@@ -51,8 +60,8 @@ def data_options(command: Any) -> Any:
             click.option("--label-column", help="Column with the gold label."),
         ]
     ):
-        command = option(command)
-    return command
+        with_columns = option(with_columns)
+    return with_columns
 
 
 def scoring_options(command: Any) -> Any:
@@ -117,16 +126,14 @@ def run_command(
     model: str,
     data: str | None,
     calib: str | None,
-    text_column: str | None,
-    text_pair_column: str | None,
-    label_column: str | None,
+    columns: dict[str, str | None],
     quiet: bool,
     **options: Any,
 ) -> None:
     """Score, prune, export, evaluate and report (the whole pipeline)."""
     from compressor.pipeline import DataOptions, PipelineOptions, run_pipeline
 
-    data_source = DataOptions(data, calib, text_column, text_pair_column, label_column)
+    data_source = DataOptions(data, calib, **columns)
     report = run_pipeline(
         PipelineOptions(model=model, data=data_source, progress=not quiet, **options),
         log=say if not quiet else lambda message: None,
@@ -165,9 +172,7 @@ def score_command(
     model: str,
     calib: str,
     out: str,
-    text_column: str | None,
-    text_pair_column: str | None,
-    label_column: str | None,
+    columns: dict[str, str | None],
     examples: int,
     steps: int,
     rule: str,
@@ -185,9 +190,7 @@ def score_command(
     folder = Path(out)
     refuse_overwrite(folder / "importance.json", force)
     loaded = load_model(model)
-    data = load_labelled_data(
-        calib, loaded.label2id, text_column=text_column, text_pair_column=text_pair_column, label_column=label_column
-    ).sample(examples, seed)
+    data = load_labelled_data(calib, loaded.label2id, **columns).sample(examples, seed)
     importance = score_heads(
         loaded, data, steps=steps, rule=rule, seed=seed, max_batch_tokens=max_batch_tokens, progress=True
     )
@@ -238,9 +241,7 @@ def export_command(
     model: str,
     data: str,
     out: str,
-    text_column: str | None,
-    text_pair_column: str | None,
-    label_column: str | None,
+    columns: dict[str, str | None],
     force: bool,
 ) -> None:
     """Export to ONNX (fp32, optimised, int8) and check parity with PyTorch."""
@@ -254,9 +255,7 @@ def export_command(
     folder = Path(out)
     refuse_overwrite(folder / "model.onnx", force)
     loaded = load_model(model)
-    rows = load_labelled_data(
-        data, loaded.label2id, text_column=text_column, text_pair_column=text_pair_column, label_column=label_column
-    ).head(64)
+    rows = load_labelled_data(data, loaded.label2id, **columns).head(64)
     encoded = encode_data(loaded, rows, singles=1)
     record = export_verified(model, folder, TorchRunner("pytorch", loaded.model), parity_batches(encoded), log=say)
     worst = max(check["max_abs_diff"] for check in record.parity if check["passed"])
@@ -274,9 +273,7 @@ def evaluate_command(
     models: tuple[str, ...],
     data: str,
     out: str | None,
-    text_column: str | None,
-    text_pair_column: str | None,
-    label_column: str | None,
+    columns: dict[str, str | None],
     threads: int,
     latency_examples: int,
 ) -> None:
@@ -308,13 +305,7 @@ def evaluate_command(
             runners.append(TorchRunner(f"{folder.name}/pytorch-fp32", loaded.model))
     if tokenizer_source is None:
         raise InputError("evaluate needs at least one Hugging Face model folder (for its tokenizer and labels)")
-    rows = load_labelled_data(
-        data,
-        tokenizer_source.label2id,
-        text_column=text_column,
-        text_pair_column=text_pair_column,
-        label_column=label_column,
-    )
+    rows = load_labelled_data(data, tokenizer_source.label2id, **columns)
     encoded = encode_data(tokenizer_source, rows, singles=latency_examples)
     results, _ = evaluate_runners(
         runners, encoded, threads=threads, num_labels=tokenizer_source.config.num_labels, progress=True
@@ -336,9 +327,7 @@ def tree_command(
     model: str,
     data: str,
     out: str,
-    text_column: str | None,
-    text_pair_column: str | None,
-    label_column: str | None,
+    columns: dict[str, str | None],
     trees: int,
     steps: int,
     force: bool,
@@ -353,9 +342,7 @@ def tree_command(
     if folder.exists() and any(folder.iterdir()) and not force:
         raise InputError(f"'{folder}' already exists and is not empty; pass --force or choose another --out")
     loaded = load_model(model)
-    rows = load_labelled_data(
-        data, loaded.label2id, text_column=text_column, text_pair_column=text_pair_column, label_column=label_column
-    )
+    rows = load_labelled_data(data, loaded.label2id, **columns)
     names = write_trees(loaded, rows, trees, folder, steps=steps, rule="left", progress=True)
     click.echo(f"wrote {len(names)} trees to {folder}")
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from compressor.artifacts import read_json
 from compressor.data import Example
 from compressor.errors import InputError
 
@@ -54,10 +54,7 @@ def read_model_config(path: str | Path) -> dict[str, Any]:
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise InputError(f"'{folder}' has no config.json; pass a Hugging Face model folder (save_pretrained output)")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"'{config_path}' is not valid JSON ({err}); repair or re-save the model") from None
+    config = read_json(config_path, "repair or re-save the model")
     if not isinstance(config, dict):
         raise InputError(f"'{config_path}' must hold a JSON object; repair or re-save the model")
     if config.get("auto_map"):
