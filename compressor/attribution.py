@@ -48,11 +48,17 @@ class AttentionAttribution:
     at the attention dropout module, which only the eager path calls.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, head_mask: torch.Tensor | None = None) -> None:
+        """``head_mask`` ([layers, heads], 1 keeps, 0 masks) scores a partly pruned model (iterative ranking)."""
         if getattr(model.config, "_attn_implementation", "eager") != "eager":
             raise ValueError("AttentionAttribution needs a model loaded with attn_implementation='eager'")
         self.model = model
         self.layers = model.bert.encoder.layer
+        self.head_mask = head_mask
+
+    def _run_layer(self, index: int, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        head_mask = None if self.head_mask is None else self.head_mask[index].view(1, -1, 1, 1).to(hidden.dtype)
+        return self.layers[index](hidden, attention_mask=mask, head_mask=head_mask)[0]
 
     def hidden_states(self, inputs: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Input of every layer (plus the final output) and the additive attention mask, without gradients."""
@@ -62,15 +68,15 @@ class AttentionAttribution:
             )
             mask = self.model.get_extended_attention_mask(inputs["attention_mask"], inputs["input_ids"].shape)
             states = [hidden]
-            for layer in self.layers:
-                hidden = layer(hidden, attention_mask=mask)[0]
+            for index in range(len(self.layers)):
+                hidden = self._run_layer(index, hidden, mask)
                 states.append(hidden)
         return states, mask
 
     def probabilities(self, hidden: torch.Tensor, mask: torch.Tensor, start: int) -> torch.Tensor:
         """Class probabilities from the input of layer ``start`` upwards."""
-        for layer in self.layers[start:]:
-            hidden = layer(hidden, attention_mask=mask)[0]
+        for index in range(start, len(self.layers)):
+            hidden = self._run_layer(index, hidden, mask)
         logits = self.model.classifier(self.model.dropout(self.model.bert.pooler(hidden)))
         return torch.softmax(logits, dim=-1)
 

@@ -17,6 +17,8 @@ import click
 
 from compressor.errors import AttrCompressError, InputError
 
+# The names of compressor.ranking.RANKERS, listed here so `--help` does not import torch (a test checks).
+METHODS = ("attattr", "attattr-paper", "attention", "taylor", "random")
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 
@@ -67,6 +69,14 @@ def data_options(command: Any) -> Any:
 def scoring_options(command: Any) -> Any:
     for option in reversed(
         [
+            click.option(
+                "--method",
+                type=click.Choice(METHODS),
+                default="attattr",
+                show_default=True,
+                help="Head ranking: attattr (best attribution ranking), attattr-paper (as published), "
+                "attention, taylor (Michel et al. 2019) or random.",
+            ),
             click.option(
                 "--examples", default=200, show_default=True, help="Calibration examples used to score heads."
             ),
@@ -120,6 +130,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--threads", default=1, show_default=True, help="Threads for latency measurement.")
 @click.option("--trees", default=5, show_default=True, help="Attribution trees for the first N evaluation examples.")
 @click.option("--latency-examples", default=200, show_default=True, help="Examples timed at batch 1.")
+@click.option("--compare", is_flag=True, help="Also rank by attention, random and taylor; report their accuracy.")
 @click.option("--force", is_flag=True, help="Replace an existing output folder written by attr-compress.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def run_command(
@@ -173,6 +184,7 @@ def score_command(
     calib: str,
     out: str,
     columns: dict[str, str | None],
+    method: str,
     examples: int,
     steps: int,
     rule: str,
@@ -180,20 +192,21 @@ def score_command(
     max_batch_tokens: int,
     force: bool,
 ) -> None:
-    """Score every head by attention attribution: writes importance.json and importance.png."""
+    """Score every head (attention attribution by default): writes importance.json and importance.png."""
     from compressor.data import load_labelled_data
-    from compressor.importance import score_heads
     from compressor.modeling import load_model
     from compressor.pipeline import check_counts, save_importance
+    from compressor.ranking import make_ranker
 
     check_counts(examples=examples, steps=steps, max_batch_tokens=max_batch_tokens)
     folder = Path(out)
     refuse_overwrite(folder / "importance.json", force)
     loaded = load_model(model)
     data = load_labelled_data(calib, loaded.label2id, **columns).sample(examples, seed)
-    importance = score_heads(
-        loaded, data, steps=steps, rule=rule, seed=seed, max_batch_tokens=max_batch_tokens, progress=True
+    ranker = make_ranker(
+        method, loaded, steps=steps, rule=rule, seed=seed, max_batch_tokens=max_batch_tokens, progress=True
     )
+    importance = ranker.rank(data)
     folder.mkdir(parents=True, exist_ok=True)
     save_importance(importance, folder)
     click.echo(f"wrote {folder / 'importance.json'} and importance.png ({len(data)} examples)")
@@ -219,7 +232,7 @@ def prune_command(model: str, importance_path: str, keep: float, out: str, force
 
     check_keep(keep)
     importance = HeadImportance.load(importance_path)
-    plan = plan_pruning(importance.scores, keep)
+    plan = plan_pruning(importance.scores, keep, importance.order)
     folder = Path(out)
     refuse_overwrite(folder / "config.json", force)
     loaded = load_model(model)
@@ -313,6 +326,104 @@ def evaluate_command(
     if out:
         write_json({"kind": "evaluation", "schema": 1, "data": data, "results": results}, out)
     click.echo("\n".join(results_table(results, reference=runners[0].name)))
+
+
+def float_list(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[float, ...]:
+    try:
+        keeps = tuple(float(item) for item in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"'{value}' is not a comma-separated list of numbers, e.g. 0.9,0.5,0.1") from None
+    if not all(0 < keep <= 1 for keep in keeps):
+        raise click.BadParameter(f"every keep level must be in (0, 1], got {value}")
+    return keeps
+
+
+def method_list(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[str, ...]:
+    methods = tuple(item.strip() for item in value.split(",") if item.strip())
+    unknown = [method for method in methods if method not in METHODS]
+    if unknown or not methods:
+        raise click.BadParameter(f"unknown method(s) {unknown or value!r}; choose from {', '.join(METHODS)}")
+    return methods
+
+
+@cli.command("sweep")
+@model_argument
+@click.option("--data", type=click.Path(path_type=str), required=True, help="Labelled evaluation set.")
+@click.option("--calib", type=click.Path(path_type=str), required=True, help="Examples to score heads on.")
+@click.option("--out", type=click.Path(path_type=str), required=True, help="Output folder for the sweep.")
+@data_options
+@click.option(
+    "--methods",
+    default=",".join(("attattr", "attattr-paper", "taylor", "attention", "random")),
+    show_default=True,
+    callback=method_list,
+    help="Comma-separated ranking methods.",
+)
+@click.option(
+    "--keeps",
+    default="0.9,0.8,0.7,0.6,0.5,0.4,0.3,0.2,0.1",
+    show_default=True,
+    callback=float_list,
+    help="Comma-separated keep levels.",
+)
+@click.option(
+    "--latency-method",
+    default="attattr",
+    show_default=True,
+    help="Method whose keep levels are exported and timed as ONNX int8 ('none' to skip).",
+)
+@click.option("--examples", default=200, show_default=True, help="Calibration examples used to score heads.")
+@click.option("--steps", default=20, show_default=True, help="Integration steps m per layer.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the calibration sample.")
+@click.option("--threads", default=1, show_default=True, help="Threads for latency measurement.")
+@click.option("--latency-examples", default=200, show_default=True, help="Examples timed at batch 1.")
+@click.option("--force", is_flag=True, help="Replace an existing sweep folder written by attr-compress.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def sweep_command(
+    model: str,
+    data: str,
+    calib: str,
+    out: str,
+    columns: dict[str, str | None],
+    methods: tuple[str, ...],
+    keeps: tuple[float, ...],
+    latency_method: str,
+    examples: int,
+    steps: int,
+    seed: int,
+    threads: int,
+    latency_examples: int,
+    force: bool,
+    quiet: bool,
+) -> None:
+    """Accuracy of every ranking method at every keep level, and the accuracy/latency frontier."""
+    from compressor.pipeline import run_sweep_command
+
+    latency = None if latency_method == "none" else latency_method
+    if latency is not None and latency not in methods:
+        raise InputError(f"--latency-method {latency} is not among --methods {','.join(methods)}; add it or pass none")
+    sweep = run_sweep_command(
+        model,
+        data,
+        calib,
+        Path(out),
+        columns,
+        methods=methods,
+        keeps=keeps,
+        latency_method=latency,
+        examples=examples,
+        steps=steps,
+        seed=seed,
+        threads=threads,
+        latency_examples=latency_examples,
+        force=force,
+        progress=not quiet,
+        log=(lambda message: None) if quiet else say,
+    )
+    from evaluation.sweep import sweep_markdown
+
+    click.echo(sweep_markdown(sweep))
+    click.echo(f"wrote {out} (sweep.json, sweep.md, sweep_accuracy.png, sweep_frontier.png)")
 
 
 @cli.command("tree")

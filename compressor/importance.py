@@ -12,13 +12,17 @@ from tqdm.auto import tqdm
 
 from compressor.artifacts import JsonArtifact
 from compressor.attribution import AttentionAttribution
-from compressor.data import Example, LabelledData
+from compressor.data import Example
 from compressor.modeling import LoadedModel, encode, max_length, token_lengths
 
 
 @dataclass(frozen=True)
 class HeadImportance(JsonArtifact):
-    """I_h per head ([layer][head]); higher means more important. Persisted as ``importance.json``."""
+    """I_h per head ([layer][head]); higher means more important. Persisted as ``importance.json``.
+
+    ``order`` (iterative methods only) is the pruning order as [layer, head] pairs, first pruned first;
+    every keep level is then a prefix of it.
+    """
 
     kind = "head-importance"
 
@@ -32,6 +36,7 @@ class HeadImportance(JsonArtifact):
     seed: int
     calibration: str
     model: str
+    order: list[list[int]] | None = None
 
     @property
     def array(self) -> np.ndarray:
@@ -62,44 +67,50 @@ def real_token_pairs(attention_mask: torch.Tensor) -> torch.Tensor:
     return (real[:, :, None] & real[:, None, :])[:, None]
 
 
-def score_heads(
+AGGREGATIONS = ("max", "absmax", "sum", "abssum")
+
+
+def attribution_statistics(
     loaded: LoadedModel,
-    data: LabelledData,
+    examples: Sequence[Example],
     *,
+    target: str = "gold",
     steps: int = 20,
     rule: str = "left",
     max_batch_tokens: int = 16384,
-    seed: int = 0,
+    head_mask: torch.Tensor | None = None,
     progress: bool = False,
-) -> HeadImportance:
-    """I_h = mean over examples of max_{i,j} Attr_h (signed, real tokens), F = gold-label probability."""
-    engine = AttentionAttribution(loaded.model)
-    num_layers = len(engine.layers)
-    num_heads = loaded.config.num_attention_heads
-    totals = np.zeros((num_layers, num_heads), dtype=np.float64)
-    bar = tqdm(total=len(data), desc="attribution", unit="ex", disable=not progress)
-    for batch in length_batches(loaded, data.examples, max(1, max_batch_tokens // steps)):
+) -> dict[str, np.ndarray]:
+    """Per example and head, reductions of the attribution matrix over real tokens: [examples, layers, heads].
+
+    ``max`` is the paper's signed max; ``absmax``, ``sum`` and ``abssum`` are the alternatives rankings try.
+    ``target`` is "gold" (F = probability of the gold label, as for pruning) or "predicted".
+    """
+    engine = AttentionAttribution(loaded.model, head_mask=head_mask)
+    shape = (len(examples), len(engine.layers), loaded.config.num_attention_heads)
+    stats = {name: np.zeros(shape, dtype=np.float64) for name in AGGREGATIONS}
+    position = {id(example): index for index, example in enumerate(examples)}
+    bar = tqdm(total=len(examples), desc="attribution", unit="ex", disable=not progress)
+    for batch in length_batches(loaded, examples, max(1, max_batch_tokens // steps)):
         inputs = encode(loaded, batch)
-        gold = torch.tensor([e.label for e in batch])
+        if target == "gold":
+            labels = torch.tensor([e.label for e in batch])
+        else:
+            states, mask = engine.hidden_states(inputs)
+            labels = engine.probabilities(states[0], mask, 0).argmax(-1)
         pairs = real_token_pairs(inputs["attention_mask"])
-        rows = max(1, max_batch_tokens // inputs["input_ids"].shape[1])
-        for result in engine.attribute(inputs, gold, steps=steps, rule=rule, internal_batch_size=rows):
-            masked = result.scores.masked_fill(~pairs, float("-inf"))
-            totals[result.layer] += masked.amax(dim=(-2, -1)).sum(dim=0).double().numpy()
+        rows = [position[id(example)] for example in batch]
+        chunk = max(1, max_batch_tokens // inputs["input_ids"].shape[1])
+        for result in engine.attribute(inputs, labels, steps=steps, rule=rule, internal_batch_size=chunk):
+            scores = result.scores.double()
+            real = scores.masked_fill(~pairs, 0.0)
+            stats["max"][rows, result.layer] = scores.masked_fill(~pairs, float("-inf")).amax(dim=(-2, -1)).numpy()
+            stats["absmax"][rows, result.layer] = real.abs().amax(dim=(-2, -1)).numpy()
+            stats["sum"][rows, result.layer] = real.sum(dim=(-2, -1)).numpy()
+            stats["abssum"][rows, result.layer] = real.abs().sum(dim=(-2, -1)).numpy()
         bar.update(len(batch))
     bar.close()
-    return HeadImportance(
-        scores=(totals / len(data)).tolist(),
-        method="attattr-paper",
-        target="gold",
-        aggregation="mean over examples of the signed max of Attr_h over real tokens",
-        steps=steps,
-        rule=rule,
-        examples=len(data),
-        seed=seed,
-        calibration=data.path,
-        model=loaded.path,
-    )
+    return stats
 
 
 def predicted_attribution(

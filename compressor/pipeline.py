@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from compressor.artifacts import library_versions, write_json
 from compressor.data import LabelledData, find_glue_split, load_labelled_data
 from compressor.errors import InputError
-from compressor.importance import HeadImportance, predicted_attribution, score_heads
+from compressor.importance import HeadImportance, predicted_attribution
 from compressor.modeling import LoadedModel, count_truncated, load_model, read_model_config
 from compressor.outputs import REPORT_FILE, REPORT_KIND, staged_folder
 from compressor.plots import plot_head_importance
@@ -32,6 +32,7 @@ from compressor.pruning import (
     prune_model,
     save_pruned,
 )
+from compressor.ranking import make_ranker
 from compressor.trees import build_tree, render_tree_svg
 
 Log = Callable[[str], None]
@@ -56,6 +57,8 @@ class PipelineOptions:
     keep: float
     out: str | None = None
     data: DataOptions = field(default_factory=DataOptions)
+    method: str = "attattr"
+    compare: bool = False
     examples: int = 200
     steps: int = 20
     rule: str = "left"
@@ -242,17 +245,17 @@ def _run_stages(
 
     calibration = resolved.calibration
     with timer.stage(f"score heads ({len(calibration)} examples x {options.steps} steps)"):
-        importance = score_heads(
+        importance = make_ranker(
+            options.method,
             loaded,
-            calibration,
             steps=options.steps,
             rule=options.rule,
             max_batch_tokens=options.max_batch_tokens,
             seed=options.seed,
             progress=options.progress,
-        )
+        ).rank(calibration)
     with timer.stage("plan and prune"):
-        plan = plan_pruning(importance.scores, options.keep)
+        plan = plan_pruning(importance.scores, options.keep, importance.order)
         plan.save(staging / "prune_plan.json")
         save_importance(importance, staging, plan)
         original_parameters = count_parameters(loaded.model)
@@ -287,6 +290,21 @@ def _run_stages(
         )
         del runners
         shutil.rmtree(baseline_dir)
+    why: dict[str, Any] = {"pruned_per_layer": [len(row) - sum(row) for row in plan.head_mask]}
+    if options.compare:
+        with timer.stage("compare with other rankings"):
+            from evaluation.sweep import SweepOptions, why_these_heads
+
+            compare = SweepOptions(
+                methods=("attention", "random", "taylor"),
+                random_seeds=(0, 1, 2),
+                steps=options.steps,
+                rule=options.rule,
+                seed=options.seed,
+                max_batch_tokens=options.max_batch_tokens,
+                progress=options.progress,
+            )
+            why["comparison"] = why_these_heads(loaded, calibration, encoded, importance, options.keep, compare, log)
     with timer.stage(f"attribution trees ({min(options.trees, len(resolved.evaluation))} examples)"):
         trees = write_trees(
             loaded,
@@ -330,6 +348,7 @@ def _run_stages(
             "pruned": {str(layer): heads for layer, heads in plan.pruned_heads.items()},
             "empty_layers": [layer for layer, count in enumerate(heads_per_layer(pruned)) if count == 0],
         },
+        "why": why,
         "parameters": {"original": original_parameters, "pruned": count_parameters(pruned)},
         "export": {"pruned": pruned_record.to_dict(), "original": original_record.to_dict()},
         "results": results,
@@ -362,3 +381,41 @@ def _run_stages(
         "weights": {"file": loaded.weights_file, "stored_dtype": loaded.stored_dtype, "loaded_as": "float32"},
         "versions": library_versions(),
     }
+
+
+def run_sweep_command(
+    model: str,
+    data: str,
+    calib: str,
+    out: Path,
+    columns: dict[str, str | None],
+    *,
+    examples: int,
+    force: bool,
+    log: Log,
+    **options: Any,
+) -> dict[str, Any]:
+    """`attr-compress sweep`: load, score every method once, measure every keep level, write the outputs."""
+    from evaluation.sweep import SweepOptions, plot_sweep_accuracy, plot_sweep_frontier, run_sweep, sweep_markdown
+
+    check_counts(
+        examples=examples,
+        steps=options["steps"],
+        threads=options["threads"],
+        latency_examples=options["latency_examples"],
+    )
+    read_model_config(model)
+    with staged_folder(out, force=force) as staging:
+        loaded = load_model(model)
+        evaluation = load_labelled_data(data, loaded.label2id, **columns)
+        calibration = load_labelled_data(calib, loaded.label2id, **columns).sample(examples, options["seed"])
+        sweep = run_sweep(loaded, evaluation, calibration, SweepOptions(**options), log)
+        write_json(sweep, staging / "sweep.json")
+        (staging / "sweep.md").write_text(sweep_markdown(sweep), encoding="utf-8")
+        plot_sweep_accuracy(sweep, staging / "sweep_accuracy.png")
+        if sweep["latency"]:
+            plot_sweep_frontier(sweep, staging / "sweep_frontier.png")
+        write_json(
+            {"kind": REPORT_KIND, "schema": 1, "contents": "sweep", "sweep": "sweep.json"}, staging / REPORT_FILE
+        )
+    return sweep

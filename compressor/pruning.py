@@ -53,8 +53,14 @@ def check_keep(keep: float) -> None:
         raise InputError(f"--keep must be in (0, 1] (the fraction of heads kept), got {keep}")
 
 
-def plan_pruning(scores: np.ndarray | list[list[float]], keep: float) -> PrunePlan:
-    """Keep the round(keep * total) highest-scoring heads over the whole model; ties break by position."""
+def plan_pruning(
+    scores: np.ndarray | list[list[float]], keep: float, order: list[list[int]] | None = None
+) -> PrunePlan:
+    """Keep the round(keep * total) highest-scoring heads over the whole model; ties break by position.
+
+    An explicit pruning ``order`` ([layer, head] pairs, first pruned first; iterative methods) overrides the
+    ranking by score.
+    """
     check_keep(keep)
     array = np.asarray(scores, dtype=np.float64)
     if array.ndim != 2 or array.size == 0:
@@ -64,10 +70,15 @@ def plan_pruning(scores: np.ndarray | list[list[float]], keep: float) -> PrunePl
     total = array.size
     kept = max(1, int(round(keep * total)))
     flat = array.ravel()
-    ascending = sorted(range(total), key=lambda i: (flat[i], i))
+    heads = array.shape[1]
+    if order is not None:
+        ascending = [layer * heads + head for layer, head in order]
+        if sorted(ascending) != list(range(total)):
+            raise InputError("the pruning order does not list every head once; re-run `attr-compress score`")
+    else:
+        ascending = sorted(range(total), key=lambda i: (flat[i], i))
     mask = np.ones(total, dtype=int)
     mask[ascending[: total - kept]] = 0
-    heads = array.shape[1]
     return PrunePlan(
         keep=keep,
         total_heads=total,

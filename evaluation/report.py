@@ -34,6 +34,34 @@ def results_table(results: dict[str, dict[str, Any]], *, reference: str = "origi
     return lines
 
 
+def why_section(report: dict[str, Any]) -> list[str]:
+    """Which layers lost most heads and, with --compare, how other rankings would have done."""
+    why = report["why"]
+    heads = report["heads"]["total"] // len(why["pruned_per_layer"])
+    ranked = sorted(range(len(why["pruned_per_layer"])), key=lambda layer: -why["pruned_per_layer"][layer])
+    lines = [
+        "## Why these heads",
+        "",
+        "Layers that lost most heads: "
+        + ", ".join(f"layer {layer + 1} ({why['pruned_per_layer'][layer]} of {heads})" for layer in ranked[:3])
+        + ".",
+        "",
+    ]
+    if "comparison" in why:
+        method = report["importance"]["method"]
+        lines += [
+            f"The same keep level ({report['options']['keep']:g}) with other rankings (PyTorch, heads masked, "
+            "no re-training; random is the mean of 3 seeds):",
+            "",
+            f"| ranking | Spearman with {method} | accuracy |",
+            "|---|---|---|",
+        ]
+        for name, row in why["comparison"].items():
+            lines.append(f"| {name} | {row['spearman_with_chosen']:.3f} | {row['accuracy']:.4f} |")
+        lines.append("")
+    return lines
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     data, heads, options = report["data"], report["heads"], report["options"]
     importance = report["importance"]
@@ -72,6 +100,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             "(stored as one silent, all-zero head so plain transformers can load the model).",
             "",
         ]
+    lines += why_section(report)
     lines += [
         f"Parameters: {params['original']['total']:,} -> {params['pruned']['total']:,} "
         f"(attention: {params['original']['attention']:,} -> {params['pruned']['attention']:,}).",

@@ -43,6 +43,7 @@ def export_verified(
     *,
     atol: float = 1e-4,
     per_channel: bool = True,
+    optimize: bool = True,
     log: Callable[[str], None] = lambda message: None,
 ) -> ExportRecord:
     """model.onnx (plain export), model_optimized.onnx and model_quantized.onnx in ``onnx_dir``.
@@ -56,6 +57,39 @@ def export_verified(
     fp32 = OnnxRunner("onnx-fp32", fp32_path)
     parity = [require_parity(compare_logits(reference, fp32, batches, atol=atol)).to_dict()]
 
+    files = {"fp32": fp32_path.name}
+    optimization: dict[str, Any] = {"skipped": True}
+    if optimize:
+        files["fp32_optimized"], optimization = _optimize_with_parity(onnx_dir, reference, batches, atol, parity, log)
+
+    log("quantising to int8")
+    int8_path, quantization = quantize_dynamic(onnx_dir, per_channel=per_channel, source=ONNX_FP32)
+    files["int8"] = int8_path.name
+    agreement = prediction_agreement(fp32, OnnxRunner("onnx-int8", int8_path), batches)
+    if not np.isfinite(agreement):
+        raise VerificationError("int8 agreement could not be measured: no parity batches were given")
+    record = ExportRecord(
+        source=str(model_dir),
+        files=files,
+        parity=parity,
+        optimization=optimization,
+        quantization=quantization,
+        int8_agreement=agreement,
+        versions=library_versions(),
+    )
+    record.save(onnx_dir / EXPORT_RECORD)
+    return record
+
+
+def _optimize_with_parity(
+    onnx_dir: Path,
+    reference: Runner,
+    batches: Sequence[dict[str, np.ndarray]],
+    atol: float,
+    parity: list[dict[str, Any]],
+    log: Callable[[str], None],
+) -> tuple[str, dict[str, Any]]:
+    """model_optimized.onnx, checked; rebuilt without attention fusion if the fused graph breaks parity."""
     log("optimising the ONNX graph")
     optimized_path, optimization = optimize_onnx(onnx_dir)
     result = compare_logits(reference, OnnxRunner("onnx-fp32-optimized", optimized_path), batches, atol=atol)
@@ -67,20 +101,4 @@ def export_verified(
         result = compare_logits(reference, OnnxRunner("onnx-fp32-optimized", optimized_path), batches, atol=atol)
         parity.append(result.to_dict())
         require_parity(result)
-
-    log("quantising to int8")
-    int8_path, quantization = quantize_dynamic(onnx_dir, per_channel=per_channel, source=ONNX_FP32)
-    agreement = prediction_agreement(fp32, OnnxRunner("onnx-int8", int8_path), batches)
-    if not np.isfinite(agreement):
-        raise VerificationError("int8 agreement could not be measured: no parity batches were given")
-    record = ExportRecord(
-        source=str(model_dir),
-        files={"fp32": fp32_path.name, "fp32_optimized": optimized_path.name, "int8": int8_path.name},
-        parity=parity,
-        optimization=optimization,
-        quantization=quantization,
-        int8_agreement=agreement,
-        versions=library_versions(),
-    )
-    record.save(onnx_dir / EXPORT_RECORD)
-    return record
+    return optimized_path.name, optimization

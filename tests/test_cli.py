@@ -48,7 +48,7 @@ def pipeline_run(tiny_model_dir, tiny_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "slim"
     code = None
     try:
-        main([str(arg) for arg in pipeline_args(tiny_model_dir, tiny_data, out)])
+        main([str(arg) for arg in pipeline_args(tiny_model_dir, tiny_data, out, "--compare")])
     except SystemExit as exit_info:
         code = exit_info.code
     return code, out
@@ -98,6 +98,11 @@ def test_report_holds_the_figures(pipeline_run):
     assert "scoring and evaluation shared data" in (out / "report.md").read_text()
     assert [t["stage"].split(" (")[0] for t in report["timings"]][:2] == ["load model and data", "score heads"]
     assert report["parameters"]["pruned"]["attention"] < report["parameters"]["original"]["attention"]
+    comparison = report["why"]["comparison"]
+    assert set(comparison) == {"attattr", "attention", "random", "taylor"}
+    assert comparison["attattr"]["accuracy"] == pruned["accuracy"]  # masking == the exported pruning
+    assert comparison["attattr"]["spearman_with_chosen"] == pytest.approx(1.0)
+    assert "## Why these heads" in (out / "report.md").read_text()
     importance = json.loads((out / "importance.json").read_text())
     assert len(importance["scores"]) == 2 and len(importance["scores"][0]) == 4
     assert importance["steps"] == 3 and importance["examples"] == 6 and importance["target"] == "gold"

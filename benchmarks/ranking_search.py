@@ -1,0 +1,77 @@
+"""Which attribution-based head ranking prunes best? Chosen on calibration data only (never the dev set).
+
+Scores heads on calibration set A (SST-2 train sample), measures accuracy with the lowest heads masked on a
+disjoint held-out set B (also SST-2 train) for keep 0.9 ... 0.1, and prints each candidate's curve, its mean,
+and its margin against Taylor. Usage: python benchmarks/ranking_search.py [--examples 200] [--holdout 600]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from compressor.data import load_labelled_data
+from compressor.importance import attribution_statistics
+from compressor.modeling import load_model
+from compressor.pruning import plan_pruning
+from compressor.ranking import Taylor
+from evaluation.encoded import encode_data
+from evaluation.masked import masked_metrics
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+KEEPS = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]
+
+
+def layer_normalised(scores: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(scores, axis=1, keepdims=True)
+    return scores / np.where(norms > 0, norms, 1.0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--examples", type=int, default=200)
+    parser.add_argument("--holdout", type=int, default=600)
+    parser.add_argument("--out", default="ranking_search.json")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    loaded = load_model(SHARED / "models/minilm-l6-sst2")
+    train = load_labelled_data(SHARED / "data/glue/SST-2/train.tsv", loaded.label2id)
+    calibration = train.sample(args.examples, 0)
+    chosen = {e.row for e in calibration.examples}
+    rest = type(train)(**{**train.__dict__, "examples": tuple(e for e in train.examples if e.row not in chosen)})
+    holdout = rest.sample(args.holdout, 1)
+    encoded = encode_data(loaded, holdout, singles=0)
+
+    candidates: dict[str, np.ndarray] = {}
+    costs: dict[str, float] = {}
+    for target in ("gold", "predicted"):
+        started = time.perf_counter()
+        stats = attribution_statistics(loaded, calibration.examples, target=target, progress=True)
+        costs[f"attribution-{target}"] = time.perf_counter() - started
+        for name, values in stats.items():
+            candidates[f"{target}/{name}"] = values.mean(axis=0)
+            candidates[f"{target}/{name}/layer-l2"] = layer_normalised(values.mean(axis=0))
+    started = time.perf_counter()
+    candidates["taylor"] = Taylor(loaded).rank(calibration).array
+    costs["taylor"] = time.perf_counter() - started
+
+    full = masked_metrics(loaded.model, encoded, [None], with_f1=False)[0]["accuracy"]
+    curves = {}
+    for name, scores in candidates.items():
+        masks = [plan_pruning(scores, keep).head_mask for keep in KEEPS]
+        curves[name] = [m["accuracy"] for m in masked_metrics(loaded.model, encoded, masks, with_f1=False)]
+    print(f"held-out calibration accuracy, unpruned: {full:.4f}; costs (s): {costs}")
+    print("candidate".ljust(34) + " ".join(f"{k:>6}" for k in KEEPS) + "   mean  min-vs-taylor")
+    for name, curve in sorted(curves.items(), key=lambda item: -np.mean(item[1])):
+        margin = min(a - b for a, b in zip(curve, curves["taylor"], strict=True))
+        print(name.ljust(34) + " ".join(f"{a:6.3f}" for a in curve) + f" {np.mean(curve):6.4f} {margin:+.3f}")
+    Path(args.out).write_text(json.dumps({"full": full, "keeps": KEEPS, "curves": curves, "costs": costs}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""Head-ranking methods behind one interface: ``Ranker(loaded, ...).rank(calibration) -> HeadImportance``.
+
+A new method is one small class registered in ``RANKERS``. Higher scores mean more important heads.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from compressor.data import LabelledData
+from compressor.errors import InputError
+from compressor.importance import HeadImportance, attribution_statistics, length_batches, real_token_pairs
+from compressor.modeling import LoadedModel, encode
+
+DEFAULT_KEEPS = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
+
+
+class Ranker(ABC):
+    """One ranking method. The model goes into ``__init__``, the calibration data into ``rank``."""
+
+    name: ClassVar[str]
+    target: ClassVar[str] = "gold"
+    aggregation: ClassVar[str]
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        *,
+        steps: int = 20,
+        rule: str = "left",
+        seed: int = 0,
+        max_batch_tokens: int = 16384,
+        progress: bool = False,
+    ) -> None:
+        self.loaded = loaded
+        self.steps = steps
+        self.rule = rule
+        self.seed = seed
+        self.max_batch_tokens = max_batch_tokens
+        self.progress = progress
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.loaded.config.num_hidden_layers, self.loaded.config.num_attention_heads
+
+    @abstractmethod
+    def scores(self, data: LabelledData) -> tuple[np.ndarray, list[list[int]] | None]:
+        """[layers, heads] scores, and a pruning order for iterative methods (else None)."""
+
+    def rank(self, data: LabelledData) -> HeadImportance:
+        if len(data) == 0:
+            raise InputError(f"no calibration examples in '{data.path}'; pass a --calib file with rows")
+        scores, order = self.scores(data)
+        return HeadImportance(
+            scores=np.asarray(scores, dtype=np.float64).tolist(),
+            method=self.name,
+            target=self.target,
+            aggregation=self.aggregation,
+            steps=self.steps,
+            rule=self.rule,
+            examples=len(data),
+            seed=self.seed,
+            calibration=data.path,
+            model=self.loaded.path,
+            order=order,
+        )
+
+    def _attribution(self, data: LabelledData, head_mask: torch.Tensor | None = None) -> dict[str, np.ndarray]:
+        return attribution_statistics(
+            self.loaded,
+            data.examples,
+            target=self.target,
+            steps=self.steps,
+            rule=self.rule,
+            max_batch_tokens=self.max_batch_tokens,
+            head_mask=head_mask,
+            progress=self.progress,
+        )
+
+
+class AttAttrPaper(Ranker):
+    """Hao et al. 2021 as published: mean over examples of the signed max of Attr_h, F = gold probability."""
+
+    name = "attattr-paper"
+    aggregation = "mean over examples of the signed max of Attr_h over real tokens"
+
+    def scores(self, data: LabelledData) -> tuple[np.ndarray, None]:
+        return self._attribution(data)["max"].mean(axis=0), None
+
+
+def sweep_boundaries(total: int, keeps: Sequence[float] = DEFAULT_KEEPS) -> list[int]:
+    """Numbers of pruned heads at which an iterative method re-scores, so each keep level is a prefix."""
+    return sorted({total - max(1, round(keep * total)) for keep in keeps} - {0})
+
+
+class AttAttrIterative(Ranker):
+    """Attribution ranking, re-scored on the partly pruned model after each pruning step (as Michel et al.
+    iterate): heads are masked in rounds that end exactly at the sweep's keep levels, and after each round
+    the remaining heads are scored again with the pruned heads masked out."""
+
+    name = "attattr"
+    statistic: ClassVar[str] = "max"
+    aggregation = "iterative: re-scored after each 10% pruned; mean over examples of the signed max of Attr_h"
+
+    def scores(self, data: LabelledData) -> tuple[np.ndarray, list[list[int]]]:
+        layers, heads = self.shape
+        total = layers * heads
+        mask = torch.ones(layers, heads)
+        order: list[int] = []
+        for boundary in sweep_boundaries(total):
+            current = self._attribution(data, head_mask=mask)[self.statistic].mean(axis=0).ravel()
+            pruned = set(order)
+            remaining = sorted((i for i in range(total) if i not in pruned), key=lambda i: (current[i], i))
+            order += remaining[: boundary - len(order)]
+            mask.view(-1)[order] = 0.0
+        pruned = set(order)
+        order += sorted((i for i in range(total) if i not in pruned), key=lambda i: (current[i], i))
+        scores = np.empty(total)
+        scores[order] = (np.arange(total) + 1) / total  # later pruned = more important
+        return scores.reshape(layers, heads), [[i // heads, i % heads] for i in order]
+
+
+class Attention(Ranker):
+    """Baseline: mean over examples of each head's largest attention weight (real tokens)."""
+
+    name = "attention"
+    aggregation = "mean over examples of the max attention probability over real tokens"
+
+    def scores(self, data: LabelledData) -> tuple[np.ndarray, None]:
+        model = self.loaded.model
+        totals = np.zeros(self.shape)
+        bar = tqdm(total=len(data), desc="attention", unit="ex", disable=not self.progress)
+        for batch in length_batches(self.loaded, data.examples, self.max_batch_tokens):
+            inputs = encode(self.loaded, batch)
+            pairs = real_token_pairs(inputs["attention_mask"])
+            with torch.no_grad():
+                attentions = model(**inputs, output_attentions=True).attentions
+            for layer, attention in enumerate(attentions):
+                totals[layer] += attention.masked_fill(~pairs, 0.0).amax(dim=(-2, -1)).sum(dim=0).double().numpy()
+            bar.update(len(batch))
+        bar.close()
+        return totals / len(data), None
+
+
+class Taylor(Ranker):
+    """Michel et al. 2019: |dL/d xi_h| per example (cross-entropy on the gold label, head mask xi = 1),
+    summed over examples, then L2-normalised per layer."""
+
+    name = "taylor"
+    aggregation = "sum over examples of |d cross-entropy / d head mask|, L2-normalised per layer"
+
+    def gradients(self, data: LabelledData) -> np.ndarray:
+        """Sum over examples of |dL/d xi| (before normalisation), [layers, heads]."""
+        model = self.loaded.model
+        layers, heads = self.shape
+        totals = np.zeros(self.shape)
+        bar = tqdm(total=len(data), desc="taylor", unit="ex", disable=not self.progress)
+        for batch in length_batches(self.loaded, data.examples, self.max_batch_tokens):
+            inputs = encode(self.loaded, batch)
+            labels = torch.tensor([e.label for e in batch])
+            mask = torch.ones(layers, len(batch), heads, 1, 1, requires_grad=True)
+            with torch.enable_grad():
+                logits = model(**inputs, head_mask=mask).logits
+                loss = torch.nn.functional.cross_entropy(logits, labels, reduction="sum")
+                (grad,) = torch.autograd.grad(loss, mask)
+            totals += grad.abs().sum(dim=1)[..., 0, 0].double().numpy()
+            bar.update(len(batch))
+        bar.close()
+        return totals
+
+    def scores(self, data: LabelledData) -> tuple[np.ndarray, None]:
+        totals = self.gradients(data)
+        norms = np.linalg.norm(totals, axis=1, keepdims=True)
+        return totals / np.where(norms > 0, norms, 1.0), None
+
+
+class Random(Ranker):
+    """Baseline: seeded random scores (sweeps average several seeds)."""
+
+    name = "random"
+    aggregation = "uniform random scores (seeded)"
+
+    def scores(self, data: LabelledData) -> tuple[np.ndarray, None]:
+        return np.random.default_rng(self.seed).random(self.shape), None
+
+
+RANKERS: dict[str, type[Ranker]] = {
+    ranker.name: ranker for ranker in (AttAttrIterative, AttAttrPaper, Attention, Taylor, Random)
+}
+
+
+def make_ranker(name: str, loaded: LoadedModel, **options: Any) -> Ranker:
+    if name not in RANKERS:
+        raise InputError(f"unknown ranking method '{name}'; choose one of {', '.join(sorted(RANKERS))}")
+    return RANKERS[name](loaded, **options)
