@@ -19,7 +19,7 @@ from compressor.data import load_labelled_data
 from compressor.importance import attribution_statistics
 from compressor.modeling import load_model
 from compressor.pruning import plan_pruning
-from compressor.ranking import Taylor
+from compressor.ranking import AttAttrIterative, Taylor, layer_l2_normalised
 from evaluation.encoded import encode_data
 from evaluation.masked import masked_metrics
 
@@ -27,16 +27,15 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 KEEPS = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]
 
 
-def layer_normalised(scores: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(scores, axis=1, keepdims=True)
-    return scores / np.where(norms > 0, norms, 1.0)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--examples", type=int, default=200)
     parser.add_argument("--holdout", type=int, default=600)
     parser.add_argument("--out", default="ranking_search.json")
+    parser.add_argument(
+        "--iterative", default="", help="comma-separated target/statistic pairs to also try iteratively, e.g. gold/max"
+    )
+    parser.add_argument("--skip-one-shot", action="store_true", help="only Taylor and the iterative candidates")
     args = parser.parse_args()
     torch.set_num_threads(2)
     loaded = load_model(SHARED / "models/minilm-l6-sst2")
@@ -49,13 +48,23 @@ def main() -> None:
 
     candidates: dict[str, np.ndarray] = {}
     costs: dict[str, float] = {}
-    for target in ("gold", "predicted"):
+    for target in () if args.skip_one_shot else ("gold", "predicted"):
         started = time.perf_counter()
         stats = attribution_statistics(loaded, calibration.examples, target=target, progress=True)
         costs[f"attribution-{target}"] = time.perf_counter() - started
         for name, values in stats.items():
             candidates[f"{target}/{name}"] = values.mean(axis=0)
-            candidates[f"{target}/{name}/layer-l2"] = layer_normalised(values.mean(axis=0))
+            candidates[f"{target}/{name}/layer-l2"] = layer_l2_normalised(values.mean(axis=0))
+    orders: dict[str, list[list[int]]] = {}
+    for pair in filter(None, args.iterative.split(",")):
+        target, statistic, *normalised = pair.split("/")
+        attributes = {"target": target, "statistic": statistic, "layer_normalised": normalised == ["layer-l2"]}
+        variant = type("Variant", (AttAttrIterative,), attributes)
+        started = time.perf_counter()
+        importance = variant(loaded, progress=True).rank(calibration)
+        costs[f"iterative/{pair}"] = time.perf_counter() - started
+        candidates[f"iterative/{pair}"] = importance.array
+        orders[f"iterative/{pair}"] = importance.order
     started = time.perf_counter()
     candidates["taylor"] = Taylor(loaded).rank(calibration).array
     costs["taylor"] = time.perf_counter() - started
@@ -63,7 +72,7 @@ def main() -> None:
     full = masked_metrics(loaded.model, encoded, [None], with_f1=False)[0]["accuracy"]
     curves = {}
     for name, scores in candidates.items():
-        masks = [plan_pruning(scores, keep).head_mask for keep in KEEPS]
+        masks = [plan_pruning(scores, keep, orders.get(name)).head_mask for keep in KEEPS]
         curves[name] = [m["accuracy"] for m in masked_metrics(loaded.model, encoded, masks, with_f1=False)]
     print(f"held-out calibration accuracy, unpruned: {full:.4f}; costs (s): {costs}")
     print("candidate".ljust(34) + " ".join(f"{k:>6}" for k in KEEPS) + "   mean  min-vs-taylor")

@@ -36,6 +36,12 @@ class LoadedModel:
     stored_dtype: str
 
     @property
+    def weights_note(self) -> str:
+        if self.weights_file.startswith("model.safetensors"):
+            return "safetensors (no code can run on load)"
+        return "pickle file loaded with torch.load(weights_only=True): tensors only"
+
+    @property
     def config(self) -> Any:
         return self.model.config
 
@@ -99,6 +105,8 @@ def load_model(path: str | Path, *, attn_implementation: str = "eager") -> Loade
             attn_implementation=attn_implementation,
             local_files_only=True,
             trust_remote_code=False,
+            use_safetensors=weights_file.startswith("model.safetensors") or None,
+            weights_only=True,  # pickle files: tensors only, never arbitrary objects
             output_loading_info=True,
         )
     except (OSError, ValueError, RuntimeError, SafetensorError) as err:

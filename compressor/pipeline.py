@@ -378,7 +378,12 @@ def _run_stages(
             "cpu_count": os.cpu_count(),
             "threads": options.threads,
         },
-        "weights": {"file": loaded.weights_file, "stored_dtype": loaded.stored_dtype, "loaded_as": "float32"},
+        "weights": {
+            "file": loaded.weights_file,
+            "how": loaded.weights_note,
+            "stored_dtype": loaded.stored_dtype,
+            "loaded_as": "float32",
+        },
         "versions": library_versions(),
     }
 

@@ -106,6 +106,7 @@ class AttAttrIterative(Ranker):
 
     name = "attattr"
     statistic: ClassVar[str] = "max"
+    layer_normalised: ClassVar[bool] = False
     aggregation = "iterative: re-scored after each 10% pruned; mean over examples of the signed max of Attr_h"
 
     def scores(self, data: LabelledData) -> tuple[np.ndarray, list[list[int]]]:
@@ -114,7 +115,8 @@ class AttAttrIterative(Ranker):
         mask = torch.ones(layers, heads)
         order: list[int] = []
         for boundary in sweep_boundaries(total):
-            current = self._attribution(data, head_mask=mask)[self.statistic].mean(axis=0).ravel()
+            current = self._attribution(data, head_mask=mask)[self.statistic].mean(axis=0)
+            current = (layer_l2_normalised(current) if self.layer_normalised else current).ravel()
             pruned = set(order)
             remaining = sorted((i for i in range(total) if i not in pruned), key=lambda i: (current[i], i))
             order += remaining[: boundary - len(order)]
@@ -124,6 +126,12 @@ class AttAttrIterative(Ranker):
         scores = np.empty(total)
         scores[order] = (np.arange(total) + 1) / total  # later pruned = more important
         return scores.reshape(layers, heads), [[i // heads, i % heads] for i in order]
+
+
+def layer_l2_normalised(scores: np.ndarray) -> np.ndarray:
+    """Divide each layer's scores by their L2 norm (Michel et al.'s normalisation), so layers compare."""
+    norms = np.linalg.norm(scores, axis=1, keepdims=True)
+    return scores / np.where(norms > 0, norms, 1.0)
 
 
 class Attention(Ranker):
@@ -175,9 +183,7 @@ class Taylor(Ranker):
         return totals
 
     def scores(self, data: LabelledData) -> tuple[np.ndarray, None]:
-        totals = self.gradients(data)
-        norms = np.linalg.norm(totals, axis=1, keepdims=True)
-        return totals / np.where(norms > 0, norms, 1.0), None
+        return layer_l2_normalised(self.gradients(data)), None
 
 
 class Random(Ranker):

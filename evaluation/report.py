@@ -141,6 +141,9 @@ def render_markdown(report: dict[str, Any]) -> str:
             pruned_export["quantization"]["per_channel"],
         ),
         "",
+        f"Weights: `{report['weights']['file']}`, {report['weights']['how']}; stored as "
+        f"{report['weights']['stored_dtype']}, run as {report['weights']['loaded_as']}.",
+        "",
         "## Stage timings",
         "",
         *[f"- {timing['stage']}: {timing['seconds']:.1f} s" for timing in report["timings"]],
