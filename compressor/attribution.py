@@ -57,7 +57,9 @@ class AttentionAttribution:
         self.head_mask = head_mask
 
     def _run_layer(self, index: int, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        head_mask = None if self.head_mask is None else self.head_mask[index].view(1, -1, 1, 1).to(hidden.dtype)
+        if self.head_mask is None:
+            return self.layers[index](hidden, attention_mask=mask)[0]
+        head_mask = self.head_mask[index].view(1, -1, 1, 1).to(hidden.device, hidden.dtype)
         return self.layers[index](hidden, attention_mask=mask, head_mask=head_mask)[0]
 
     def hidden_states(self, inputs: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -116,8 +118,9 @@ class AttentionAttribution:
                 k = min(chunk, steps - begin)
                 hidden = states[layer].repeat_interleave(k, dim=0)
                 chunk_mask = mask.repeat_interleave(k, dim=0)
-                chunk_alphas = torch.tensor(alphas[begin : begin + k], dtype=hidden.dtype).repeat(batch)
-                chunk_weights = torch.tensor(weights[begin : begin + k], dtype=hidden.dtype)
+                chunk_alphas = torch.tensor(alphas[begin : begin + k], dtype=hidden.dtype, device=hidden.device)
+                chunk_alphas = chunk_alphas.repeat(batch)
+                chunk_weights = torch.tensor(weights[begin : begin + k], dtype=hidden.dtype, device=hidden.device)
                 with torch.enable_grad(), self._scaled_attention(layer, chunk_alphas, requires_grad=True) as scaled:
                     probs = self.probabilities(hidden, chunk_mask, layer)
                     f = probs.gather(1, target.repeat_interleave(k)[:, None]).sum()
@@ -143,7 +146,7 @@ class AttentionAttribution:
 
         def substitute(_module: nn.Module, _args: tuple, output: torch.Tensor) -> torch.Tensor:
             attention = output.detach()
-            scaled = attention * alphas.to(attention.dtype).view(-1, 1, 1, 1)
+            scaled = attention * alphas.to(attention.device, attention.dtype).view(-1, 1, 1, 1)
             if requires_grad:
                 scaled.requires_grad_(True)
             captured[:] = [scaled, attention]

@@ -89,6 +89,7 @@ def scoring_options(command: Any) -> Any:
                 help="Quadrature rule; 'left' is the paper's Riemann sum.",
             ),
             click.option("--seed", default=0, show_default=True, help="Seed of the calibration sample."),
+            click.option("--device", default="cpu", show_default=True, help="Where to score: cpu, cuda or cuda:N."),
             click.option(
                 "--max-batch-tokens",
                 default=16384,
@@ -190,11 +191,16 @@ def score_command(
     rule: str,
     seed: int,
     max_batch_tokens: int,
+    device: str,
     force: bool,
 ) -> None:
-    """Score every head (attention attribution by default): writes importance.json and importance.png."""
-    from compressor.data import load_labelled_data
-    from compressor.modeling import load_model
+    """Score every head (attention attribution by default): writes importance.json and importance.png.
+
+    Under torchrun (WORLD_SIZE > 1) each process scores a slice of the examples; rank 0 writes.
+    """
+    from compressor.data import sample_labelled_data
+    from compressor.distributed import init_from_environment, is_main_process
+    from compressor.modeling import load_model, to_device
     from compressor.pipeline import check_counts, save_importance
     from compressor.ranking import make_ranker
 
@@ -202,14 +208,23 @@ def score_command(
     folder = Path(out)
     refuse_overwrite(folder / "importance.json", force)
     loaded = load_model(model)
-    data = load_labelled_data(calib, loaded.label2id, **columns).sample(examples, seed)
+    data, _ = sample_labelled_data(calib, loaded.label2id, examples, seed, **columns)
+    init_from_environment()
+    to_device(loaded, device)
     ranker = make_ranker(
-        method, loaded, steps=steps, rule=rule, seed=seed, max_batch_tokens=max_batch_tokens, progress=True
+        method,
+        loaded,
+        steps=steps,
+        rule=rule,
+        seed=seed,
+        max_batch_tokens=max_batch_tokens,
+        progress=is_main_process(),
     )
     importance = ranker.rank(data)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_importance(importance, folder)
-    click.echo(f"wrote {folder / 'importance.json'} and importance.png ({len(data)} examples)")
+    if is_main_process():
+        folder.mkdir(parents=True, exist_ok=True)
+        save_importance(importance, folder)
+        click.echo(f"wrote {folder / 'importance.json'} and importance.png ({len(data)} examples)")
 
 
 @cli.command("prune")

@@ -8,9 +8,10 @@ so the CLI can print it and exit 2 instead of showing a traceback from ``csv`` o
 from __future__ import annotations
 
 import csv
-import io
+import itertools
 import json
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import numpy as np
 
 from compressor.errors import InputError
 
-__all__ = ["Example", "LabelledData", "find_glue_split", "load_labelled_data"]
+__all__ = ["Example", "LabelledData", "find_glue_split", "load_labelled_data", "sample_labelled_data"]
 
 # Column schemas tried in order when no column option is given: (text, text pair, label).
 _SCHEMAS: tuple[tuple[str, str | None, str], ...] = (
@@ -90,49 +91,39 @@ def load_labelled_data(
     Columns are detected from well-known GLUE headers unless given explicitly. Raises
     :class:`InputError` (one line, naming the file and row) for anything wrong with the input.
     """
-    p = Path(path)
-    shown = _quote(str(path))
-    text = _read_text(p, shown)
-    if not text.strip():
-        raise InputError(f"data file {shown} is empty; pass a file with a header row and labelled rows")
-
-    suffix = p.suffix.lower()
-    if suffix in _JSON_SUFFIXES:
-        fmt = "jsonl"
-    elif suffix == ".tsv":
-        fmt = "tsv"
-    elif suffix == ".csv":
-        fmt = "csv"
-    else:
-        fmt = "tsv" if "\t" in text.splitlines()[0] else "csv"
-
-    if fmt == "jsonl":
-        columns, records = _parse_jsonl(text, shown)
-    else:
-        columns, records = _parse_delimited(text, shown, fmt)
-
-    text_col, pair_col, label_col = _choose_columns(
-        columns, shown, text_column=text_column, text_pair_column=text_pair_column, label_column=label_column
+    stream = _ExampleStream(
+        path, label2id, text_column=text_column, text_pair_column=text_pair_column, label_column=label_column
     )
-    label_lookup = {str(k).strip(): int(v) for k, v in label2id.items()}
-    valid_ids = set(label_lookup.values())
-    examples: list[Example] = []
-    for row, record in records:
-        text_value = _text_cell(record, text_col, row, shown)
-        pair_value = _text_cell(record, pair_col, row, shown) if pair_col is not None else None
-        raw_label = _get(record, label_col, row, shown)
-        label = _label_id(raw_label, label_lookup, valid_ids, row, shown, label2id)
-        examples.append(Example(text=text_value, text_pair=pair_value, label=label, row=row))
-    if not examples:
-        raise InputError(f"data file {shown} has a header but no data rows; pass a file with labelled rows")
-    return LabelledData(
-        path=str(path),
-        format=fmt,
-        text_column=text_col,
-        text_pair_column=pair_col,
-        label_column=label_col,
-        examples=tuple(examples),
+    examples = tuple(stream)
+    return stream.labelled(examples)
+
+
+def sample_labelled_data(
+    path: str | Path,
+    label2id: dict[str, int],
+    n: int,
+    seed: int,
+    *,
+    text_column: str | None = None,
+    text_pair_column: str | None = None,
+    label_column: str | None = None,
+) -> tuple[LabelledData, int]:
+    """A seeded random sample of n rows (all rows if the file has n or fewer), read in one streaming pass, and the
+    total number of data rows in the file. Memory is O(n), not O(file).
+
+    Every row is parsed and validated exactly as :func:`load_labelled_data` does, so a file that the full loader
+    rejects raises the same :class:`InputError` here. The sample is drawn by reservoir sampling (Algorithm R)
+    driven by ``numpy.random.default_rng(seed)``: deterministic for a seed, returned in file order.
+    """
+    if n < 1:
+        raise ValueError(f"sample size must be >= 1, got {n}")
+    stream = _ExampleStream(
+        path, label2id, text_column=text_column, text_pair_column=text_pair_column, label_column=label_column
     )
+    reservoir = _Reservoir(n, seed)
+    for example in stream:
+        reservoir.add(example)
+    return stream.labelled(reservoir.in_file_order()), stream.count
 
 
 def find_glue_split(task: str, split: str, glue_dir: str | Path | None) -> Path | None:
@@ -174,31 +165,253 @@ def _quote(value: str, limit: int | None = None) -> str:
     return repr(value)
 
 
-def _read_text(p: Path, shown: str) -> str:
+class _ReadState:
+    """What the line reader has seen so far, so deferred errors can be ranked the way a whole-file read ranks them."""
+
+    def __init__(self) -> None:
+        self.has_content = False  # a line with something other than whitespace was read
+        self.failed = False  # the file could not be read or decoded: that error beats every other
+
+
+class _ExampleStream:
+    """The validated examples of one data file, in file order, read in a single streaming pass.
+
+    This is the one row-parsing path shared by :func:`load_labelled_data` and :func:`sample_labelled_data`.
+    Errors are ranked as if the whole file had been read first: an unreadable or non-UTF-8 line beats an empty
+    file, which beats a malformed row (wrong field count, bad CSV quoting, invalid JSON), which beats a column
+    option or detection problem, which beats a bad cell or label; "no data rows" comes last. Errors of a lower
+    rank are held back while the rest of the file is still read, so a file with several problems reports the same
+    one whichever function reads it. Examples are yielded only while no error is pending, and :attr:`count` is the
+    number yielded; once iteration finishes without raising, the format and column attributes are set.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        label2id: dict[str, int],
+        *,
+        text_column: str | None,
+        text_pair_column: str | None,
+        label_column: str | None,
+    ) -> None:
+        self.path = str(path)
+        self._file = Path(path)
+        self._shown = _quote(str(path))
+        self._options = {"text_column": text_column, "text_pair_column": text_pair_column, "label_column": label_column}
+        self._label2id = label2id
+        self._lookup = {str(k).strip(): int(v) for k, v in label2id.items()}
+        self._valid_ids = set(self._lookup.values())
+        self.format = ""
+        self.text_column = ""
+        self.text_pair_column: str | None = None
+        self.label_column = ""
+        self.count = 0
+
+    def labelled(self, examples: tuple[Example, ...]) -> LabelledData:
+        return LabelledData(
+            path=self.path,
+            format=self.format,
+            text_column=self.text_column,
+            text_pair_column=self.text_pair_column,
+            label_column=self.label_column,
+            examples=examples,
+        )
+
+    def __iter__(self) -> Iterator[Example]:
+        shown = self._shown
+        state = _ReadState()
+        lines = _watch(_decoded_lines(self._file, shown), state)
+        first = next(lines, None)
+        if first is None:
+            raise _empty_error(shown)
+        self.format = fmt = self._detect_format(first)
+        stream = itertools.chain([first], lines)
+        columns: list[str] = []  # filled by the parser once the header (or first JSON object) is read
+        records = (
+            _jsonl_records(stream, shown, columns)
+            if fmt == "jsonl"
+            else _delimited_records(stream, shown, fmt, columns)
+        )
+
+        pending: InputError | None = None  # first column or cell error, raised only if nothing outranks it
+        chosen = False
+        while True:
+            try:
+                item = next(records, None)
+            except InputError:
+                if state.failed:
+                    raise
+                for _ in stream:  # a later unreadable line still outranks this malformed row
+                    pass
+                if not state.has_content:
+                    raise _empty_error(shown) from None
+                raise
+            if item is None:
+                break
+            if pending is not None:
+                continue
+            row, record = item
+            try:
+                if not chosen:
+                    self._choose(columns)
+                    chosen = True
+                example = self._example(row, record)
+            except InputError as exc:
+                pending = exc
+                continue
+            self.count += 1
+            yield example
+
+        if not state.has_content:
+            raise _empty_error(shown)
+        if pending is not None:
+            raise pending
+        if not chosen:
+            self._choose(columns)
+        if self.count == 0:
+            raise InputError(f"data file {shown} has a header but no data rows; pass a file with labelled rows")
+
+    def _detect_format(self, first_line: str) -> str:
+        suffix = self._file.suffix.lower()
+        if suffix in _JSON_SUFFIXES:
+            return "jsonl"
+        if suffix in (".tsv", ".csv"):
+            return suffix[1:]
+        head = first_line.splitlines()
+        return "tsv" if head and "\t" in head[0] else "csv"
+
+    def _choose(self, columns: list[str]) -> None:
+        self.text_column, self.text_pair_column, self.label_column = _choose_columns(
+            columns, self._shown, **self._options
+        )
+
+    def _example(self, row: int, record: dict[str, Any]) -> Example:
+        shown = self._shown
+        text_value = _text_cell(record, self.text_column, row, shown)
+        pair_col = self.text_pair_column
+        pair_value = _text_cell(record, pair_col, row, shown) if pair_col is not None else None
+        raw_label = _get(record, self.label_column, row, shown)
+        label = _label_id(raw_label, self._lookup, self._valid_ids, row, shown, self._label2id)
+        return Example(text=text_value, text_pair=pair_value, label=label, row=row)
+
+
+class _Reservoir:
+    """Algorithm R: after k items, each is held with probability n/k. Random draws come in seeded blocks."""
+
+    _BLOCK = 1024
+
+    def __init__(self, n: int, seed: int) -> None:
+        self._n = n
+        self._rng = np.random.default_rng(seed)
+        self._items: list[tuple[int, Example]] = []
+        self._seen = 0
+        self._draws: list[int] = []
+        self._draws_start = 0
+
+    def add(self, item: Example) -> None:
+        index = self._seen
+        self._seen += 1
+        if index < self._n:
+            self._items.append((index, item))
+            return
+        offset = index - self._draws_start
+        if offset >= len(self._draws):
+            # draws[k] is uniform on [0, index + k], the slot for the item at position index + k
+            self._draws = self._rng.integers(0, np.arange(index + 1, index + 1 + self._BLOCK)).tolist()
+            self._draws_start, offset = index, 0
+        slot = self._draws[offset]
+        if slot < self._n:
+            self._items[slot] = (index, item)
+
+    def in_file_order(self) -> tuple[Example, ...]:
+        return tuple(item for _, item in sorted(self._items, key=lambda pair: pair[0]))
+
+
+def _empty_error(shown: str) -> InputError:
+    return InputError(f"data file {shown} is empty; pass a file with a header row and labelled rows")
+
+
+def _decoded_lines(p: Path, shown: str) -> Iterator[str]:
+    """The file's lines (split at b"\\n", ends kept), each decoded as UTF-8 on its own, the BOM dropped.
+
+    UTF-8 never uses the byte 0x0A inside a character, so decoding line by line accepts and rejects exactly what
+    decoding the whole file would, and the failing line is known without keeping the file in memory.
+    """
     if not p.exists():
         raise InputError(f"data file {shown} does not exist; check the path")
     if p.is_dir():
         raise InputError(f"data file {shown} is a directory; pass a .tsv, .csv or .jsonl file inside it")
     try:
-        raw = p.read_bytes()
+        handle = p.open("rb")
     except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise InputError(f"cannot read data file {shown} ({reason}); check the path and its permissions") from None
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise InputError(
-            f"data file {shown} line {line} is not valid UTF-8 (byte offset {exc.start}); save the file as UTF-8"
-        ) from None
+        raise _read_error(shown, exc) from None
+    with handle:
+        line_no = 0
+        offset = 0  # byte offset of the line in the file
+        while True:
+            try:
+                raw = handle.readline()
+            except OSError as exc:
+                raise _read_error(shown, exc) from None
+            if not raw:
+                return
+            line_no += 1
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(
+                    f"data file {shown} line {line_no} is not valid UTF-8 (byte offset {offset + exc.start}); "
+                    "save the file as UTF-8"
+                ) from None
+            if line_no == 1 and text.startswith("\ufeff"):
+                text = text[1:]
+            offset += len(raw)
+            yield text
 
 
-def _parse_delimited(text: str, shown: str, fmt: str) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
-    """Parse TSV (GLUE style, no quoting: GLUE files contain unbalanced quotes) or CSV with a header."""
+def _read_error(shown: str, exc: OSError) -> InputError:
+    reason = exc.strerror or type(exc).__name__
+    return InputError(f"cannot read data file {shown} ({reason}); check the path and its permissions")
+
+
+def _watch(lines: Iterator[str], state: _ReadState) -> Iterator[str]:
+    """Pass lines through, noting in ``state`` whether any has content and whether reading failed."""
+    while True:
+        try:
+            line = next(lines)
+        except StopIteration:
+            return
+        except InputError:
+            state.failed = True
+            raise
+        if not state.has_content and line.strip():
+            state.has_content = True
+        yield line
+
+
+_CSV_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+
+
+def _csv_lines(lines: Iterable[str]) -> Iterator[str]:
+    """Split lines at a lone "\\r" too, as ``io.StringIO(text, newline="")`` does, so old Mac files still parse."""
+    for line in lines:
+        if "\r" in line:
+            yield from _CSV_LINE.findall(line)
+        else:
+            yield line
+
+
+def _delimited_records(
+    lines: Iterable[str], shown: str, fmt: str, columns: list[str]
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """Parse TSV (GLUE style, no quoting: GLUE files contain unbalanced quotes) or CSV with a header.
+
+    ``columns`` is filled from the header before the first row; CSV quoted fields may span lines.
+    """
     if fmt == "tsv":
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)
+        reader = csv.reader(_csv_lines(lines), delimiter="\t", quoting=csv.QUOTE_NONE)
     else:
-        reader = csv.reader(io.StringIO(text, newline=""))
+        reader = csv.reader(_csv_lines(lines))
     row = 0
     header_read = False
     try:
@@ -206,53 +419,54 @@ def _parse_delimited(text: str, shown: str, fmt: str) -> tuple[list[str], list[t
         header_read = True
         if not header or not any(name.strip() for name in header):
             raise InputError(f"data file {shown} has an empty header line; the first line must name the columns")
-        columns = [name.strip() for name in header]
-        records: list[tuple[int, dict[str, str]]] = []
+        columns.extend(name.strip() for name in header)
+        width = len(columns)
         for row, fields in enumerate(reader, start=1):
             if not fields:  # blank line
                 continue
-            if len(fields) != len(columns):
+            if len(fields) != width:
                 raise InputError(
                     f"data file {shown} row {row} has {_count(len(fields), 'field')} but the header has "
-                    f"{len(columns)}; fix the row or pass the right file"
+                    f"{width}; fix the row or pass the right file"
                 )
             record: dict[str, str] = {}
             for name, value in zip(columns, fields, strict=True):
                 record.setdefault(name, value)  # first column wins if a name repeats
-            records.append((row, record))
+            yield row, record
     except csv.Error as exc:
         where = f"row {row + 1}" if header_read else "header"
         raise InputError(
             f"data file {shown} {where} cannot be parsed as {fmt.upper()} ({_one_line(str(exc))}); "
             "fix the row or pass the right file"
         ) from None
-    return columns, records
 
 
-def _parse_jsonl(text: str, shown: str) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
-    """Parse JSON Lines; the keys of the first object are the columns, rows are line numbers."""
-    columns: list[str] | None = None
-    records: list[tuple[int, dict[str, Any]]] = []
-    for line_no, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except (ValueError, RecursionError) as exc:
-            hint = " (the file looks like one JSON array)" if not records and line.lstrip()[:1] == "[" else ""
-            raise InputError(
-                f"data file {shown} row {line_no} is not valid JSON{hint} ({_one_line(str(exc))}); "
-                "write one JSON object per line (JSON Lines)"
-            ) from None
-        if not isinstance(obj, dict):
-            raise InputError(
-                f"data file {shown} row {line_no} is a JSON {_json_type(obj)}, not an object; "
-                "write one JSON object per line (JSON Lines)"
-            )
-        if columns is None:
-            columns = [str(key) for key in obj]
-        records.append((line_no, obj))
-    return columns or [], records
+def _jsonl_records(lines: Iterable[str], shown: str, columns: list[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Parse JSON Lines; the keys of the first object fill ``columns``, rows are line numbers."""
+    line_no = 0
+    seen_object = False
+    for chunk in lines:
+        for line in chunk.splitlines():  # the same line breaks (and so line numbers) as str.splitlines on the file
+            line_no += 1
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except (ValueError, RecursionError) as exc:
+                hint = " (the file looks like one JSON array)" if not seen_object and line.lstrip()[:1] == "[" else ""
+                raise InputError(
+                    f"data file {shown} row {line_no} is not valid JSON{hint} ({_one_line(str(exc))}); "
+                    "write one JSON object per line (JSON Lines)"
+                ) from None
+            if not isinstance(obj, dict):
+                raise InputError(
+                    f"data file {shown} row {line_no} is a JSON {_json_type(obj)}, not an object; "
+                    "write one JSON object per line (JSON Lines)"
+                )
+            if not seen_object:
+                columns.extend(str(key) for key in obj)
+                seen_object = True
+            yield line_no, obj
 
 
 def _choose_columns(

@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from compressor.artifacts import JsonArtifact
 from compressor.attribution import AttentionAttribution
 from compressor.data import Example
+from compressor.distributed import all_reduce_sum, shard
 from compressor.modeling import LoadedModel, encode, max_length, token_lengths
 
 
@@ -89,12 +90,13 @@ def attribution_statistics(
     engine = AttentionAttribution(loaded.model, head_mask=head_mask)
     shape = (len(examples), len(engine.layers), loaded.config.num_attention_heads)
     stats = {name: np.zeros(shape, dtype=np.float64) for name in AGGREGATIONS}
-    position = {id(example): index for index, example in enumerate(examples)}
-    bar = tqdm(total=len(examples), desc="attribution", unit="ex", disable=not progress)
-    for batch in length_batches(loaded, examples, max(1, max_batch_tokens // steps)):
+    mine = shard(examples)
+    position = {id(examples[index]): index for index in mine}
+    bar = tqdm(total=len(mine), desc="attribution", unit="ex", disable=not progress)
+    for batch in length_batches(loaded, [examples[index] for index in mine], max(1, max_batch_tokens // steps)):
         inputs = encode(loaded, batch)
         if target == "gold":
-            labels = torch.tensor([e.label for e in batch])
+            labels = torch.tensor([e.label for e in batch], device=inputs["input_ids"].device)
         else:
             states, mask = engine.hidden_states(inputs)
             labels = engine.probabilities(states[0], mask, 0).argmax(-1)
@@ -104,13 +106,15 @@ def attribution_statistics(
         for result in engine.attribute(inputs, labels, steps=steps, rule=rule, internal_batch_size=chunk):
             scores = result.scores.double()
             real = scores.masked_fill(~pairs, 0.0)
-            stats["max"][rows, result.layer] = scores.masked_fill(~pairs, float("-inf")).amax(dim=(-2, -1)).numpy()
-            stats["absmax"][rows, result.layer] = real.abs().amax(dim=(-2, -1)).numpy()
-            stats["sum"][rows, result.layer] = real.sum(dim=(-2, -1)).numpy()
-            stats["abssum"][rows, result.layer] = real.abs().sum(dim=(-2, -1)).numpy()
+            stats["max"][rows, result.layer] = (
+                scores.masked_fill(~pairs, float("-inf")).amax(dim=(-2, -1)).cpu().numpy()
+            )
+            stats["absmax"][rows, result.layer] = real.abs().amax(dim=(-2, -1)).cpu().numpy()
+            stats["sum"][rows, result.layer] = real.sum(dim=(-2, -1)).cpu().numpy()
+            stats["abssum"][rows, result.layer] = real.abs().sum(dim=(-2, -1)).cpu().numpy()
         bar.update(len(batch))
     bar.close()
-    return stats
+    return {name: all_reduce_sum(values) for name, values in stats.items()}
 
 
 def predicted_attribution(
@@ -123,11 +127,11 @@ def predicted_attribution(
     with torch.no_grad():
         probs = engine.probabilities(states[0], mask, 0)[0]
     predicted = int(probs.argmax())
-    target = torch.tensor([predicted])
+    target = torch.tensor([predicted], device=probs.device)
     scores = torch.stack([r.scores[0] for r in engine.attribute(inputs, target, steps=steps, rule=rule)])
-    tokens = loaded.tokenizer.convert_ids_to_tokens(inputs["input_ids"][0].tolist())
+    tokens = loaded.tokenizer.convert_ids_to_tokens(inputs["input_ids"][0].cpu().tolist())
     return {
-        "attributions": scores.numpy(),
+        "attributions": scores.cpu().numpy(),
         "tokens": tokens,
         "predicted": predicted,
         "probability": float(probs[predicted]),

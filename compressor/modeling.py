@@ -155,7 +155,7 @@ def split_texts(examples: Sequence[Example]) -> tuple[list[str], list[str] | Non
 def encode(loaded: LoadedModel, examples: Sequence[Example], *, return_tensors: str = "pt") -> dict[str, Any]:
     """Tokenise a batch, padded to its longest member and truncated to the model's limit."""
     texts, pairs = split_texts(examples)
-    return loaded.tokenizer(
+    encoded = loaded.tokenizer(
         texts,
         pairs,
         padding=True,
@@ -163,6 +163,7 @@ def encode(loaded: LoadedModel, examples: Sequence[Example], *, return_tensors: 
         max_length=max_length(loaded),
         return_tensors=return_tensors,
     )
+    return encoded.to(loaded.model.device) if return_tensors == "pt" else encoded
 
 
 def token_lengths(loaded: LoadedModel, examples: Sequence[Example]) -> list[int]:
@@ -174,3 +175,15 @@ def token_lengths(loaded: LoadedModel, examples: Sequence[Example]) -> list[int]
 def count_truncated(loaded: LoadedModel, examples: Sequence[Example]) -> int:
     """How many inputs exceed the model's limit and so lose tokens (reported, never silent)."""
     return sum(length > max_length(loaded) for length in token_lengths(loaded, examples))
+
+
+def to_device(loaded: LoadedModel, device: str) -> None:
+    """Move the model (inputs follow it in ``encode``); a missing GPU is a user error, not a crash."""
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {device} asked for a GPU but none is available; use --device cpu")
+    try:
+        loaded.model.to(torch.device(device))
+    except RuntimeError as err:
+        raise InputError(f"cannot use --device {device} ({str(err).splitlines()[0]}); use cpu or cuda:N") from None

@@ -17,10 +17,10 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from compressor.artifacts import library_versions, write_json
-from compressor.data import LabelledData, find_glue_split, load_labelled_data
+from compressor.data import LabelledData, find_glue_split, load_labelled_data, sample_labelled_data
 from compressor.errors import InputError
 from compressor.importance import HeadImportance, predicted_attribution
-from compressor.modeling import LoadedModel, count_truncated, load_model, read_model_config
+from compressor.modeling import LoadedModel, count_truncated, load_model, read_model_config, to_device
 from compressor.outputs import REPORT_FILE, REPORT_KIND, staged_folder
 from compressor.plots import plot_head_importance
 from compressor.pruning import (
@@ -59,6 +59,7 @@ class PipelineOptions:
     data: DataOptions = field(default_factory=DataOptions)
     method: str = "attattr"
     compare: bool = False
+    device: str = "cpu"
     examples: int = 200
     steps: int = 20
     rule: str = "left"
@@ -137,10 +138,10 @@ def resolve_data(
     evaluation = load_labelled_data(data_path, label2id, **columns)
     if calib_path is None:
         return ResolvedData(evaluation, evaluation.head(examples), len(evaluation), True, source)
-    calibration = load_labelled_data(calib_path, label2id, **columns)
-    shared = Path(calib_path).resolve() == Path(data_path).resolve()
-    sample = calibration.head(examples) if shared else calibration.sample(examples, seed)
-    return ResolvedData(evaluation, sample, len(calibration), shared, source)
+    if Path(calib_path).resolve() == Path(data_path).resolve():
+        return ResolvedData(evaluation, evaluation.head(examples), len(evaluation), True, source)
+    sample, rows = sample_labelled_data(calib_path, label2id, examples, seed, **columns)  # streams: bounded memory
+    return ResolvedData(evaluation, sample, rows, False, source)
 
 
 class StageTimer:
@@ -245,6 +246,7 @@ def _run_stages(
 
     calibration = resolved.calibration
     with timer.stage(f"score heads ({len(calibration)} examples x {options.steps} steps)"):
+        to_device(loaded, options.device)
         importance = make_ranker(
             options.method,
             loaded,
@@ -254,6 +256,7 @@ def _run_stages(
             seed=options.seed,
             progress=options.progress,
         ).rank(calibration)
+        loaded.model.to("cpu")  # pruning, export and CPU latency work on the CPU copy
     with timer.stage("plan and prune"):
         plan = plan_pruning(importance.scores, options.keep, importance.order)
         plan.save(staging / "prune_plan.json")
@@ -413,7 +416,7 @@ def run_sweep_command(
     with staged_folder(out, force=force) as staging:
         loaded = load_model(model)
         evaluation = load_labelled_data(data, loaded.label2id, **columns)
-        calibration = load_labelled_data(calib, loaded.label2id, **columns).sample(examples, options["seed"])
+        calibration, _ = sample_labelled_data(calib, loaded.label2id, examples, options["seed"], **columns)
         sweep = run_sweep(loaded, evaluation, calibration, SweepOptions(**options), log)
         write_json(sweep, staging / "sweep.json")
         (staging / "sweep.md").write_text(sweep_markdown(sweep), encoding="utf-8")

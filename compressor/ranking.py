@@ -14,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from compressor.data import LabelledData
+from compressor.distributed import all_reduce_sum, shard
 from compressor.errors import InputError
 from compressor.importance import HeadImportance, attribution_statistics, length_batches, real_token_pairs
 from compressor.modeling import LoadedModel, encode
@@ -112,7 +113,7 @@ class AttAttrIterative(Ranker):
     def scores(self, data: LabelledData) -> tuple[np.ndarray, list[list[int]]]:
         layers, heads = self.shape
         total = layers * heads
-        mask = torch.ones(layers, heads)
+        mask = torch.ones(layers, heads, device=self.loaded.model.device)
         order: list[int] = []
         for boundary in sweep_boundaries(total):
             current = self._attribution(data, head_mask=mask)[self.statistic].mean(axis=0)
@@ -144,16 +145,18 @@ class Attention(Ranker):
         model = self.loaded.model
         totals = np.zeros(self.shape)
         bar = tqdm(total=len(data), desc="attention", unit="ex", disable=not self.progress)
-        for batch in length_batches(self.loaded, data.examples, self.max_batch_tokens):
+        for batch in length_batches(
+            self.loaded, [data.examples[i] for i in shard(data.examples)], self.max_batch_tokens
+        ):
             inputs = encode(self.loaded, batch)
             pairs = real_token_pairs(inputs["attention_mask"])
             with torch.no_grad():
                 attentions = model(**inputs, output_attentions=True).attentions
             for layer, attention in enumerate(attentions):
-                totals[layer] += attention.masked_fill(~pairs, 0.0).amax(dim=(-2, -1)).sum(dim=0).double().numpy()
+                totals[layer] += attention.masked_fill(~pairs, 0.0).amax(dim=(-2, -1)).sum(dim=0).double().cpu().numpy()
             bar.update(len(batch))
         bar.close()
-        return totals / len(data), None
+        return all_reduce_sum(totals) / len(data), None
 
 
 class Taylor(Ranker):
@@ -169,18 +172,21 @@ class Taylor(Ranker):
         layers, heads = self.shape
         totals = np.zeros(self.shape)
         bar = tqdm(total=len(data), desc="taylor", unit="ex", disable=not self.progress)
-        for batch in length_batches(self.loaded, data.examples, self.max_batch_tokens):
+        for batch in length_batches(
+            self.loaded, [data.examples[i] for i in shard(data.examples)], self.max_batch_tokens
+        ):
             inputs = encode(self.loaded, batch)
-            labels = torch.tensor([e.label for e in batch])
-            mask = torch.ones(layers, len(batch), heads, 1, 1, requires_grad=True)
+            device = inputs["input_ids"].device
+            labels = torch.tensor([e.label for e in batch], device=device)
+            mask = torch.ones(layers, len(batch), heads, 1, 1, device=device, requires_grad=True)
             with torch.enable_grad():
                 logits = model(**inputs, head_mask=mask).logits
                 loss = torch.nn.functional.cross_entropy(logits, labels, reduction="sum")
                 (grad,) = torch.autograd.grad(loss, mask)
-            totals += grad.abs().sum(dim=1)[..., 0, 0].double().numpy()
+            totals += grad.abs().sum(dim=1)[..., 0, 0].double().cpu().numpy()
             bar.update(len(batch))
         bar.close()
-        return totals
+        return all_reduce_sum(totals)
 
     def scores(self, data: LabelledData) -> tuple[np.ndarray, None]:
         return layer_l2_normalised(self.gradients(data)), None
