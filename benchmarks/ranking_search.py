@@ -36,6 +36,9 @@ def main() -> None:
         "--iterative", default="", help="comma-separated target/statistic pairs to also try iteratively, e.g. gold/max"
     )
     parser.add_argument("--skip-one-shot", action="store_true", help="only Taylor and the iterative candidates")
+    parser.add_argument(
+        "--targets", default="gold,predicted", help="F for one-shot candidates: gold, gold-log, predicted"
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
     loaded = load_model(SHARED / "models/minilm-l6-sst2")
@@ -48,10 +51,12 @@ def main() -> None:
 
     candidates: dict[str, np.ndarray] = {}
     costs: dict[str, float] = {}
-    for target in () if args.skip_one_shot else ("gold", "predicted"):
+    targets = [] if args.skip_one_shot else args.targets.split(",")
+    for target in targets:
         started = time.perf_counter()
         stats = attribution_statistics(loaded, calibration.examples, target=target, progress=True)
         costs[f"attribution-{target}"] = time.perf_counter() - started
+        stats["|sum|"] = np.abs(stats["sum"])  # per example, the size of the head's share of F(A) - F(0)
         for name, values in stats.items():
             candidates[f"{target}/{name}"] = values.mean(axis=0)
             candidates[f"{target}/{name}/layer-l2"] = layer_l2_normalised(values.mean(axis=0))

@@ -101,8 +101,10 @@ class AttentionAttribution:
         steps: int = 20,
         rule: str = "left",
         internal_batch_size: int | None = None,
+        log_probability: bool = False,
     ) -> Iterator[LayerAttribution]:
-        """Yield the attribution of each requested layer for a padded batch, F = probability of ``target``.
+        """Yield the attribution of each requested layer for a padded batch, F = probability of ``target``
+        (or its logarithm with ``log_probability``).
 
         The layers below each target layer run once; the quadrature points go through the layers above in
         chunks of ``internal_batch_size`` rows (examples x steps), so memory stays bounded.
@@ -123,7 +125,8 @@ class AttentionAttribution:
                 chunk_weights = torch.tensor(weights[begin : begin + k], dtype=hidden.dtype, device=hidden.device)
                 with torch.enable_grad(), self._scaled_attention(layer, chunk_alphas, requires_grad=True) as scaled:
                     probs = self.probabilities(hidden, chunk_mask, layer)
-                    f = probs.gather(1, target.repeat_interleave(k)[:, None]).sum()
+                    chosen = probs.gather(1, target.repeat_interleave(k)[:, None])
+                    f = (torch.log(chosen) if log_probability else chosen).sum()
                     (grad,) = torch.autograd.grad(f, scaled[0])
                 grad = grad.view(batch, k, *grad.shape[1:])
                 weighted = (grad * chunk_weights.view(1, k, 1, 1, 1)).sum(dim=1)

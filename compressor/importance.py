@@ -85,7 +85,8 @@ def attribution_statistics(
     """Per example and head, reductions of the attribution matrix over real tokens: [examples, layers, heads].
 
     ``max`` is the paper's signed max; ``absmax``, ``sum`` and ``abssum`` are the alternatives rankings try.
-    ``target`` is "gold" (F = probability of the gold label, as for pruning) or "predicted".
+    ``target`` is "gold" (F = probability of the gold label, as for pruning), "gold-log" (its logarithm,
+    i.e. minus the cross-entropy loss) or "predicted".
     """
     engine = AttentionAttribution(loaded.model, head_mask=head_mask)
     shape = (len(examples), len(engine.layers), loaded.config.num_attention_heads)
@@ -95,7 +96,7 @@ def attribution_statistics(
     bar = tqdm(total=len(mine), desc="attribution", unit="ex", disable=not progress)
     for batch in length_batches(loaded, [examples[index] for index in mine], max(1, max_batch_tokens // steps)):
         inputs = encode(loaded, batch)
-        if target == "gold":
+        if target in ("gold", "gold-log"):
             labels = torch.tensor([e.label for e in batch], device=inputs["input_ids"].device)
         else:
             states, mask = engine.hidden_states(inputs)
@@ -103,7 +104,10 @@ def attribution_statistics(
         pairs = real_token_pairs(inputs["attention_mask"])
         rows = [position[id(example)] for example in batch]
         chunk = max(1, max_batch_tokens // inputs["input_ids"].shape[1])
-        for result in engine.attribute(inputs, labels, steps=steps, rule=rule, internal_batch_size=chunk):
+        log_probability = target == "gold-log"
+        for result in engine.attribute(
+            inputs, labels, steps=steps, rule=rule, internal_batch_size=chunk, log_probability=log_probability
+        ):
             scores = result.scores.double()
             real = scores.masked_fill(~pairs, 0.0)
             stats["max"][rows, result.layer] = (

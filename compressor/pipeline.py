@@ -245,7 +245,7 @@ def _run_stages(
     from exporters.verified import export_verified
 
     calibration = resolved.calibration
-    with timer.stage(f"score heads ({len(calibration)} examples x {options.steps} steps)"):
+    with timer.stage(f"score heads with {options.method} ({len(calibration)} examples x {options.steps} steps)"):
         to_device(loaded, options.device)
         importance = make_ranker(
             options.method,

@@ -96,7 +96,10 @@ def test_report_holds_the_figures(pipeline_run):
     assert report["results"]["original/onnx-fp32"]["accuracy"] == original["accuracy"]
     assert report["data"]["calibration_shared_with_evaluation"] is True
     assert "scoring and evaluation shared data" in (out / "report.md").read_text()
-    assert [t["stage"].split(" (")[0] for t in report["timings"]][:2] == ["load model and data", "score heads"]
+    assert [t["stage"].split(" (")[0] for t in report["timings"]][:2] == [
+        "load model and data",
+        "score heads with attattr",
+    ]
     assert report["parameters"]["pruned"]["attention"] < report["parameters"]["original"]["attention"]
     comparison = report["why"]["comparison"]
     assert set(comparison) == {"attattr", "attention", "random", "taylor"}
