@@ -18,7 +18,7 @@ import click
 from compressor.errors import AttrCompressError, InputError
 
 # The names of compressor.ranking.RANKERS, listed here so `--help` does not import torch (a test checks).
-METHODS = ("attattr", "attattr-paper", "attention", "taylor", "random")
+METHODS = ("attattr", "attattr-paper", "attattr-iterative", "attention", "taylor", "random")
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 
@@ -75,7 +75,7 @@ def scoring_options(command: Any) -> Any:
                 default="attattr",
                 show_default=True,
                 help="Head ranking: attattr (best attribution ranking), attattr-paper (as published), "
-                "attention, taylor (Michel et al. 2019) or random.",
+                "attattr-iterative, attention, taylor (Michel et al. 2019) or random.",
             ),
             click.option(
                 "--examples", default=200, show_default=True, help="Calibration examples used to score heads."

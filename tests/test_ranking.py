@@ -83,7 +83,7 @@ def test_iterative_attattr_rescores_at_each_keep_level(loaded, calibration, monk
         return original(*args, **kwargs)
 
     monkeypatch.setattr(ranking, "attribution_statistics", counting)
-    importance = make_ranker("attattr", loaded, steps=3).rank(calibration)
+    importance = make_ranker("attattr-iterative", loaded, steps=3).rank(calibration)
     boundaries = sweep_boundaries(8)
     assert len(calls) == len(boundaries)
     assert [int((mask == 0).sum()) for mask in calls] == [0, *boundaries[:-1]]
