@@ -138,3 +138,13 @@ def tiny_inputs():
     return tokenizer(
         ["the movie was great and fun", "i hate it", "awful actors , bad story"], padding=True, return_tensors="pt"
     )
+
+
+def write_file(folder: Path, name: str, content: str | bytes) -> Path:
+    """Write text (UTF-8) or raw bytes into ``folder/name``."""
+    path = folder / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    return path

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from compressor.data import Example, LabelledData, find_glue_split, load_labelled_data
 from compressor.errors import InputError
+from tests.conftest import write_file
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 GLUE = SHARED / "data" / "glue"
@@ -21,15 +22,6 @@ def _glue_file(task: str, split: str) -> Path:
     path = GLUE / task / f"{split}.tsv"
     if not path.is_file():
         pytest.skip(f"shared GLUE data not available at {path}")
-    return path
-
-
-def _write(tmp_path: Path, name: str, content: str | bytes) -> Path:
-    path = tmp_path / name
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        path.write_text(content, encoding="utf-8")
     return path
 
 
@@ -73,7 +65,7 @@ def test_glue_train_files_load_completely() -> None:
 
 def test_generic_sentence_pair_tsv(tmp_path: Path) -> None:
     content = "index\tsentence1\tsentence2\tlabel\n0\tA cat.\tAn animal.\t1\n1\tX\tY\t0\n"
-    path = _write(tmp_path, "rte.tsv", content)
+    path = write_file(tmp_path, "rte.tsv", content)
     data = load_labelled_data(path, BINARY)
     assert _cols(data) == ("sentence1", "sentence2", "label")
     assert data.examples == (
@@ -83,7 +75,7 @@ def test_generic_sentence_pair_tsv(tmp_path: Path) -> None:
 
 
 def test_csv_with_quoted_commas(tmp_path: Path) -> None:
-    path = _write(tmp_path, "d.csv", 'text,label\n"Hello, world, again",1\nplain,0\n"say ""hi""",1\n')
+    path = write_file(tmp_path, "d.csv", 'text,label\n"Hello, world, again",1\nplain,0\n"say ""hi""",1\n')
     data = load_labelled_data(path, BINARY)
     assert data.format == "csv"
     assert [ex.text for ex in data.examples] == ["Hello, world, again", "plain", 'say "hi"']
@@ -98,7 +90,7 @@ def test_jsonl_with_int_string_and_bool_labels(tmp_path: Path) -> None:
         json.dumps({"text": "fine", "label": " 1 "}),
         json.dumps({"text": "meh", "label": False}),
     ]
-    path = _write(tmp_path, "d.jsonl", "\n".join(lines) + "\n\n")
+    path = write_file(tmp_path, "d.jsonl", "\n".join(lines) + "\n\n")
     data = load_labelled_data(path, BINARY)
     assert data.format == "jsonl"
     assert [(ex.text, ex.label, ex.row) for ex in data.examples] == [
@@ -110,24 +102,24 @@ def test_jsonl_with_int_string_and_bool_labels(tmp_path: Path) -> None:
 
 
 def test_json_extension_is_json_lines(tmp_path: Path) -> None:
-    path = _write(tmp_path, "d.json", '{"sentence": "a", "label": 0}\n{"sentence": "b", "label": 1}\n')
+    path = write_file(tmp_path, "d.json", '{"sentence": "a", "label": 0}\n{"sentence": "b", "label": 1}\n')
     assert [ex.label for ex in load_labelled_data(path, BINARY).examples] == [0, 1]
 
 
 def test_string_labels_via_label2id(tmp_path: Path) -> None:
-    path = _write(tmp_path, "d.tsv", "sentence\tlabel\nnice\tpositive\nawful\t negative \n")
+    path = write_file(tmp_path, "d.tsv", "sentence\tlabel\nnice\tpositive\nawful\t negative \n")
     data = load_labelled_data(path, {"negative": 0, "positive": 1})
     assert [ex.label for ex in data.examples] == [1, 0]
 
 
 def test_integer_label_falls_back_to_valid_id(tmp_path: Path) -> None:
-    path = _write(tmp_path, "d.tsv", "sentence\tlabel\nnice\t1\nawful\t0\n")
+    path = write_file(tmp_path, "d.tsv", "sentence\tlabel\nnice\t1\nawful\t0\n")
     data = load_labelled_data(path, {"negative": 0, "positive": 1})
     assert [ex.label for ex in data.examples] == [1, 0]
 
 
 def test_explicit_column_options_override_detection(tmp_path: Path) -> None:
-    path = _write(tmp_path, "d.tsv", "sentence\tlabel\tbody\tother\tgold\nS\t0\tB\tO\t1\n")
+    path = write_file(tmp_path, "d.tsv", "sentence\tlabel\tbody\tother\tgold\nS\t0\tB\tO\t1\n")
     default = load_labelled_data(path, BINARY)
     assert (default.examples[0].text, default.examples[0].label) == ("S", 0)
     data = load_labelled_data(path, BINARY, text_column="body", text_pair_column="other", label_column="gold")
@@ -139,7 +131,7 @@ def test_explicit_column_options_override_detection(tmp_path: Path) -> None:
 
 
 def test_options_work_when_no_schema_matches(tmp_path: Path) -> None:
-    path = _write(tmp_path, "d.csv", "review,stars\ngreat,1\n")
+    path = write_file(tmp_path, "d.csv", "review,stars\ngreat,1\n")
     data = load_labelled_data(path, BINARY, text_column="review", label_column="stars")
     assert data.examples == (Example("great", None, 1, 1),)
 
@@ -149,14 +141,14 @@ def test_options_work_when_no_schema_matches(tmp_path: Path) -> None:
     [("d.txt", "sentence\tlabel\na, b\t1\n", "tsv"), ("d.data", "sentence,label\na\tb,1\n", "csv")],
 )
 def test_unknown_extension_sniffs_tab_in_header(tmp_path: Path, name: str, content: str, fmt: str) -> None:
-    data = load_labelled_data(_write(tmp_path, name, content), BINARY)
+    data = load_labelled_data(write_file(tmp_path, name, content), BINARY)
     assert data.format == fmt
     assert data.examples[0].label == 1
     assert len(data.examples) == 1
 
 
 def test_bom_crlf_and_blank_lines_are_tolerated(tmp_path: Path) -> None:
-    path = _write(tmp_path, "d.tsv", "\ufeffsentence\tlabel\r\nfirst\t1\r\n\r\nsecond\t0\r\n")
+    path = write_file(tmp_path, "d.tsv", "\ufeffsentence\tlabel\r\nfirst\t1\r\n\r\nsecond\t0\r\n")
     data = load_labelled_data(path, BINARY)
     assert data.text_column == "sentence"
     assert [(ex.text, ex.label, ex.row) for ex in data.examples] == [("first", 1, 1), ("second", 0, 3)]
@@ -278,7 +270,7 @@ BAD_INPUTS: list[tuple[str, str, str | bytes | None, dict[str, str], str]] = [
 def test_bad_input_raises_one_line_input_error(
     tmp_path: Path, name: str, content: str | bytes | None, options: dict[str, str], fragment: str
 ) -> None:
-    path = tmp_path / name if content is None else _write(tmp_path, name, content)
+    path = tmp_path / name if content is None else write_file(tmp_path, name, content)
     with pytest.raises(InputError) as info:
         load_labelled_data(path, BINARY, **options)
     message = str(info.value)
@@ -294,7 +286,7 @@ def test_directory_path_raises_input_error(tmp_path: Path) -> None:
 
 
 def test_unknown_label_message_lists_model_labels(tmp_path: Path) -> None:
-    path = _write(tmp_path, "dev.tsv", "sentence\tlabel\na\t1\nb\tmaybe\n")
+    path = write_file(tmp_path, "dev.tsv", "sentence\tlabel\na\t1\nb\tmaybe\n")
     with pytest.raises(InputError) as info:
         load_labelled_data(path, BINARY)
     expected = "is not one of the model's labels ['0', '1']; fix the data or pass --label-column"
@@ -302,13 +294,13 @@ def test_unknown_label_message_lists_model_labels(tmp_path: Path) -> None:
 
 
 def test_option_error_lists_available_columns(tmp_path: Path) -> None:
-    path = _write(tmp_path, "x.tsv", "sentence\tlabel\na\t1\n")
+    path = write_file(tmp_path, "x.tsv", "sentence\tlabel\na\t1\n")
     with pytest.raises(InputError, match=r"available columns: 'sentence', 'label'"):
         load_labelled_data(path, BINARY, label_column="gold")
 
 
 def test_multiline_label_value_keeps_message_on_one_line(tmp_path: Path) -> None:
-    path = _write(tmp_path, "x.csv", 'text,label\nhello,"a\nb"\n')
+    path = write_file(tmp_path, "x.csv", 'text,label\nhello,"a\nb"\n')
     with pytest.raises(InputError) as info:
         load_labelled_data(path, BINARY)
     assert "\n" not in str(info.value)

@@ -11,24 +11,16 @@ import pytest
 
 from compressor.data import Example, LabelledData, load_labelled_data, sample_labelled_data
 from compressor.errors import InputError
+from tests.conftest import write_file
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 GLUE = SHARED / "data" / "glue"
 BINARY = {"0": 0, "1": 1}
 
 
-def _write(tmp_path: Path, name: str, content: str | bytes) -> Path:
-    path = tmp_path / name
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        path.write_text(content, encoding="utf-8")
-    return path
-
-
 def _tsv(tmp_path: Path, rows: int, name: str = "d.tsv") -> Path:
     lines = ["sentence\tlabel"] + [f"text number {i}\t{i % 2}" for i in range(rows)]
-    return _write(tmp_path, name, "\n".join(lines) + "\n")
+    return write_file(tmp_path, name, "\n".join(lines) + "\n")
 
 
 def _rows(examples: tuple[Example, ...]) -> list[int]:
@@ -80,7 +72,7 @@ def test_sample_is_uniform_over_rows(tmp_path: Path) -> None:
 
 
 def test_total_counts_data_rows_not_blank_lines(tmp_path: Path) -> None:
-    path = _write(tmp_path, "d.tsv", "\ufeffsentence\tlabel\r\na\t1\r\n\r\nb\t0\r\nc\t1\r\n")
+    path = write_file(tmp_path, "d.tsv", "\ufeffsentence\tlabel\r\na\t1\r\n\r\nb\t0\r\nc\t1\r\n")
     sample, total = sample_labelled_data(path, BINARY, 2, seed=0)
     assert total == 3
     assert len(sample) == 2
@@ -88,7 +80,7 @@ def test_total_counts_data_rows_not_blank_lines(tmp_path: Path) -> None:
 
 
 def test_csv_with_quoted_field_spanning_lines(tmp_path: Path) -> None:
-    path = _write(tmp_path, "d.csv", 'text,label\n"first\nline, continued",1\nplain,0\n')
+    path = write_file(tmp_path, "d.csv", 'text,label\n"first\nline, continued",1\nplain,0\n')
     sample, total = sample_labelled_data(path, BINARY, 5, seed=0)
     assert total == 2
     assert sample.format == "csv"
@@ -97,7 +89,7 @@ def test_csv_with_quoted_field_spanning_lines(tmp_path: Path) -> None:
 
 
 def test_old_mac_line_endings_parse_like_the_full_loader(tmp_path: Path) -> None:
-    path = _write(tmp_path, "d.tsv", "sentence\tlabel\ra\t1\rb\t0\r")
+    path = write_file(tmp_path, "d.tsv", "sentence\tlabel\ra\t1\rb\t0\r")
     sample, total = sample_labelled_data(path, BINARY, 5, seed=0)
     assert total == 2
     assert sample == load_labelled_data(path, BINARY)
@@ -105,7 +97,7 @@ def test_old_mac_line_endings_parse_like_the_full_loader(tmp_path: Path) -> None
 
 def test_jsonl_and_column_options(tmp_path: Path) -> None:
     lines = [json.dumps({"body": f"t{i}", "gold": i % 2}) for i in range(30)]
-    path = _write(tmp_path, "d.jsonl", "\n".join(lines) + "\n")
+    path = write_file(tmp_path, "d.jsonl", "\n".join(lines) + "\n")
     sample, total = sample_labelled_data(path, BINARY, 10, seed=5, text_column="body", label_column="gold")
     assert total == 30
     assert (sample.format, sample.text_column, sample.label_column) == ("jsonl", "body", "gold")
@@ -172,7 +164,7 @@ BAD_FILES: list[tuple[str, str, str | bytes, str]] = [
 def test_bad_rows_anywhere_raise_the_full_loaders_error(
     tmp_path: Path, name: str, content: str | bytes, fragment: str
 ) -> None:
-    path = _write(tmp_path, name, content)
+    path = write_file(tmp_path, name, content)
     with pytest.raises(InputError) as full:
         load_labelled_data(path, BINARY)
     with pytest.raises(InputError) as streamed:
@@ -184,7 +176,7 @@ def test_bad_rows_anywhere_raise_the_full_loaders_error(
 
 def test_bad_utf8_reports_its_line_and_file_offset(tmp_path: Path) -> None:
     content = b"\xef\xbb\xbfsentence\tlabel\nok\t1\n\xe9x\t0\n"
-    path = _write(tmp_path, "b.tsv", content)
+    path = write_file(tmp_path, "b.tsv", content)
     with pytest.raises(InputError, match=r"line 3 is not valid UTF-8 \(byte offset 23\)"):
         sample_labelled_data(path, BINARY, 1, seed=0)
     assert content.index(b"\xe9") == 23
