@@ -108,7 +108,7 @@ def test_report_holds_the_figures(pipeline_run):
     assert "## Why these heads" in (out / "report.md").read_text()
     importance = json.loads((out / "importance.json").read_text())
     assert len(importance["scores"]) == 2 and len(importance["scores"][0]) == 4
-    assert importance["steps"] == 3 and importance["examples"] == 6 and importance["target"] == "gold"
+    assert importance["steps"] == 3 and importance["examples"] == 6 and importance["target"] == "gold-log"
     tree = json.loads((out / "trees/tree_001.json").read_text())
     assert tree["tokens"][0] == "[CLS]" and tree["meta"]["row"] == 1
 
