@@ -92,7 +92,7 @@ def scoring_options(command: Any) -> Any:
             click.option("--device", default="cpu", show_default=True, help="Where to score: cpu, cuda or cuda:N."),
             click.option(
                 "--max-batch-tokens",
-                default=16384,
+                default=2048,
                 show_default=True,
                 help="Bound on examples x steps x tokens per attribution batch (memory).",
             ),

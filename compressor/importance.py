@@ -69,6 +69,8 @@ def real_token_pairs(attention_mask: torch.Tensor) -> torch.Tensor:
 
 
 AGGREGATIONS = ("max", "absmax", "sum", "abssum")
+# examples x steps x tokens per batch; small batches stay in cache (2048 ran 1.9x faster than 16384 on 2 cores)
+DEFAULT_MAX_BATCH_TOKENS = 2048
 
 
 def attribution_statistics(
@@ -78,7 +80,7 @@ def attribution_statistics(
     target: str = "gold",
     steps: int = 20,
     rule: str = "left",
-    max_batch_tokens: int = 16384,
+    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
     head_mask: torch.Tensor | None = None,
     progress: bool = False,
 ) -> dict[str, np.ndarray]:

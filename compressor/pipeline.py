@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from compressor.artifacts import library_versions, write_json
 from compressor.data import LabelledData, find_glue_split, load_labelled_data, sample_labelled_data
 from compressor.errors import InputError
-from compressor.importance import HeadImportance, predicted_attribution
+from compressor.importance import DEFAULT_MAX_BATCH_TOKENS, HeadImportance, predicted_attribution
 from compressor.modeling import LoadedModel, count_truncated, load_model, read_model_config, to_device
 from compressor.outputs import REPORT_FILE, REPORT_KIND, staged_folder
 from compressor.plots import plot_head_importance
@@ -66,7 +66,7 @@ class PipelineOptions:
     seed: int = 0
     threads: int = 1
     trees: int = 5
-    max_batch_tokens: int = 16384
+    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS
     latency_examples: int = 200
     force: bool = False
     progress: bool = True

@@ -16,7 +16,13 @@ from tqdm.auto import tqdm
 from compressor.data import LabelledData
 from compressor.distributed import all_reduce_sum, shard
 from compressor.errors import InputError
-from compressor.importance import HeadImportance, attribution_statistics, length_batches, real_token_pairs
+from compressor.importance import (
+    DEFAULT_MAX_BATCH_TOKENS,
+    HeadImportance,
+    attribution_statistics,
+    length_batches,
+    real_token_pairs,
+)
 from compressor.modeling import LoadedModel, encode
 
 DEFAULT_KEEPS = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
@@ -36,7 +42,7 @@ class Ranker(ABC):
         steps: int = 20,
         rule: str = "left",
         seed: int = 0,
-        max_batch_tokens: int = 16384,
+        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
         progress: bool = False,
     ) -> None:
         self.loaded = loaded

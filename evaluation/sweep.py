@@ -20,7 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from compressor.data import LabelledData
-from compressor.importance import HeadImportance
+from compressor.importance import DEFAULT_MAX_BATCH_TOKENS, HeadImportance
 from compressor.modeling import LoadedModel, load_model
 from compressor.pruning import plan_pruning, prune_model, save_pruned
 from compressor.ranking import DEFAULT_KEEPS, make_ranker
@@ -42,7 +42,7 @@ class SweepOptions:
     steps: int = 20
     rule: str = "left"
     seed: int = 0
-    max_batch_tokens: int = 16384
+    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS
     progress: bool = False
 
 
@@ -231,6 +231,16 @@ def sweep_markdown(sweep: dict[str, Any]) -> str:
         cells = [f"{value:.4f}" for value in curve["accuracy"]]
         lines.append(f"| {method} | " + " | ".join(cells) + f" | {curve['auc']:.4f} | {curve['seconds']:.1f} |")
     lines += ["", "Columns: fraction of heads pruned. AUC: mean accuracy from 0% to the largest fraction pruned."]
+    if all("f1" in curve for curve in sweep["methods"].values()):
+        lines += [
+            "",
+            f"F1 (unpruned {sweep['unpruned']['f1']:.4f}):",
+            "",
+            "| method | " + " | ".join(f"{1 - keep:.0%}" for keep in keeps) + " |",
+            "|---|" + "---|" * len(keeps),
+        ]
+        for method, curve in sweep["methods"].items():
+            lines.append(f"| {method} | " + " | ".join(f"{value:.4f}" for value in curve["f1"]) + " |")
     if sweep["latency"]:
         latency = sweep["latency"]
         lines += [
