@@ -108,16 +108,16 @@ model_argument = click.argument("model", type=click.Path(path_type=str))
 @click.group(cls=PipelineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.version_option(package_name="attr-compress")
-@click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
+def cli(debug: bool) -> None:
     """Prune a fine-tuned BERT classifier's attention heads by self-attention attribution and export a
     verified ONNX model.
 
     \b
     attr-compress MODEL --keep 0.5 [--data dev.tsv --calib train.tsv --out slim/]
     attr-compress score|prune|export|evaluate|tree ...   (one stage at a time)
+    attr-compress sweep ...   (every ranking method at every keep level)
     """
-    ctx.obj = {"debug": debug}
+    # --debug is read by main(), which owns the error boundary.
 
 
 @cli.command("run")
