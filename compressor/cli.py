@@ -200,11 +200,12 @@ def score_command(
     """
     from compressor.data import sample_labelled_data
     from compressor.distributed import init_from_environment, is_main_process
-    from compressor.modeling import load_model, to_device
+    from compressor.modeling import check_device, load_model, to_device
     from compressor.pipeline import check_counts, save_importance
     from compressor.ranking import make_ranker
 
     check_counts(examples=examples, steps=steps, max_batch_tokens=max_batch_tokens)
+    check_device(device)
     folder = Path(out)
     refuse_overwrite(folder / "importance.json", force)
     loaded = load_model(model)

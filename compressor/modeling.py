@@ -110,7 +110,8 @@ def load_model(path: str | Path, *, attn_implementation: str = "eager") -> Loade
             output_loading_info=True,
         )
     except (OSError, ValueError, RuntimeError, SafetensorError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        lines = [line.strip() for line in str(err).strip().splitlines()] or [type(err).__name__]
+        first_line = next((line for line in lines if line.startswith("size mismatch")), lines[0])
         raise InputError(f"cannot load the weights in '{folder}' ({first_line}); re-save the model") from None
     finally:
         hf_logging.set_verbosity(verbosity)
@@ -177,12 +178,19 @@ def count_truncated(loaded: LoadedModel, examples: Sequence[Example]) -> int:
     return sum(length > max_length(loaded) for length in token_lengths(loaded, examples))
 
 
-def to_device(loaded: LoadedModel, device: str) -> None:
-    """Move the model (inputs follow it in ``encode``); a missing GPU is a user error, not a crash."""
+def check_device(device: str) -> None:
+    """A missing GPU is a user error found before any work, not a crash in the middle."""
     import torch
 
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"--device {device} asked for a GPU but none is available; use --device cpu")
+
+
+def to_device(loaded: LoadedModel, device: str) -> None:
+    """Move the model; inputs follow it in ``encode``."""
+    import torch
+
+    check_device(device)
     try:
         loaded.model.to(torch.device(device))
     except RuntimeError as err:

@@ -20,7 +20,14 @@ from compressor.artifacts import library_versions, write_json
 from compressor.data import LabelledData, find_glue_split, load_labelled_data, sample_labelled_data
 from compressor.errors import InputError
 from compressor.importance import DEFAULT_MAX_BATCH_TOKENS, HeadImportance, predicted_attribution
-from compressor.modeling import LoadedModel, count_truncated, load_model, read_model_config, to_device
+from compressor.modeling import (
+    LoadedModel,
+    check_device,
+    count_truncated,
+    load_model,
+    read_model_config,
+    to_device,
+)
 from compressor.outputs import REPORT_FILE, REPORT_KIND, staged_folder
 from compressor.plots import plot_head_importance
 from compressor.pruning import (
@@ -219,6 +226,7 @@ def run_pipeline(options: PipelineOptions, log: Log = lambda message: None) -> d
     )
     if options.trees < 0:
         raise InputError(f"--trees must be 0 or more, got {options.trees}")
+    check_device(options.device)
     config = read_model_config(options.model)
     out = Path(options.out) if options.out else default_out(options.model, options.keep)
     timer = StageTimer(log)

@@ -317,3 +317,10 @@ def test_help_lists_the_stages(capsys):
 def test_debug_shows_the_traceback(tmp_path, tiny_data, capsys):
     code, _, err = run(["--debug", tmp_path / "nope", "--keep", "0.5", "--data", tiny_data], capsys)
     assert code == 2 and "Traceback" in err
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
+def test_gpu_requested_without_one_exits_2_before_any_work(tiny_model_dir, tiny_data, tmp_path, capsys):
+    code, _, err = run(pipeline_args(tiny_model_dir, tiny_data, tmp_path / "out", "--device", "cuda"), capsys)
+    assert code == 2 and "asked for a GPU but none is available" in err
+    assert "score heads" not in err and list(tmp_path.iterdir()) == []
