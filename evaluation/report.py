@@ -34,6 +34,23 @@ def results_table(results: dict[str, dict[str, Any]], *, reference: str = "origi
     return lines
 
 
+TARGETS = {
+    "gold": "the probability of the gold label",
+    "gold-log": "the log-probability of the gold label",
+    "predicted": "the probability of the predicted label",
+}
+
+
+def scoring_text(importance: dict[str, Any]) -> str:
+    """How the heads were scored, in words; the integration details only for attribution methods."""
+    if not importance["method"].startswith("attattr"):
+        return importance["aggregation"]
+    return (
+        f"self-attention attribution with F = {TARGETS[importance['target']]}, {importance['rule']} quadrature with "
+        f"m = {importance['steps']} steps; I_h = {importance['aggregation']}"
+    )
+
+
 def why_section(report: dict[str, Any]) -> list[str]:
     """Which layers lost most heads and, with --compare, how other rankings would have done."""
     why = report["why"]
@@ -107,8 +124,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         "## How heads were scored",
         "",
-        f"Self-attention attribution ({importance['method']}): F = probability of the {importance['target']} label, "
-        f"{importance['rule']} Riemann/quadrature with m = {importance['steps']}, I_h = {importance['aggregation']}, "
+        f"Ranking `{importance['method']}`: {scoring_text(importance)}, "
         f"over {data['calibration_examples']} calibration examples from `{data['calibration']}` "
         f"({data['calibration_rows_in_file']} rows, seed {importance['seed']}). See `importance.png`.",
         "",
