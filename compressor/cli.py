@@ -276,8 +276,7 @@ def export_command(
     """Export to ONNX (fp32, optimised, int8) and check parity with PyTorch."""
     from compressor.data import load_labelled_data
     from compressor.modeling import load_model
-    from compressor.pipeline import parity_batches
-    from evaluation.encoded import encode_data
+    from evaluation.encoded import encode_data, parity_batches
     from exporters.runtime import TorchRunner
     from exporters.verified import export_verified
 

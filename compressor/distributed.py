@@ -38,6 +38,11 @@ def shard(items: Sequence[T]) -> list[int]:
     return list(range(rank, len(items), size))
 
 
+def local_items(items: Sequence[T]) -> list[T]:
+    """The items this rank works on."""
+    return [items[index] for index in shard(items)]
+
+
 def all_reduce_sum(array: np.ndarray) -> np.ndarray:
     """Sum an array over ranks (float64 on the wire, so the reduction adds no rounding of its own)."""
     if rank_and_size()[1] == 1:

@@ -207,13 +207,6 @@ def write_trees(
     return names
 
 
-def parity_batches(encoded: Any) -> list[dict[str, Any]]:
-    """Real inputs at shapes the export never saw: one example, three, and a full padded batch."""
-    first = encoded.batches[0]
-    batches = [encoded.singles[0], {key: value[:3] for key, value in first.items()}, encoded.batches[-1]]
-    return [batch for batch in batches if batch["input_ids"].shape[0] > 0]
-
-
 def run_pipeline(options: PipelineOptions, log: Log = lambda message: None) -> dict[str, Any]:
     """Run every stage into a staged folder that is renamed to ``options.out`` only when all checks passed."""
     check_keep(options.keep)
@@ -246,7 +239,7 @@ def run_pipeline(options: PipelineOptions, log: Log = lambda message: None) -> d
 def _run_stages(
     options: PipelineOptions, loaded: LoadedModel, resolved: ResolvedData, staging: Path, timer: StageTimer, log: Log
 ) -> dict[str, Any]:
-    from evaluation.encoded import encode_data
+    from evaluation.encoded import encode_data, parity_batches
     from evaluation.measure import evaluate_runners
     from exporters.onnx_export import ONNX_FP32, ONNX_INT8, ONNX_OPTIMIZED
     from exporters.runtime import OnnxRunner, TorchRunner
@@ -299,7 +292,7 @@ def _run_stages(
         results, predictions = evaluate_runners(
             runners, encoded, threads=options.threads, num_labels=loaded.config.num_labels, progress=options.progress
         )
-        del runners
+        del runners  # close the original's onnxruntime sessions before deleting their files
         shutil.rmtree(baseline_dir)
     why: dict[str, Any] = {"pruned_per_layer": [len(row) - sum(row) for row in plan.head_mask]}
     if options.compare:

@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from compressor.data import LabelledData
-from compressor.distributed import all_reduce_sum, shard
+from compressor.distributed import all_reduce_sum, local_items
 from compressor.errors import InputError
 from compressor.importance import (
     DEFAULT_MAX_BATCH_TOKENS,
@@ -140,14 +140,17 @@ class AttAttrIterative(AttAttr):
         total = layers * heads
         mask = torch.ones(layers, heads, device=self.loaded.model.device)
         order: list[int] = []
+
+        def remaining_lowest_first(current: np.ndarray) -> list[int]:
+            pruned = set(order)
+            return sorted((i for i in range(total) if i not in pruned), key=lambda i: (current[i], i))
+
+        current = np.zeros(total)
         for boundary in sweep_boundaries(total):
             current = self._aggregate(self._attribution(data, head_mask=mask)).ravel()
-            pruned = set(order)
-            remaining = sorted((i for i in range(total) if i not in pruned), key=lambda i: (current[i], i))
-            order += remaining[: boundary - len(order)]
+            order += remaining_lowest_first(current)[: boundary - len(order)]
             mask.view(-1)[order] = 0.0
-        pruned = set(order)
-        order += sorted((i for i in range(total) if i not in pruned), key=lambda i: (current[i], i))
+        order += remaining_lowest_first(current)  # the heads every keep level keeps, by their last scores
         scores = np.empty(total)
         scores[order] = (np.arange(total) + 1) / total  # later pruned = more important
         return scores.reshape(layers, heads), [[i // heads, i % heads] for i in order]
@@ -168,10 +171,9 @@ class Attention(Ranker):
     def scores(self, data: LabelledData) -> tuple[np.ndarray, None]:
         model = self.loaded.model
         totals = np.zeros(self.shape)
-        bar = tqdm(total=len(data), desc="attention", unit="ex", disable=not self.progress)
-        for batch in length_batches(
-            self.loaded, [data.examples[i] for i in shard(data.examples)], self.max_batch_tokens
-        ):
+        examples = local_items(data.examples)
+        bar = tqdm(total=len(examples), desc="attention", unit="ex", disable=not self.progress)
+        for batch in length_batches(self.loaded, examples, self.max_batch_tokens):
             inputs = encode(self.loaded, batch)
             pairs = real_token_pairs(inputs["attention_mask"])
             with torch.no_grad():
@@ -195,10 +197,9 @@ class Taylor(Ranker):
         model = self.loaded.model
         layers, heads = self.shape
         totals = np.zeros(self.shape)
-        bar = tqdm(total=len(data), desc="taylor", unit="ex", disable=not self.progress)
-        for batch in length_batches(
-            self.loaded, [data.examples[i] for i in shard(data.examples)], self.max_batch_tokens
-        ):
+        examples = local_items(data.examples)
+        bar = tqdm(total=len(examples), desc="taylor", unit="ex", disable=not self.progress)
+        for batch in length_batches(self.loaded, examples, self.max_batch_tokens):
             inputs = encode(self.loaded, batch)
             device = inputs["input_ids"].device
             labels = torch.tensor([e.label for e in batch], device=device)

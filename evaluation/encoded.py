@@ -36,3 +36,10 @@ def encode_data(loaded: LoadedModel, data: LabelledData, *, batch_size: int = 32
         truncated=count_truncated(loaded, examples),
         is_pair=split_texts(examples)[1] is not None,
     )
+
+
+def parity_batches(encoded: EncodedData) -> list[dict[str, np.ndarray]]:
+    """Real inputs at shapes the export never saw: one example, three, and a full padded batch."""
+    first = encoded.batches[0]
+    batches = [encoded.singles[0], {key: value[:3] for key, value in first.items()}, encoded.batches[-1]]
+    return [batch for batch in batches if batch["input_ids"].shape[0] > 0]

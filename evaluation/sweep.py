@@ -24,7 +24,7 @@ from compressor.importance import DEFAULT_MAX_BATCH_TOKENS, HeadImportance
 from compressor.modeling import LoadedModel, load_model
 from compressor.pruning import plan_pruning, prune_model, save_pruned
 from compressor.ranking import DEFAULT_KEEPS, make_ranker
-from evaluation.encoded import EncodedData, encode_data
+from evaluation.encoded import EncodedData, encode_data, parity_batches
 from evaluation.masked import masked_metrics
 from evaluation.measure import evaluate_runners
 
@@ -114,7 +114,6 @@ def latency_frontier(
     log: Log,
 ) -> dict[str, dict[str, Any]]:
     """Prune, export (with the parity gate) and time ONNX int8 at every keep level, beside the original."""
-    from compressor.pipeline import parity_batches
     from exporters.onnx_export import ONNX_FP32, ONNX_INT8
     from exporters.runtime import OnnxRunner, TorchRunner
     from exporters.verified import export_verified
