@@ -95,7 +95,7 @@ class AttentionAttribution:
     def attribute(
         self,
         inputs: dict[str, torch.Tensor],
-        target: torch.Tensor,
+        target: torch.Tensor | None,
         *,
         layers: Sequence[int] | None = None,
         steps: int = 20,
@@ -104,13 +104,16 @@ class AttentionAttribution:
         log_probability: bool = False,
     ) -> Iterator[LayerAttribution]:
         """Yield the attribution of each requested layer for a padded batch, F = probability of ``target``
-        (or its logarithm with ``log_probability``).
+        (or its logarithm with ``log_probability``); ``target`` None means the predicted class.
 
         The layers below each target layer run once; the quadrature points go through the layers above in
         chunks of ``internal_batch_size`` rows (examples x steps), so memory stays bounded.
         """
         alphas, weights = quadrature(rule, steps)
         states, mask = self.hidden_states(inputs)
+        if target is None:  # the predicted class, from the pass the layers below need anyway
+            with torch.no_grad():
+                target = self.probabilities(states[0], mask, 0).argmax(-1)
         batch = inputs["input_ids"].shape[0]
         chunk = max(1, (internal_batch_size or batch * steps) // batch)
         for layer in range(len(self.layers)) if layers is None else layers:

@@ -98,11 +98,9 @@ def attribution_statistics(
     bar = tqdm(total=len(mine), desc="attribution", unit="ex", disable=not progress)
     for batch in length_batches(loaded, [examples[index] for index in mine], max(1, max_batch_tokens // steps)):
         inputs = encode(loaded, batch)
+        labels = None  # predicted: the engine takes the argmax from its own forward pass
         if target in ("gold", "gold-log"):
             labels = torch.tensor([e.label for e in batch], device=inputs["input_ids"].device)
-        else:
-            states, mask = engine.hidden_states(inputs)
-            labels = engine.probabilities(states[0], mask, 0).argmax(-1)
         pairs = real_token_pairs(inputs["attention_mask"])
         rows = [position[id(example)] for example in batch]
         chunk = max(1, max_batch_tokens // inputs["input_ids"].shape[1])

@@ -99,3 +99,13 @@ def test_padding_gets_no_attribution(tiny_inputs):
 def test_needs_eager_attention():
     with pytest.raises(ValueError, match="eager"):
         AttentionAttribution(tiny_model(attn="sdpa"))
+
+
+def test_no_target_means_the_predicted_class(tiny_inputs):
+    model = tiny_model()
+    engine = AttentionAttribution(model)
+    with torch.no_grad():
+        predicted = model(**tiny_inputs).logits.argmax(-1)
+    implicit = [r.scores for r in engine.attribute(tiny_inputs, None, steps=3)]
+    explicit = [r.scores for r in engine.attribute(tiny_inputs, predicted, steps=3)]
+    assert all(torch.equal(a, b) for a, b in zip(implicit, explicit, strict=True))
