@@ -1,8 +1,12 @@
-"""Self-attention attribution (Hao et al., AAAI 2021): integrated gradients over attention probabilities.
+"""Integrated gradients over one layer's internal activations of a BERT classifier, one layer at a time.
 
-For one layer at a time, the post-softmax attention probabilities A of all its heads are replaced by
-alpha * A; layers below are unchanged, layers above recompute as usual. The attribution of head h is
-A_h * integral_0^1 dF(alpha A)/dA_h d(alpha), approximated by a quadrature rule (the paper: left Riemann, m=20).
+Self-attention attribution (Hao et al., AAAI 2021): the post-softmax attention probabilities A of all heads
+of a layer are replaced by alpha * A; layers below are unchanged, layers above recompute as usual. The
+attribution of head h is A_h * integral_0^1 dF(alpha A)/dA_h d(alpha), approximated by a quadrature rule
+(the paper: left Riemann, m=20).
+
+FFN neuron attribution (Dai, Dong, Hao et al. 2022, "Knowledge Neurons") is the same machinery applied to
+a layer's feed-forward intermediate activations (after the GELU) instead of its attention probabilities.
 """
 
 from __future__ import annotations
@@ -34,27 +38,26 @@ def quadrature(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass(frozen=True)
 class LayerAttribution:
-    """Attribution of one layer for a batch: ``scores`` [batch, heads, n, n] and the probabilities it scales."""
+    """Attribution of one layer for a batch and the activations it scales: attention probabilities
+    [batch, heads, n, n] or FFN intermediate activations [batch, n, neurons]."""
 
     layer: int
     scores: torch.Tensor
-    attention: torch.Tensor
+    activations: torch.Tensor
 
 
-class AttentionAttribution:
-    """Integrated gradients over one layer's attention probabilities, for a BERT sequence classifier.
-
-    The model must use eager attention (``attn_implementation="eager"``): the probabilities are substituted
-    at the attention dropout module, which only the eager path calls.
-    """
+class LayerIntegratedGradients:
+    """Integrated gradients over the output of one module per layer (``scaled_module``), zero baseline."""
 
     def __init__(self, model: nn.Module, head_mask: torch.Tensor | None = None) -> None:
         """``head_mask`` ([layers, heads], 1 keeps, 0 masks) scores a partly pruned model (iterative ranking)."""
-        if getattr(model.config, "_attn_implementation", "eager") != "eager":
-            raise ValueError("AttentionAttribution needs a model loaded with attn_implementation='eager'")
         self.model = model
         self.layers = model.bert.encoder.layer
         self.head_mask = head_mask
+
+    def scaled_module(self, layer: int) -> nn.Module:
+        """The module whose output is scaled by alpha in ``layer``."""
+        raise NotImplementedError
 
     def _run_layer(self, index: int, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.head_mask is None:
@@ -85,10 +88,10 @@ class AttentionAttribution:
     def target_probability(
         self, inputs: dict[str, torch.Tensor], target: torch.Tensor, scale_layer: int | None = None, alpha: float = 1.0
     ) -> torch.Tensor:
-        """F for each example, optionally with one layer's attention probabilities scaled by ``alpha``."""
+        """F for each example, optionally with one layer's scaled activations multiplied by ``alpha``."""
         states, mask = self.hidden_states(inputs)
         start = 0 if scale_layer is None else scale_layer
-        with torch.no_grad(), self._scaled_attention(scale_layer, torch.tensor([alpha]), requires_grad=False):
+        with torch.no_grad(), self._scaled(scale_layer, torch.tensor([alpha]), requires_grad=False):
             probs = self.probabilities(states[start], mask, start)
         return probs.gather(1, target[:, None])[:, 0]
 
@@ -118,7 +121,7 @@ class AttentionAttribution:
         chunk = max(1, (internal_batch_size or batch * steps) // batch)
         for layer in range(len(self.layers)) if layers is None else layers:
             total: torch.Tensor | None = None
-            attention: torch.Tensor | None = None
+            activations: torch.Tensor | None = None
             for begin in range(0, steps, chunk):
                 k = min(chunk, steps - begin)
                 hidden = states[layer].repeat_interleave(k, dim=0)
@@ -126,24 +129,24 @@ class AttentionAttribution:
                 chunk_alphas = torch.tensor(alphas[begin : begin + k], dtype=hidden.dtype, device=hidden.device)
                 chunk_alphas = chunk_alphas.repeat(batch)
                 chunk_weights = torch.tensor(weights[begin : begin + k], dtype=hidden.dtype, device=hidden.device)
-                with torch.enable_grad(), self._scaled_attention(layer, chunk_alphas, requires_grad=True) as scaled:
+                with torch.enable_grad(), self._scaled(layer, chunk_alphas, requires_grad=True) as scaled:
                     probs = self.probabilities(hidden, chunk_mask, layer)
                     chosen = probs.gather(1, target.repeat_interleave(k)[:, None])
                     f = (torch.log(chosen) if log_probability else chosen).sum()
                     (grad,) = torch.autograd.grad(f, scaled[0])
                 grad = grad.view(batch, k, *grad.shape[1:])
-                weighted = (grad * chunk_weights.view(1, k, 1, 1, 1)).sum(dim=1)
+                weighted = (grad * chunk_weights.view(1, k, *[1] * (grad.dim() - 2))).sum(dim=1)
                 total = weighted if total is None else total + weighted
-                if attention is None:
-                    attention = scaled[1].view(batch, k, *grad.shape[2:])[:, 0]
-            yield LayerAttribution(layer=layer, scores=attention * total, attention=attention)
+                if activations is None:
+                    activations = scaled[1].view(batch, k, *grad.shape[2:])[:, 0]
+            yield LayerAttribution(layer=layer, scores=activations * total, activations=activations)
 
     @contextmanager
-    def _scaled_attention(self, layer: int | None, alphas: torch.Tensor, *, requires_grad: bool) -> Iterator[list]:
-        """Replace one layer's attention probabilities A by alpha * A (one alpha per batch row).
+    def _scaled(self, layer: int | None, alphas: torch.Tensor, *, requires_grad: bool) -> Iterator[list]:
+        """Replace one layer's activations X by alpha * X (one alpha per batch row).
 
-        Yields [scaled, A] once the forward pass has run: the leaf tensor gradients are taken against, and
-        the unscaled probabilities.
+        Yields [scaled, X] once the forward pass has run: the leaf tensor gradients are taken against, and
+        the unscaled activations.
         """
         captured: list[torch.Tensor] = []
         if layer is None:
@@ -151,15 +154,39 @@ class AttentionAttribution:
             return
 
         def substitute(_module: nn.Module, _args: tuple, output: torch.Tensor) -> torch.Tensor:
-            attention = output.detach()
-            scaled = attention * alphas.to(attention.device, attention.dtype).view(-1, 1, 1, 1)
+            activations = output.detach()
+            shape = (-1, *[1] * (activations.dim() - 1))
+            scaled = activations * alphas.to(activations.device, activations.dtype).view(shape)
             if requires_grad:
                 scaled.requires_grad_(True)
-            captured[:] = [scaled, attention]
+            captured[:] = [scaled, activations]
             return scaled
 
-        handle = self.layers[layer].attention.self.dropout.register_forward_hook(substitute)
+        handle = self.scaled_module(layer).register_forward_hook(substitute)
         try:
             yield captured
         finally:
             handle.remove()
+
+
+class AttentionAttribution(LayerIntegratedGradients):
+    """Self-attention attribution: integrated gradients over one layer's attention probabilities.
+
+    The model must use eager attention (``attn_implementation="eager"``): the probabilities are substituted
+    at the attention dropout module, which only the eager path calls.
+    """
+
+    def __init__(self, model: nn.Module, head_mask: torch.Tensor | None = None) -> None:
+        if getattr(model.config, "_attn_implementation", "eager") != "eager":
+            raise ValueError("AttentionAttribution needs a model loaded with attn_implementation='eager'")
+        super().__init__(model, head_mask)
+
+    def scaled_module(self, layer: int) -> nn.Module:
+        return self.layers[layer].attention.self.dropout
+
+
+class NeuronAttribution(LayerIntegratedGradients):
+    """FFN neuron attribution: integrated gradients over one layer's intermediate activations (after GELU)."""
+
+    def scaled_module(self, layer: int) -> nn.Module:
+        return self.layers[layer].intermediate

@@ -120,9 +120,40 @@ def cli(debug: bool) -> None:
     # --debug is read by main(), which owns the error boundary.
 
 
+RECOVERY_CHOICES = ("none", "lsq", "distill")  # compressor.recovery.RECOVERY_METHODS, without importing torch
+
+
+def recovery_options(command: Any) -> Any:
+    for option in reversed(
+        [
+            click.option(
+                "--recover",
+                type=click.Choice(RECOVERY_CHOICES),
+                default="none",
+                show_default=True,
+                help="After pruning: lsq refits output projections by least squares (no training); distill adds "
+                "a short distillation from the original.",
+            ),
+            click.option(
+                "--fit-examples", default=1000, show_default=True, help="Calibration examples --recover fits on."
+            ),
+            click.option("--distill-steps", default=200, show_default=True, help="Batches of --recover distill."),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
 @cli.command("run")
 @model_argument
-@click.option("--keep", type=float, required=True, help="Fraction of attention heads kept, 0 < keep <= 1.")
+@click.option("--keep", type=float, help="Fraction of attention heads kept, 0 < keep <= 1.")
+@click.option("--keep-ffn", type=float, help="Fraction of FFN neurons kept, 0 < keep-ffn <= 1 (default 1).")
+@click.option(
+    "--target-speedup",
+    type=float,
+    help="Choose --keep/--keep-ffn to run X times faster than the original int8 ONNX (batch 1, measured here).",
+)
+@click.option("--latency-budget", type=float, help="Choose --keep/--keep-ffn to run within MS milliseconds (batch 1).")
 @click.option("--data", type=click.Path(path_type=str), help="Labelled evaluation set (TSV, CSV, JSONL).")
 @click.option("--calib", type=click.Path(path_type=str), help="Examples to score heads on (default: task train split).")
 @click.option("--out", type=click.Path(path_type=str), help="Output folder (default: next to the model).")
@@ -131,6 +162,13 @@ def cli(debug: bool) -> None:
 @click.option("--threads", default=1, show_default=True, help="Threads for latency measurement.")
 @click.option("--trees", default=5, show_default=True, help="Attribution trees for the first N evaluation examples.")
 @click.option("--latency-examples", default=200, show_default=True, help="Examples timed at batch 1.")
+@click.option(
+    "--select-examples",
+    default=500,
+    show_default=True,
+    help="Calibration examples (another seed) that choose the int8 recipe and the target's candidate.",
+)
+@recovery_options
 @click.option("--compare", is_flag=True, help="Also rank by attention, random and taylor; report their accuracy.")
 @click.option("--force", is_flag=True, help="Replace an existing output folder written by attr-compress.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
@@ -140,14 +178,28 @@ def run_command(
     calib: str | None,
     columns: dict[str, str | None],
     quiet: bool,
+    keep: float | None,
+    keep_ffn: float | None,
     **options: Any,
 ) -> None:
-    """Score, prune, export, evaluate and report (the whole pipeline)."""
+    """Score, prune, recover, export, evaluate and report (the whole pipeline)."""
     from compressor.pipeline import DataOptions, PipelineOptions, run_pipeline
 
+    has_target = options["target_speedup"] is not None or options["latency_budget"] is not None
+    if has_target and (keep is not None or keep_ffn is not None):
+        raise InputError("a latency target chooses --keep and --keep-ffn; pass either them or the target, not both")
+    if not has_target and keep is None:
+        raise InputError("pass --keep (fraction of heads kept) or a latency target (--target-speedup/--latency-budget)")
     data_source = DataOptions(data, calib, **columns)
     report = run_pipeline(
-        PipelineOptions(model=model, data=data_source, progress=not quiet, **options),
+        PipelineOptions(
+            model=model,
+            keep=1.0 if keep is None else keep,
+            keep_ffn=1.0 if keep_ffn is None else keep_ffn,
+            data=data_source,
+            progress=not quiet,
+            **options,
+        ),
         log=say if not quiet else lambda message: None,
     )
     click.echo(summary(report))
@@ -157,10 +209,12 @@ def summary(report: dict[str, Any]) -> str:
     """The one-screen summary printed at the end of a run."""
     from evaluation.report import results_table
 
-    heads = report["heads"]
+    heads, ffn = report["heads"], report["ffn"]
     lines = [
         "",
         f"attr-compress: kept {heads['kept']}/{heads['total']} heads; per layer {heads['kept_per_layer']}",
+        f"FFN neurons kept per layer {ffn['kept_per_layer']} (keep-ffn {ffn['keep_ffn']:g}); "
+        f"int8 recipe: {report['graph_tuning']['chosen']['name']}",
         *results_table(report["results"]),
         "",
         "pruned int8 vs original: {:.2f}x faster than PyTorch fp32, {:.2f}x faster than int8 ONNX (batch-1 p50)".format(
@@ -179,6 +233,7 @@ def summary(report: dict[str, Any]) -> str:
 @click.option("--out", type=click.Path(path_type=str), required=True, help="Folder for importance.json/.png.")
 @data_options
 @scoring_options
+@click.option("--ffn", is_flag=True, help="Also score FFN neurons (ffn_importance.json), for --keep-ffn.")
 @click.option("--force", is_flag=True, help="Replace an existing importance.json.")
 def score_command(
     model: str,
@@ -192,9 +247,11 @@ def score_command(
     seed: int,
     max_batch_tokens: int,
     device: str,
+    ffn: bool,
     force: bool,
 ) -> None:
-    """Score every head (attention attribution by default): writes importance.json and importance.png.
+    """Score every head (attention attribution by default): writes importance.json and importance.png;
+    with --ffn also every FFN neuron (ffn_importance.json).
 
     Under torchrun (WORLD_SIZE > 1) each process scores a slice of the examples; rank 0 writes.
     """
@@ -222,9 +279,20 @@ def score_command(
         progress=is_main_process(),
     )
     importance = ranker.rank(data)
+    neurons = None
+    if ffn:
+        from compressor.neurons import score_neurons
+
+        neurons = score_neurons(
+            loaded, data, steps=steps, rule=rule, seed=seed, max_batch_tokens=max_batch_tokens, progress=True
+        )
     if is_main_process():
         folder.mkdir(parents=True, exist_ok=True)
         save_importance(importance, folder)
+        if neurons is not None:
+            from compressor.neurons import FFN_IMPORTANCE_FILE
+
+            neurons.save(folder / FFN_IMPORTANCE_FILE)
         click.echo(f"wrote {folder / 'importance.json'} and importance.png ({len(data)} examples)")
 
 
@@ -238,24 +306,79 @@ def score_command(
     help="importance.json from `attr-compress score`.",
 )
 @click.option("--keep", type=float, required=True, help="Fraction of attention heads kept, 0 < keep <= 1.")
+@click.option(
+    "--ffn-importance", "ffn_path", type=click.Path(path_type=str), help="ffn_importance.json (`score --ffn`)."
+)
+@click.option("--keep-ffn", type=float, default=1.0, show_default=True, help="Fraction of FFN neurons kept.")
+@click.option("--calib", type=click.Path(path_type=str), help="Calibration file that --recover fits on.")
+@recovery_options
+@click.option("--seed", default=0, show_default=True, help="Seed of the calibration sample.")
 @click.option("--out", type=click.Path(path_type=str), required=True, help="Folder for the pruned model.")
+@data_options
 @click.option("--force", is_flag=True, help="Replace an existing pruned folder written by attr-compress.")
-def prune_command(model: str, importance_path: str, keep: float, out: str, force: bool) -> None:
-    """Remove the least important heads and save a Hugging Face folder (plus prune_plan.json)."""
-    from compressor.importance import HeadImportance
-    from compressor.modeling import load_model
-    from compressor.pruning import check_keep, heads_per_layer, plan_pruning, prune_model, save_pruned
+def prune_command(
+    model: str,
+    importance_path: str,
+    keep: float,
+    ffn_path: str | None,
+    keep_ffn: float,
+    calib: str | None,
+    recover: str,
+    fit_examples: int,
+    distill_steps: int,
+    seed: int,
+    out: str,
+    columns: dict[str, str | None],
+    force: bool,
+) -> None:
+    """Remove the least important heads (and FFN neurons), optionally recover, and save a Hugging Face
+    folder (plus prune_plan.json and recovery.json)."""
+    import copy
+
+    from compressor.importance import HeadImportance, length_batches
+    from compressor.modeling import encode, load_model
+    from compressor.neurons import NeuronImportance
+    from compressor.pipeline import check_counts
+    from compressor.pruning import check_keep, ffn_widths, heads_per_layer, plan_pruning, prune_model, save_pruned
 
     check_keep(keep)
+    check_counts(fit_examples=fit_examples, distill_steps=distill_steps)
+    if recover != "none" and calib is None:
+        raise InputError(f"--recover {recover} fits on calibration data; pass --calib FILE")
     importance = HeadImportance.load(importance_path)
-    plan = plan_pruning(importance.scores, keep, importance.order)
+    neurons = NeuronImportance.load(ffn_path) if ffn_path else None
+    plan = plan_pruning(
+        importance.scores, keep, importance.order, ffn_scores=neurons and neurons.scores, keep_ffn=keep_ffn
+    )
     folder = Path(out)
     refuse_overwrite(folder / "config.json", force)
     loaded = load_model(model)
-    pruned = prune_model(loaded.model, plan)
+    pruned = prune_model(copy.deepcopy(loaded.model), plan)
+    if recover != "none":
+        from compressor.data import sample_labelled_data
+        from compressor.recovery import recover as run_recovery
+
+        fit, _ = sample_labelled_data(calib, loaded.label2id, fit_examples, seed + 2, **columns)
+        batches = [dict(encode(loaded, part)) for part in length_batches(loaded, fit.examples, 2048)]
+        record = run_recovery(
+            recover,
+            loaded.model,
+            pruned,
+            batches,
+            examples=len(fit),
+            distill_steps=distill_steps,
+            seed=seed,
+            progress=True,
+            log=say,
+        )
     save_pruned(pruned, loaded.tokenizer, folder)
     plan.save(folder / "prune_plan.json")
-    click.echo(f"wrote {folder}: kept {plan.kept_heads}/{plan.total_heads} heads, per layer {heads_per_layer(pruned)}")
+    if recover != "none":
+        record.save(folder / "recovery.json")
+    click.echo(
+        f"wrote {folder}: kept {plan.kept_heads}/{plan.total_heads} heads, per layer {heads_per_layer(pruned)}; "
+        f"FFN neurons per layer {ffn_widths(pruned)}"
+    )
 
 
 @cli.command("export")
@@ -265,27 +388,68 @@ def prune_command(model: str, importance_path: str, keep: float, out: str, force
 )
 @click.option("--out", type=click.Path(path_type=str), required=True, help="Folder for the ONNX graphs.")
 @data_options
+@click.option(
+    "--tune/--no-tune",
+    default=True,
+    show_default=True,
+    help="Choose the int8 recipe by measurement on the first 300 --data rows (else Optimum's recipe).",
+)
+@click.option("--threads", default=1, show_default=True, help="Threads the int8 graph is tuned and timed for.")
 @click.option("--force", is_flag=True, help="Replace an existing ONNX folder.")
 def export_command(
     model: str,
     data: str,
     out: str,
     columns: dict[str, str | None],
+    tune: bool,
+    threads: int,
     force: bool,
 ) -> None:
-    """Export to ONNX (fp32, optimised, int8) and check parity with PyTorch."""
+    """Export to ONNX (fp32 and int8, with runtime.json) and check parity with PyTorch."""
     from compressor.data import load_labelled_data
     from compressor.modeling import load_model
+    from compressor.pipeline import check_counts
     from evaluation.encoded import encode_data, parity_batches
+    from exporters.recipes import OPTIMUM_BASELINE
     from exporters.runtime import TorchRunner
+    from exporters.tuning import tune_recipe
     from exporters.verified import export_verified
 
+    check_counts(threads=threads)
     folder = Path(out)
     refuse_overwrite(folder / "model.onnx", force)
-    loaded = load_model(model)
-    rows = load_labelled_data(data, loaded.label2id, **columns).head(64)
-    encoded = encode_data(loaded, rows, singles=1)
-    record = export_verified(model, folder, TorchRunner("pytorch", loaded.model), parity_batches(encoded), log=say)
+    loaded = load_model(model, attn_implementation="sdpa")
+    rows = load_labelled_data(data, loaded.label2id, **columns).head(300)
+    encoded = encode_data(loaded, rows, singles=100)
+    reference = TorchRunner("pytorch", loaded.model)
+    batches = parity_batches(encoded)
+    recipe = OPTIMUM_BASELINE
+    if tune:
+        tuning = tune_recipe(
+            loaded.model,
+            loaded.tokenizer,
+            reference,
+            batches,
+            encoded,
+            threads=threads,
+            num_labels=loaded.config.num_labels,
+            log=say,
+        )
+        recipe = tuning.recipe
+        say(f"int8 recipe: {recipe.name} ({tuning.reason})")
+    record = export_verified(
+        loaded.model,
+        loaded.tokenizer,
+        folder,
+        reference,
+        batches,
+        recipe=recipe,
+        threads=threads,
+        source=str(model),
+        log=say,
+    )
+    if tune:
+        tuning.save(folder / "graph_tuning.json")
     worst = max(check["max_abs_diff"] for check in record.parity if check["passed"])
     click.echo(f"wrote {folder}: parity max |diff| {worst:.2e}, int8 agreement {record.int8_agreement:.1%}")
 
@@ -306,26 +470,33 @@ def evaluate_command(
     latency_examples: int,
 ) -> None:
     """Accuracy and latency of model folders side by side (Hugging Face folders and/or ONNX folders)."""
-    from compressor.artifacts import write_json
+    from compressor.artifacts import read_json, write_json
     from compressor.data import load_labelled_data
     from compressor.modeling import load_model
     from compressor.pipeline import check_counts
     from evaluation.encoded import encode_data
     from evaluation.measure import evaluate_runners
     from evaluation.report import results_table
-    from exporters.onnx_export import ONNX_FP32, ONNX_INT8, ONNX_OPTIMIZED
-    from exporters.runtime import OnnxRunner, TorchRunner
+    from exporters.onnx_export import ONNX_FP32, ONNX_INT8
+    from exporters.runtime import RUNTIME_FILE, OnnxRunner, TorchRunner
 
     check_counts(threads=threads, latency_examples=latency_examples)
     runners: list[Any] = []
     tokenizer_source = None
     for model in models:
         folder = Path(model)
-        onnx_files = [name for name in (ONNX_FP32, ONNX_OPTIMIZED, ONNX_INT8) if (folder / name).is_file()]
+        onnx_files = [name for name in (ONNX_FP32, ONNX_INT8) if (folder / name).is_file()]
         if onnx_files:
-            runtimes = {ONNX_FP32: "onnx-fp32", ONNX_OPTIMIZED: "onnx-fp32-optimized", ONNX_INT8: "onnx-int8"}
+            settings = read_json(folder / RUNTIME_FILE, "re-export") if (folder / RUNTIME_FILE).is_file() else {}
+            runtimes = {ONNX_FP32: "onnx-fp32", ONNX_INT8: "onnx-int8"}
             runners += [
-                OnnxRunner(f"{folder.name}/{runtimes[name]}", folder / name, threads=threads) for name in onnx_files
+                OnnxRunner(
+                    f"{folder.name}/{runtimes[name]}",
+                    folder / name,
+                    threads=threads,
+                    disabled_optimizers=settings.get("disabled_optimizers", []) if name == ONNX_INT8 else (),
+                )
+                for name in onnx_files
             ]
         else:
             loaded = load_model(folder, attn_implementation="sdpa")

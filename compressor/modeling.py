@@ -93,6 +93,8 @@ def load_model(path: str | Path, *, attn_implementation: str = "eager") -> Loade
     from transformers import AutoTokenizer, BertForSequenceClassification
     from transformers.utils import logging as hf_logging
 
+    from compressor.pruning import strip_ffn_padding
+
     folder = Path(path)
     config = read_model_config(folder)
     weights_file = next(name for name in WEIGHT_FILES if (folder / name).is_file())
@@ -119,7 +121,7 @@ def load_model(path: str | Path, *, attn_implementation: str = "eager") -> Loade
     if missing or info["mismatched_keys"]:
         problem = f"missing {missing[:3]}" if missing else f"wrong shapes {[k[0] for k in info['mismatched_keys'][:3]]}"
         raise InputError(f"weights in '{folder}' do not match its config ({problem}); re-save the model")
-    model.eval()
+    strip_ffn_padding(model).eval()  # a pruned folder: give each FFN layer its real width back
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     logging.getLogger("transformers.tokenization_utils_base").setLevel(logging.ERROR)

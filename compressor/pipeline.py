@@ -19,28 +19,33 @@ from tqdm.auto import tqdm
 from compressor.artifacts import library_versions, write_json
 from compressor.data import LabelledData, find_glue_split, load_labelled_data, sample_labelled_data
 from compressor.errors import InputError
-from compressor.importance import DEFAULT_MAX_BATCH_TOKENS, HeadImportance, predicted_attribution
+from compressor.importance import DEFAULT_MAX_BATCH_TOKENS, HeadImportance, length_batches, predicted_attribution
 from compressor.modeling import (
     LoadedModel,
     check_device,
     count_truncated,
+    encode,
     load_model,
     read_model_config,
     to_device,
 )
+from compressor.neurons import FFN_IMPORTANCE_FILE, NeuronImportance, score_neurons
 from compressor.outputs import REPORT_FILE, REPORT_KIND, staged_folder
 from compressor.plots import plot_head_importance
 from compressor.pruning import (
     PrunePlan,
     check_keep,
     count_parameters,
+    ffn_widths,
     heads_per_layer,
     plan_pruning,
     prune_model,
     save_pruned,
 )
 from compressor.ranking import make_ranker
+from compressor.recovery import RECOVERY_METHODS, recover
 from compressor.trees import build_tree, render_tree_svg
+from evaluation.target import LatencyTarget
 
 Log = Callable[[str], None]
 
@@ -62,6 +67,10 @@ class DataOptions:
 class PipelineOptions:
     model: str
     keep: float
+    keep_ffn: float = 1.0
+    recover: str = "none"
+    target_speedup: float | None = None
+    latency_budget: float | None = None
     out: str | None = None
     data: DataOptions = field(default_factory=DataOptions)
     method: str = "attattr"
@@ -75,8 +84,17 @@ class PipelineOptions:
     trees: int = 5
     max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS
     latency_examples: int = 200
+    select_examples: int = 500
+    fit_examples: int = 1000
+    distill_steps: int = 200
     force: bool = False
     progress: bool = True
+
+    @property
+    def target(self) -> LatencyTarget | None:
+        if self.target_speedup is None and self.latency_budget is None:
+            return None
+        return LatencyTarget(speedup=self.target_speedup, budget_ms=self.latency_budget)
 
 
 def check_counts(**values: int) -> None:
@@ -86,8 +104,8 @@ def check_counts(**values: int) -> None:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
 
 
-def default_out(model: str, keep: float) -> Path:
-    return Path(model).resolve().parent / f"{Path(model).resolve().name}-attr-keep{keep:g}"
+def default_out(model: str, label: str) -> Path:
+    return Path(model).resolve().parent / f"{Path(model).resolve().name}-attr-{label}"
 
 
 def _datasets_split(task: str, split: str) -> Path | None:
@@ -110,15 +128,28 @@ def _datasets_split(task: str, split: str) -> Path | None:
 
 @dataclass(frozen=True)
 class ResolvedData:
+    """Evaluation data, and three samples of the calibration file: scoring (``calibration``), choosing
+    recipes and targets (``selection``, another seed) and fitting the recovery (``fit``, a third seed).
+    Without a calibration file all three come from the head of the evaluation data (``shared``)."""
+
     evaluation: LabelledData
     calibration: LabelledData
     calibration_rows: int
     shared: bool
     source: str
+    selection: LabelledData
+    fit: LabelledData
 
 
 def resolve_data(
-    config: dict[str, Any], options: DataOptions, label2id: dict[str, int], *, examples: int, seed: int
+    config: dict[str, Any],
+    options: DataOptions,
+    label2id: dict[str, int],
+    *,
+    examples: int,
+    seed: int,
+    select_examples: int = 500,
+    fit_examples: int = 1000,
 ) -> ResolvedData:
     """Evaluation and calibration sets: the options, else the model's GLUE task from $GLUE_DIR or ``datasets``."""
     task = config.get("finetuning_task")
@@ -143,12 +174,16 @@ def resolve_data(
         "label_column": options.label_column,
     }
     evaluation = load_labelled_data(data_path, label2id, **columns)
-    if calib_path is None:
-        return ResolvedData(evaluation, evaluation.head(examples), len(evaluation), True, source)
-    if Path(calib_path).resolve() == Path(data_path).resolve():
-        return ResolvedData(evaluation, evaluation.head(examples), len(evaluation), True, source)
-    sample, rows = sample_labelled_data(calib_path, label2id, examples, seed, **columns)  # streams: bounded memory
-    return ResolvedData(evaluation, sample, rows, False, source)
+    if calib_path is None or Path(calib_path).resolve() == Path(data_path).resolve():
+        head = evaluation.head
+        return ResolvedData(
+            evaluation, head(examples), len(evaluation), True, source, head(select_examples), head(fit_examples)
+        )
+    # each sample streams the file once: memory bounded by the sample, not the file
+    sample, rows = sample_labelled_data(calib_path, label2id, examples, seed, **columns)
+    selection, _ = sample_labelled_data(calib_path, label2id, select_examples, seed + 1, **columns)
+    fit, _ = sample_labelled_data(calib_path, label2id, fit_examples, seed + 2, **columns)
+    return ResolvedData(evaluation, sample, rows, False, source, selection, fit)
 
 
 class StageTimer:
@@ -210,23 +245,42 @@ def write_trees(
 def run_pipeline(options: PipelineOptions, log: Log = lambda message: None) -> dict[str, Any]:
     """Run every stage into a staged folder that is renamed to ``options.out`` only when all checks passed."""
     check_keep(options.keep)
+    check_keep(options.keep_ffn, "--keep-ffn", "FFN neurons")
     check_counts(
         examples=options.examples,
         steps=options.steps,
         threads=options.threads,
         latency_examples=options.latency_examples,
         max_batch_tokens=options.max_batch_tokens,
+        select_examples=options.select_examples,
+        fit_examples=options.fit_examples,
+        distill_steps=options.distill_steps,
     )
+    if options.recover not in RECOVERY_METHODS:
+        raise InputError(f"--recover must be one of {', '.join(RECOVERY_METHODS)}, got {options.recover!r}")
+    _ = options.target  # validates the target options before any work
     if options.trees < 0:
         raise InputError(f"--trees must be 0 or more, got {options.trees}")
     check_device(options.device)
     config = read_model_config(options.model)
-    out = Path(options.out) if options.out else default_out(options.model, options.keep)
+    out = (
+        Path(options.out)
+        if options.out
+        else default_out(options.model, "target" if options.target else f"keep{options.keep:g}-ffn{options.keep_ffn:g}")
+    )
     timer = StageTimer(log)
     with staged_folder(out, force=options.force) as staging:
         with timer.stage("load model and data"):
             loaded = load_model(options.model)
-            resolved = resolve_data(config, options.data, loaded.label2id, examples=options.examples, seed=options.seed)
+            resolved = resolve_data(
+                config,
+                options.data,
+                loaded.label2id,
+                examples=options.examples,
+                seed=options.seed,
+                select_examples=options.select_examples,
+                fit_examples=options.fit_examples,
+            )
         report = _run_stages(options, loaded, resolved, staging, timer, log)
         report["out"] = str(out)
         write_json(report, staging / REPORT_FILE)
@@ -241,11 +295,14 @@ def _run_stages(
 ) -> dict[str, Any]:
     from evaluation.encoded import encode_data, parity_batches
     from evaluation.measure import evaluate_runners
-    from exporters.onnx_export import ONNX_FP32, ONNX_INT8, ONNX_OPTIMIZED
+    from evaluation.target import search_target
+    from exporters.onnx_export import ONNX_FP32, ONNX_INT8
     from exporters.runtime import OnnxRunner, TorchRunner
+    from exporters.tuning import tune_recipe
     from exporters.verified import export_verified
 
     calibration = resolved.calibration
+    target = options.target
     with timer.stage(f"score heads with {options.method} ({len(calibration)} examples x {options.steps} steps)"):
         to_device(loaded, options.device)
         importance = make_ranker(
@@ -258,42 +315,154 @@ def _run_stages(
             progress=options.progress,
         ).rank(calibration)
         loaded.model.to("cpu")  # pruning, export and CPU latency work on the CPU copy
-    with timer.stage("plan and prune"):
-        plan = plan_pruning(importance.scores, options.keep, importance.order)
+    neurons: NeuronImportance | None = None
+    if options.keep_ffn < 1 or target is not None:
+        with timer.stage(f"score FFN neurons ({len(calibration)} examples x {options.steps} steps)"):
+            to_device(loaded, options.device)
+            neurons = score_neurons(
+                loaded,
+                calibration,
+                steps=options.steps,
+                rule=options.rule,
+                seed=options.seed,
+                max_batch_tokens=options.max_batch_tokens,
+                progress=options.progress,
+            )
+            loaded.model.to("cpu")
+            neurons.save(staging / FFN_IMPORTANCE_FILE)
+    encoded = encode_data(loaded, resolved.evaluation, singles=options.latency_examples)
+    batches = parity_batches(encoded)
+    selection = encode_data(loaded, resolved.selection, singles=min(options.latency_examples, len(resolved.selection)))
+    fit_batches = [dict(encode(loaded, part)) for part in length_batches(loaded, resolved.fit.examples, 2048)]
+    num_labels = loaded.config.num_labels
+    keep, keep_ffn = options.keep, options.keep_ffn
+    search = None
+    if target is not None:
+        with timer.stage(f"search keep / keep-ffn for the target: {target.description}"):
+            original_tuning = tune_recipe(
+                loaded.model,
+                loaded.tokenizer,
+                TorchRunner("original", loaded.model),
+                batches,
+                selection,
+                threads=options.threads,
+                num_labels=num_labels,
+                log=log,
+            )
+            search = search_target(
+                loaded,
+                importance,
+                neurons,
+                target,
+                original_tuning.recipe,
+                selection,
+                fit_batches,
+                recovery=options.recover,
+                fit_examples=len(resolved.fit),
+                threads=options.threads,
+                log=log,
+            )
+            search.save(staging / "target_search.json")
+            keep, keep_ffn = search.keep, search.keep_ffn
+    with timer.stage("plan, prune and recover"):
+        plan = plan_pruning(
+            importance.scores,
+            keep,
+            importance.order,
+            ffn_scores=None if neurons is None else neurons.scores,
+            keep_ffn=keep_ffn,
+        )
         plan.save(staging / "prune_plan.json")
         save_importance(importance, staging, plan)
         original_parameters = count_parameters(loaded.model)
-        save_pruned(prune_model(copy.deepcopy(loaded.model), plan), loaded.tokenizer, staging / "pruned")
+        pruned_model = prune_model(copy.deepcopy(loaded.model), plan)
+        recovery = recover(
+            options.recover,
+            loaded.model,
+            pruned_model,
+            fit_batches,
+            examples=len(resolved.fit),
+            distill_steps=options.distill_steps,
+            seed=options.seed,
+            progress=options.progress,
+            log=log,
+        )
+        if recovery is not None:
+            recovery.save(staging / "recovery.json")
+        save_pruned(pruned_model, loaded.tokenizer, staging / "pruned")
         # What users get from the folder, with transformers' default (SDPA) attention like the original below.
         pruned = load_model(staging / "pruned", attn_implementation="sdpa").model
-    with timer.stage("export, optimise, quantise, parity"):
-        encoded = encode_data(loaded, resolved.evaluation, singles=options.latency_examples)
-        batches = parity_batches(encoded)
+    with timer.stage("choose the int8 recipe by measurement, export, parity"):
+        tuning = tune_recipe(
+            pruned,
+            loaded.tokenizer,
+            TorchRunner("pruned", pruned),
+            batches,
+            selection,
+            threads=options.threads,
+            num_labels=num_labels,
+            log=log,
+        )
+        tuning.save(staging / "graph_tuning.json")
+        recipe = tuning.recipe
         pruned_record = export_verified(
-            staging / "pruned", staging / "onnx", TorchRunner("pruned", pruned), batches, log=log
+            pruned,
+            loaded.tokenizer,
+            staging / "onnx",
+            TorchRunner("pruned", pruned),
+            batches,
+            recipe=recipe,
+            threads=options.threads,
+            source="pruned",
+            log=log,
         )
         baseline_dir = staging / "_original_onnx"
         original_record = export_verified(
-            options.model, baseline_dir, TorchRunner("original", loaded.model), batches, log=log
+            loaded.model,
+            loaded.tokenizer,
+            baseline_dir,
+            TorchRunner("original", loaded.model),
+            batches,
+            threads=options.threads,
+            source="original",
+            log=log,
+        )
+        tuned_dir = staging / "_original_onnx_tuned"
+        export_verified(
+            loaded.model,
+            loaded.tokenizer,
+            tuned_dir,
+            TorchRunner("original", loaded.model),
+            batches,
+            recipe=recipe,
+            threads=options.threads,
+            source="original",
+            log=log,
         )
     with timer.stage("evaluate accuracy and latency"):
         # Timed with transformers' default SDPA attention, as users run it (scoring needs eager).
         original_sdpa = load_model(options.model, attn_implementation="sdpa").model
+        threads = options.threads
+        disabled = recipe.disabled_optimizers
         runners = [
             TorchRunner("original/pytorch-fp32", original_sdpa),
-            OnnxRunner("original/onnx-fp32", baseline_dir / ONNX_FP32, threads=options.threads),
-            OnnxRunner("original/onnx-fp32-optimized", baseline_dir / ONNX_OPTIMIZED, threads=options.threads),
-            OnnxRunner("original/onnx-int8", baseline_dir / ONNX_INT8, threads=options.threads),
+            OnnxRunner("original/onnx-fp32", baseline_dir / ONNX_FP32, threads=threads),
+            OnnxRunner("original/onnx-int8", baseline_dir / ONNX_INT8, threads=threads),
+            OnnxRunner(
+                "original/onnx-int8-tuned", tuned_dir / ONNX_INT8, threads=threads, disabled_optimizers=disabled
+            ),
             TorchRunner("pruned/pytorch-fp32", pruned),
-            OnnxRunner("pruned/onnx-fp32", staging / "onnx" / ONNX_FP32, threads=options.threads),
-            OnnxRunner("pruned/onnx-fp32-optimized", staging / "onnx" / ONNX_OPTIMIZED, threads=options.threads),
-            OnnxRunner("pruned/onnx-int8", staging / "onnx" / ONNX_INT8, threads=options.threads),
+            OnnxRunner("pruned/onnx-fp32", staging / "onnx" / ONNX_FP32, threads=threads),
+            OnnxRunner(
+                "pruned/onnx-int8-tuned", staging / "onnx" / ONNX_INT8, threads=threads, disabled_optimizers=disabled
+            ),
         ]
         results, predictions = evaluate_runners(
-            runners, encoded, threads=options.threads, num_labels=loaded.config.num_labels, progress=options.progress
+            runners, encoded, threads=threads, num_labels=num_labels, progress=options.progress
         )
         del runners  # close the original's onnxruntime sessions before deleting their files
         shutil.rmtree(baseline_dir)
+        shutil.rmtree(tuned_dir)
     why: dict[str, Any] = {"pruned_per_layer": [len(row) - sum(row) for row in plan.head_mask]}
     if options.compare:
         with timer.stage("compare with other rankings"):
@@ -308,7 +477,7 @@ def _run_stages(
                 max_batch_tokens=options.max_batch_tokens,
                 progress=options.progress,
             )
-            why["comparison"] = why_these_heads(loaded, calibration, encoded, importance, options.keep, compare, log)
+            why["comparison"] = why_these_heads(loaded, calibration, encoded, importance, keep, compare, log)
     with timer.stage(f"attribution trees ({min(options.trees, len(resolved.evaluation))} examples)"):
         trees = write_trees(
             loaded,
@@ -346,6 +515,7 @@ def _run_stages(
         },
         "importance": {key: value for key, value in importance.to_dict().items() if key != "scores"},
         "heads": {
+            "keep": keep,
             "total": plan.total_heads,
             "kept": plan.kept_heads,
             "kept_per_layer": heads_per_layer(pruned),
@@ -353,26 +523,37 @@ def _run_stages(
             "empty_layers": [layer for layer, count in enumerate(heads_per_layer(pruned)) if count == 0],
         },
         "why": why,
+        "ffn": {
+            "keep_ffn": keep_ffn,
+            "total": loaded.config.intermediate_size * loaded.config.num_hidden_layers,
+            "kept_per_layer": ffn_widths(pruned),
+            "importance": None
+            if neurons is None
+            else {key: value for key, value in neurons.to_dict().items() if key != "scores"},
+        },
+        "recovery": None if recovery is None else recovery.to_dict(),
+        "target_search": None if search is None else search.to_dict(),
+        "graph_tuning": tuning.to_dict(),
         "parameters": {"original": original_parameters, "pruned": count_parameters(pruned)},
         "export": {"pruned": pruned_record.to_dict(), "original": original_record.to_dict()},
         "results": results,
         "ratios": {
             "speedup_p50_pruned_int8_vs_original_pytorch_fp32": ratio(
-                "original/pytorch-fp32", "pruned/onnx-int8", "latency_p50_ms"
+                "original/pytorch-fp32", "pruned/onnx-int8-tuned", "latency_p50_ms"
             ),
             "speedup_p50_pruned_int8_vs_original_int8": ratio(
-                "original/onnx-int8", "pruned/onnx-int8", "latency_p50_ms"
+                "original/onnx-int8", "pruned/onnx-int8-tuned", "latency_p50_ms"
             ),
             "throughput_pruned_int8_vs_original_pytorch_fp32": ratio(
-                "pruned/onnx-int8", "original/pytorch-fp32", "throughput_per_s"
+                "pruned/onnx-int8-tuned", "original/pytorch-fp32", "throughput_per_s"
             ),
             "throughput_pruned_int8_vs_original_int8": ratio(
-                "pruned/onnx-int8", "original/onnx-int8", "throughput_per_s"
+                "pruned/onnx-int8-tuned", "original/onnx-int8", "throughput_per_s"
             ),
         },
         "int8_agreement_with_fp32": {
-            model: float((predictions[f"{model}/onnx-int8"] == predictions[f"{model}/onnx-fp32"]).mean())
-            for model in ("original", "pruned")
+            model: float((predictions[int8] == predictions[f"{model}/onnx-fp32"]).mean())
+            for model, int8 in (("original", "original/onnx-int8"), ("pruned", "pruned/onnx-int8-tuned"))
         },
         "trees": trees,
         "timings": [{"stage": name, "seconds": seconds} for name, seconds in timer.seconds.items()],

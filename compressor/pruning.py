@@ -1,12 +1,19 @@
-"""Pruning plans (which heads go) and structural pruning (slicing the weights away).
+"""Pruning plans (which heads and FFN neurons go) and structural pruning (slicing the weights away).
 
-Mask contract: ``head_mask`` has shape (num_layers, num_heads); 1 keeps a head, 0 prunes it.
+Mask contract: ``head_mask`` has shape (num_layers, num_heads) and ``ffn_mask`` (num_layers,
+intermediate_size); 1 keeps a head or neuron, 0 prunes it.
 
 A layer may lose every head. Plain transformers cannot run a layer with zero heads, so such a layer keeps
 one *silent* head whose query, key and value weights and biases and output-projection columns are zero:
 its context is exactly zero, so the attention block adds only its output bias to the residual, exactly as
 an empty layer would. ``config.pruned_heads`` then lists all but that head, and ``config.attr_compress``
-records the true head counts.
+records the true head counts. A layer that loses every FFN neuron likewise keeps one silent neuron.
+
+FFN widths differ per layer after pruning, which a plain BertConfig cannot describe. The saved folder
+therefore pads every layer to the widest one with zero neurons (GELU(0) = 0, so the output is unchanged)
+and ``config.intermediate_size`` is that width: plain ``AutoModelForSequenceClassification`` loads it and
+computes the same logits. ``strip_ffn_padding`` (applied by our loader) removes the padding again, so
+export and timing see the real, narrower layers.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from transformers.pytorch_utils import prune_linear_layer
 
 from compressor.artifacts import JsonArtifact
 from compressor.errors import InputError
@@ -34,6 +42,12 @@ class PrunePlan(JsonArtifact):
     kept_heads: int
     head_mask: list[list[int]]
     order: list[list[int]]
+    keep_ffn: float = 1.0
+    ffn_mask: list[list[int]] | None = None
+
+    @property
+    def ffn_kept_per_layer(self) -> list[int] | None:
+        return None if self.ffn_mask is None else [int(sum(row)) for row in self.ffn_mask]
 
     @property
     def heads_kept_per_layer(self) -> list[int]:
@@ -48,25 +62,52 @@ class PrunePlan(JsonArtifact):
         }
 
 
-def check_keep(keep: float) -> None:
+def check_keep(keep: float, option: str = "--keep", what: str = "heads") -> None:
     if not 0 < keep <= 1:
-        raise InputError(f"--keep must be in (0, 1] (the fraction of heads kept), got {keep}")
+        raise InputError(f"{option} must be in (0, 1] (the fraction of {what} kept), got {keep}")
+
+
+def _score_table(scores: np.ndarray | list[list[float]], what: str) -> np.ndarray:
+    array = np.asarray(scores, dtype=np.float64)
+    if array.ndim != 2 or array.size == 0:
+        raise InputError(f"importance scores must be a non-empty [layers][{what}] table; re-run `attr-compress score`")
+    if not np.isfinite(array).all():
+        raise InputError("importance scores contain NaN or infinity; re-run `attr-compress score`")
+    return array
+
+
+def global_mask(scores: np.ndarray, keep: float) -> np.ndarray:
+    """1 for the round(keep * total) highest scores over the whole table, 0 elsewhere; ties break by position."""
+    flat = scores.ravel()
+    kept = max(1, int(round(keep * flat.size)))
+    ascending = sorted(range(flat.size), key=lambda i: (flat[i], i))
+    mask = np.ones(flat.size, dtype=int)
+    mask[ascending[: flat.size - kept]] = 0
+    return mask.reshape(scores.shape)
 
 
 def plan_pruning(
-    scores: np.ndarray | list[list[float]], keep: float, order: list[list[int]] | None = None
+    scores: np.ndarray | list[list[float]],
+    keep: float,
+    order: list[list[int]] | None = None,
+    *,
+    ffn_scores: np.ndarray | list[list[float]] | None = None,
+    keep_ffn: float = 1.0,
 ) -> PrunePlan:
     """Keep the round(keep * total) highest-scoring heads over the whole model; ties break by position.
 
     An explicit pruning ``order`` ([layer, head] pairs, first pruned first; iterative methods) overrides the
-    ranking by score.
+    ranking by score. With ``keep_ffn`` below 1, the highest-scoring FFN neurons (``ffn_scores``) are kept
+    the same way, one global ranking over all layers.
     """
     check_keep(keep)
-    array = np.asarray(scores, dtype=np.float64)
-    if array.ndim != 2 or array.size == 0:
-        raise InputError("importance scores must be a non-empty [layers][heads] table; re-run `attr-compress score`")
-    if not np.isfinite(array).all():
-        raise InputError("importance scores contain NaN or infinity; re-run `attr-compress score`")
+    check_keep(keep_ffn, "--keep-ffn", "FFN neurons")
+    array = _score_table(scores, "heads")
+    ffn_mask = None
+    if keep_ffn < 1:
+        if ffn_scores is None:
+            raise InputError("--keep-ffn below 1 needs FFN neuron scores; run `attr-compress score --ffn` first")
+        ffn_mask = global_mask(_score_table(ffn_scores, "neurons"), keep_ffn).tolist()
     total = array.size
     kept = max(1, int(round(keep * total)))
     flat = array.ravel()
@@ -85,6 +126,8 @@ def plan_pruning(
         kept_heads=kept,
         head_mask=mask.reshape(array.shape).tolist(),
         order=[[i // heads, i % heads] for i in ascending],
+        keep_ffn=keep_ffn,
+        ffn_mask=ffn_mask,
     )
 
 
@@ -127,6 +170,52 @@ def prune_model(model: nn.Module, plan: PrunePlan) -> nn.Module:
         "silent_head_layers": empty_layers,
         "keep": plan.keep,
     }
+    if plan.ffn_mask is not None:
+        _prune_ffn(model, plan.ffn_mask)
+        model.config.attr_compress.update(keep_ffn=plan.keep_ffn, ffn_kept_per_layer=plan.ffn_kept_per_layer)
+    return model
+
+
+def _prune_ffn(model: nn.Module, ffn_mask: list[list[int]]) -> None:
+    """Slice each layer's intermediate (rows) and output (columns) dense layers down to the kept neurons."""
+    layers = model.bert.encoder.layer
+    if len(ffn_mask) != len(layers) or any(len(row) != model.config.intermediate_size for row in ffn_mask):
+        raise InputError(
+            f"the prune plan's FFN mask is for {len(ffn_mask)} layers x {len(ffn_mask[0])} neurons but the model "
+            f"has {len(layers)} x {model.config.intermediate_size}; score this model first"
+        )
+    widths = []
+    for layer, row in zip(layers, ffn_mask, strict=True):
+        kept = [index for index, keep in enumerate(row) if keep]
+        silent = not kept
+        index = torch.tensor(kept or [0])
+        layer.intermediate.dense = prune_linear_layer(layer.intermediate.dense, index, dim=0)
+        layer.output.dense = prune_linear_layer(layer.output.dense, index, dim=1)
+        if silent:  # GELU(0) = 0: the neuron contributes nothing, exactly as an empty FFN would
+            with torch.no_grad():
+                layer.intermediate.dense.weight.zero_()
+                layer.intermediate.dense.bias.zero_()
+                layer.output.dense.weight.zero_()
+        widths.append(len(index))
+    model.config.intermediate_size = max(widths)
+    model.config.attr_compress["ffn_widths"] = widths
+
+
+def ffn_widths(model: nn.Module) -> list[int]:
+    """Real FFN neuron counts per layer, counting a silenced layer as zero."""
+    kept = (getattr(model.config, "attr_compress", None) or {}).get("ffn_kept_per_layer")
+    return list(kept) if kept else [layer.intermediate.dense.out_features for layer in model.bert.encoder.layer]
+
+
+def strip_ffn_padding(model: nn.Module) -> nn.Module:
+    """Drop the zero neurons ``save_pruned`` padded each FFN with, so the layers have their real widths."""
+    widths = (getattr(model.config, "attr_compress", None) or {}).get("ffn_widths")
+    if widths:
+        for layer, width in zip(model.bert.encoder.layer, widths, strict=True):
+            if layer.intermediate.dense.out_features != width:
+                index = torch.arange(width)
+                layer.intermediate.dense = prune_linear_layer(layer.intermediate.dense, index, dim=0)
+                layer.output.dense = prune_linear_layer(layer.output.dense, index, dim=1)
     return model
 
 
@@ -139,12 +228,32 @@ def heads_per_layer(model: nn.Module) -> list[int]:
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:
-    """Parameters in total and in the encoder's attention blocks (what head pruning removes)."""
-    attention = sum(p.numel() for layer in model.bert.encoder.layer for p in layer.attention.parameters())
-    return {"total": sum(p.numel() for p in model.parameters()), "attention": attention}
+    """Parameters in total and in the encoder's attention and FFN blocks (what pruning removes)."""
+    layers = model.bert.encoder.layer
+    attention = sum(p.numel() for layer in layers for p in layer.attention.parameters())
+    ffn = sum(
+        p.numel() for layer in layers for part in (layer.intermediate, layer.output.dense) for p in part.parameters()
+    )
+    return {"total": sum(p.numel() for p in model.parameters()), "attention": attention, "ffn": ffn}
 
 
 def save_pruned(model: nn.Module, tokenizer: Any, folder: str | Path) -> None:
-    """A folder plain ``AutoModelForSequenceClassification.from_pretrained`` loads with the right head counts."""
-    model.save_pretrained(folder, safe_serialization=True)
+    """A folder plain ``AutoModelForSequenceClassification.from_pretrained`` loads with the right head counts
+    and FFN layers zero-padded to ``config.intermediate_size`` (see the module docstring)."""
+    width = model.config.intermediate_size
+    state = model.state_dict()
+    for index, layer in enumerate(model.bert.encoder.layer):
+        missing = width - layer.intermediate.dense.out_features
+        if missing:
+            prefix = f"bert.encoder.layer.{index}"
+            for name, dim in (
+                ("intermediate.dense.weight", 0),
+                ("intermediate.dense.bias", 0),
+                ("output.dense.weight", 1),
+            ):
+                tensor = state[f"{prefix}.{name}"]
+                shape = list(tensor.shape)
+                shape[dim] = missing
+                state[f"{prefix}.{name}"] = torch.cat([tensor, tensor.new_zeros(shape)], dim=dim)
+    model.save_pretrained(folder, state_dict=state, safe_serialization=True)
     tokenizer.save_pretrained(folder)

@@ -40,8 +40,7 @@ def evaluate_runners(
     """Per runner: metrics on all data, throughput over the padded batches, batch-1 latency percentiles;
     and each runner's predictions (for agreement between runtimes).
 
-    Batch-1 timing is round-robin (each example goes through every runner before the next example), so
-    drift in machine load touches all runners alike; the first ``warmup`` examples (at most half) are not counted.
+    Batch-1 timing: ``batch1_latency``.
     """
     results: dict[str, dict[str, Any]] = {}
     predictions: dict[str, np.ndarray] = {}
@@ -59,21 +58,30 @@ def evaluate_runners(
                 "throughput_per_s": examples / elapsed,
                 "batch_size": int(encoded.batches[0]["input_ids"].shape[0]),
             }
-        times: dict[str, list[float]] = {runner.name: [] for runner in runners}
-        singles = encoded.singles
-        for index, inputs in enumerate(tqdm(singles, desc="latency", unit="ex", disable=not progress)):
-            for runner in runners:
-                started = time.perf_counter()
-                runner.logits(inputs)
-                if index >= min(warmup, len(singles) // 2):
-                    times[runner.name].append(time.perf_counter() - started)
+        for name, latency in batch1_latency(runners, encoded.singles, warmup=warmup, progress=progress).items():
+            results[name].update(latency)
+    return results, predictions
+
+
+def batch1_latency(
+    runners: Sequence[Runner], singles: Sequence[dict[str, np.ndarray]], *, warmup: int = 10, progress: bool = False
+) -> dict[str, dict[str, Any]]:
+    """p50/p90 batch-1 latency per runner, timed round-robin (each example goes through every runner before
+    the next), so drift in machine load touches all runners alike; the first ``warmup`` examples (at most
+    half) are not counted. Call it inside ``torch_threads`` to fix PyTorch's thread count."""
+    times: dict[str, list[float]] = {runner.name: [] for runner in runners}
+    for index, inputs in enumerate(tqdm(singles, desc="latency", unit="ex", disable=not progress)):
+        for runner in runners:
+            started = time.perf_counter()
+            runner.logits(inputs)
+            if index >= min(warmup, len(singles) // 2):
+                times[runner.name].append(time.perf_counter() - started)
+    latency = {}
     for name, samples in times.items():
         milliseconds = np.array(samples) * 1000
-        results[name].update(
-            {
-                "latency_p50_ms": float(np.percentile(milliseconds, 50)),
-                "latency_p90_ms": float(np.percentile(milliseconds, 90)),
-                "latency_examples": int(milliseconds.size),
-            }
-        )
-    return results, predictions
+        latency[name] = {
+            "latency_p50_ms": float(np.percentile(milliseconds, 50)),
+            "latency_p90_ms": float(np.percentile(milliseconds, 90)),
+            "latency_examples": int(milliseconds.size),
+        }
+    return latency

@@ -7,8 +7,8 @@ from typing import Any
 VARIANT_LABELS = {
     "pytorch-fp32": "PyTorch fp32",
     "onnx-fp32": "ONNX fp32",
-    "onnx-fp32-optimized": "ONNX fp32, ORT-optimised",
-    "onnx-int8": "ONNX int8 (dynamic)",
+    "onnx-int8": "ONNX int8, Optimum recipe",
+    "onnx-int8-tuned": "ONNX int8, chosen recipe",
 }
 
 
@@ -67,7 +67,7 @@ def why_section(report: dict[str, Any]) -> list[str]:
     if "comparison" in why:
         method = report["importance"]["method"]
         lines += [
-            f"The same keep level ({report['options']['keep']:g}) with other rankings (PyTorch, heads masked, "
+            f"The same keep level ({report['heads']['keep']:g}) with other rankings (PyTorch, heads masked, "
             "no re-training; random is the mean of 3 seeds):",
             "",
             f"| ranking | Spearman with {method} | accuracy |",
@@ -79,8 +79,94 @@ def why_section(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def ffn_section(report: dict[str, Any]) -> list[str]:
+    ffn = report["ffn"]
+    lines = ["## FFN neurons", ""]
+    if ffn["importance"] is None:
+        return [*lines, "Not pruned (--keep-ffn 1).", ""]
+    return [
+        *lines,
+        f"Kept {sum(ffn['kept_per_layer']):,} of {ffn['total']:,} intermediate neurons (keep-ffn {ffn['keep_ffn']:g}), "
+        "chosen by one global ranking of FFN neuron attribution (integrated gradients over each layer's "
+        f"intermediate activations; {ffn['importance']['aggregation']}; m = {ffn['importance']['steps']}).",
+        "",
+        "| layer | " + " | ".join(str(i + 1) for i in range(len(ffn["kept_per_layer"]))) + " |",
+        "|---|" + "---|" * len(ffn["kept_per_layer"]),
+        "| neurons kept | " + " | ".join(str(n) for n in ffn["kept_per_layer"]) + " |",
+        "",
+    ]
+
+
+def recovery_section(recovery: dict[str, Any] | None) -> list[str]:
+    if recovery is None:
+        return ["## Recovery", "", "None (--recover none): the pruned weights are the original's, sliced.", ""]
+    lines = [
+        "## Recovery",
+        "",
+        f"`{recovery['method']}`: output projections refitted by ridge least squares (ridge {recovery['ridge']:g}) "
+        f"on {recovery['examples']} calibration examples ({recovery['tokens']:,} tokens) so each sub-layer's "
+        "residual sum matches the original model's. Relative reconstruction error before -> after:",
+        "",
+        "| layer | attention output | FFN output |",
+        "|---|---|---|",
+    ]
+    for row in recovery["layers"]:
+        attention, ffn = row["attention_output"], row["ffn_output"]
+        lines.append(
+            f"| {row['layer'] + 1} | {attention['error_before']:.3f} -> {attention['error_after']:.3f} "
+            f"| {ffn['error_before']:.3f} -> {ffn['error_after']:.3f} |"
+        )
+    if recovery["distill"]:
+        d = recovery["distill"]
+        lines += [
+            "",
+            f"Then distillation: {d['steps']} steps, lr {d['learning_rate']:g}, temperature {d['temperature']:g}; "
+            f"loss {d['loss_first']:.4f} -> {d['loss_last']:.4f}.",
+        ]
+    return [*lines, ""]
+
+
+def target_section(search: dict[str, Any] | None) -> list[str]:
+    if search is None:
+        return []
+    lines = [
+        "## Latency target",
+        "",
+        f"Target: {search['target']}. Candidates measured on this machine ({search['threads']} thread(s), "
+        f"recipe {search['recipe']['name']}), each timed side by side with the original int8 graph:",
+        "",
+        "| keep | keep-ffn | p50 ms | speed-up vs original int8 | meets | selection accuracy |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in search["candidates"]:
+        accuracy = f"{row['selection_accuracy']:.4f}" if "selection_accuracy" in row else ""
+        lines.append(
+            f"| {row['keep']:g} | {row['keep_ffn']:g} | {row['p50_ms']:.3f} | {row['speedup']:.2f}x | "
+            f"{'yes' if row['meets_target'] else 'no'} | {accuracy} |"
+        )
+    return [*lines, "", f"Chosen: keep {search['keep']:g}, keep-ffn {search['keep_ffn']:g}: {search['reason']}.", ""]
+
+
+def tuning_section(tuning: dict[str, Any]) -> list[str]:
+    lines = [
+        "## int8 recipe (chosen by measurement)",
+        "",
+        f"Chosen: **{tuning['chosen']['name']}**: {tuning['reason']}. {tuning['fusion_note']}. The session "
+        "settings are in `onnx/runtime.json`; `exporters.runtime.load_session('onnx')` applies them.",
+        "",
+        "| recipe | selection accuracy | p50 ms | throughput/s | eligible |",
+        "|---|---|---|---|---|",
+    ]
+    for row in sorted(tuning["candidates"], key=lambda row: row["latency_p50_ms"]):
+        lines.append(
+            f"| {row['name']} | {row['accuracy']:.4f} | {row['latency_p50_ms']:.3f} | {row['throughput_per_s']:.1f} "
+            f"| {'yes' if row['eligible'] else 'no'} |"
+        )
+    return [*lines, ""]
+
+
 def render_markdown(report: dict[str, Any]) -> str:
-    data, heads, options = report["data"], report["heads"], report["options"]
+    data, heads = report["data"], report["heads"]
     importance = report["importance"]
     params = report["parameters"]
     first = next(iter(report["results"].values()))
@@ -88,7 +174,9 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines = [
         "# attr-compress report",
         "",
-        f"Model: `{report['model']}`; kept **{heads['kept']} of {heads['total']} heads** (keep {options['keep']:g}).",
+        f"Model: `{report['model']}`; kept **{heads['kept']} of {heads['total']} heads** "
+        f"(keep {report['heads']['keep']:g}) and **{sum(report['ffn']['kept_per_layer']):,} of "
+        f"{report['ffn']['total']:,} FFN neurons** (keep-ffn {report['ffn']['keep_ffn']:g}).",
         "",
         "## Accuracy and speed",
         "",
@@ -98,6 +186,10 @@ def render_markdown(report: dict[str, Any]) -> str:
         "were measured in one process, round-robin, so the ratios compare.",
         "",
         *results_table(report["results"]),
+        "",
+        "`original` int8 uses Optimum's dynamic per-channel recipe (the baseline); `pruned` int8 and "
+        "`original` int8 with the chosen recipe use the recipe chosen by measurement below, so the two original "
+        "int8 rows separate what the recipe buys from what pruning buys.",
         "",
         "Speed-ups of the pruned int8 model (batch-1 p50): "
         f"{ratios['speedup_p50_pruned_int8_vs_original_pytorch_fp32']:.2f}x over the original in PyTorch fp32, "
@@ -120,8 +212,13 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += why_section(report)
     lines += [
         f"Parameters: {params['original']['total']:,} -> {params['pruned']['total']:,} "
-        f"(attention: {params['original']['attention']:,} -> {params['pruned']['attention']:,}).",
+        f"(attention: {params['original']['attention']:,} -> {params['pruned']['attention']:,}; "
+        f"FFN: {params['original']['ffn']:,} -> {params['pruned']['ffn']:,}).",
         "",
+        *ffn_section(report),
+        *recovery_section(report.get("recovery")),
+        *target_section(report.get("target_search")),
+        *tuning_section(report["graph_tuning"]),
         "## How heads were scored",
         "",
         f"Ranking `{importance['method']}`: {scoring_text(importance)}, "
@@ -146,15 +243,11 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"- {check['candidate']} vs PyTorch: max |logit diff| {check['max_abs_diff']:.2e} "
             f"(allowed {check['atol']:g}) {verdict}"
         )
-    if "rejected" in pruned_export["optimization"]:
-        lines.append(f"- optimiser: {pruned_export['optimization']['rejected']}; rebuilt without attention fusion")
+    if "rejected" in pruned_export["fusion"]:
+        lines.append(f"- fusion: {pruned_export['fusion']['rejected']}; rebuilt without attention fusion")
     lines += [
-        "- int8 predictions agree with fp32 on {:.1%} of the evaluation data (original model: {:.1%}); "
-        "preset {}, per-channel {}".format(
-            report["int8_agreement_with_fp32"]["pruned"],
-            report["int8_agreement_with_fp32"]["original"],
-            pruned_export["quantization"]["preset"],
-            pruned_export["quantization"]["per_channel"],
+        "- int8 predictions agree with fp32 on {:.1%} of the evaluation data (original model: {:.1%})".format(
+            report["int8_agreement_with_fp32"]["pruned"], report["int8_agreement_with_fp32"]["original"]
         ),
         "",
         f"Weights: `{report['weights']['file']}`, {report['weights']['how']}; stored as "

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from compressor.data import LabelledData
 from compressor.importance import DEFAULT_MAX_BATCH_TOKENS, HeadImportance
 from compressor.modeling import LoadedModel, load_model
-from compressor.pruning import plan_pruning, prune_model, save_pruned
+from compressor.pruning import plan_pruning, prune_model
 from compressor.ranking import DEFAULT_KEEPS, make_ranker
 from evaluation.encoded import EncodedData, encode_data, parity_batches
 from evaluation.masked import masked_metrics
@@ -122,7 +122,9 @@ def latency_frontier(
     with tempfile.TemporaryDirectory(prefix="attr-compress-sweep-") as work:
         root = Path(work)
         log("exporting the original model")
-        export_verified(loaded.path, root / "original", TorchRunner("original", loaded.model), batches, optimize=False)
+        export_verified(
+            loaded.model, loaded.tokenizer, root / "original", TorchRunner("original", loaded.model), batches
+        )
         runners: list[Any] = [
             TorchRunner("original/pytorch-fp32", load_model(loaded.path, attn_implementation="sdpa").model),
             OnnxRunner("original/onnx-fp32", root / "original" / ONNX_FP32, threads=options.threads),
@@ -133,9 +135,8 @@ def latency_frontier(
             folder = root / f"keep-{keep:g}"
             plan = plan_pruning(importance.scores, keep, importance.order)
             pruned = prune_model(copy.deepcopy(loaded.model), plan)
-            save_pruned(pruned, loaded.tokenizer, folder)
-            export_verified(folder, folder / "onnx", TorchRunner(f"keep {keep:g}", pruned), batches, optimize=False)
-            runners.append(OnnxRunner(f"keep-{keep:g}/onnx-int8", folder / "onnx" / ONNX_INT8, threads=options.threads))
+            export_verified(pruned, loaded.tokenizer, folder, TorchRunner(f"keep {keep:g}", pruned), batches)
+            runners.append(OnnxRunner(f"keep-{keep:g}/onnx-int8", folder / ONNX_INT8, threads=options.threads))
         log("timing every variant")
         results, _ = evaluate_runners(
             runners, encoded, threads=options.threads, num_labels=loaded.config.num_labels, progress=options.progress

@@ -1,4 +1,4 @@
-"""Export a (pruned) Hugging Face classifier folder to ONNX with Optimum."""
+"""Export a (pruned) Hugging Face classifier to ONNX with Optimum."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from compressor.errors import VerificationError
 
 ONNX_FP32 = "model.onnx"
-ONNX_OPTIMIZED = "model_optimized.onnx"
 ONNX_INT8 = "model_quantized.onnx"
 
 
@@ -27,26 +27,20 @@ def quiet() -> Iterator[None]:
             logging.disable(logging.NOTSET)
 
 
-def export_onnx(model_dir: str | Path, onnx_dir: str | Path, *, opset: int | None = None) -> Path:
-    """Optimum's exporter writes model.onnx plus the config and tokenizer files ORTModel needs to load it.
+def export_onnx(model: Any, tokenizer: Any, onnx_dir: str | Path, *, opset: int | None = None) -> Path:
+    """Optimum's exporter, from the model in memory (pruned FFN layers keep their real widths), writes
+    model.onnx plus the config and tokenizer files ORTModel needs to load it.
 
     Optimum's own validation is skipped: our parity gate checks the same logits on real inputs.
     """
-    from optimum.exporters.onnx import main_export
+    from optimum.exporters.onnx import onnx_export_from_model
 
     try:
         with quiet():
-            main_export(
-                str(model_dir),
-                str(onnx_dir),
-                task="text-classification",
-                opset=opset,
-                do_validation=False,
-                local_files_only=True,
-                trust_remote_code=False,
-            )
+            onnx_export_from_model(model, str(onnx_dir), task="text-classification", opset=opset, do_validation=False)
     except (RuntimeError, ValueError, OSError) as err:
-        raise VerificationError(f"ONNX export of '{model_dir}' failed: {str(err).splitlines()[0]}") from err
+        raise VerificationError(f"ONNX export failed: {str(err).splitlines()[0]}") from err
+    tokenizer.save_pretrained(str(onnx_dir))
     path = Path(onnx_dir) / ONNX_FP32
     if not path.is_file():
         raise VerificationError(f"ONNX export wrote no {ONNX_FP32} in '{onnx_dir}'")

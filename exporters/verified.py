@@ -1,4 +1,4 @@
-"""Export, optimise and quantise a model folder, checking every fp32 graph against PyTorch."""
+"""Export, fuse and quantise a model following a recipe, checking every fp32 graph against PyTorch."""
 
 from __future__ import annotations
 
@@ -9,13 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from compressor.artifacts import JsonArtifact, library_versions
+from compressor.artifacts import JsonArtifact, library_versions, write_json
 from compressor.errors import VerificationError
-from exporters.onnx_export import ONNX_FP32, export_onnx
-from exporters.optimize import optimize_onnx
+from exporters.onnx_export import ONNX_INT8, export_onnx
 from exporters.parity import compare_logits, prediction_agreement, require_parity
-from exporters.quantize import quantize_dynamic
-from exporters.runtime import OnnxRunner, Runner
+from exporters.recipes import FUSED_FP32, OPTIMUM_BASELINE, Recipe, fuse_graph, quantize_graph
+from exporters.runtime import RUNTIME_FILE, OnnxRunner, Runner
 
 EXPORT_RECORD = "export_record.json"
 
@@ -25,54 +24,73 @@ class ExportRecord(JsonArtifact):
     """How an ``onnx/`` folder was made and verified; saved beside the graphs."""
 
     kind = "onnx-export"
+    schema = 2
 
     source: str
     files: dict[str, str]
     parity: list[dict[str, Any]]
-    optimization: dict[str, Any]
+    recipe: dict[str, Any]
+    fusion: dict[str, Any]
     quantization: dict[str, Any]
     int8_agreement: float
     versions: dict[str, str]
 
 
 def export_verified(
-    model_dir: str | Path,
+    model: Any,
+    tokenizer: Any,
     onnx_dir: str | Path,
     reference: Runner,
     batches: Sequence[dict[str, np.ndarray]],
     *,
+    recipe: Recipe = OPTIMUM_BASELINE,
+    threads: int = 1,
     atol: float = 1e-4,
-    per_channel: bool = True,
-    optimize: bool = True,
+    source: str = "",
     log: Callable[[str], None] = lambda message: None,
 ) -> ExportRecord:
-    """model.onnx (plain export), model_optimized.onnx and model_quantized.onnx in ``onnx_dir``.
+    """model.onnx (plain export, fp32) and model_quantized.onnx (int8 by ``recipe``) in ``onnx_dir``, plus
+    runtime.json with the session settings the int8 graph is meant to run with.
 
-    Raises VerificationError when an fp32 graph does not match ``reference`` within ``atol``; an optimised
-    graph that fails is rebuilt once without attention fusion (the known per-layer head-count trap).
+    Raises VerificationError when an fp32 graph does not match ``reference`` within ``atol``; a fused graph
+    that fails is rebuilt once without attention fusion (the known per-layer head-count trap).
     """
     onnx_dir = Path(onnx_dir)
     log("exporting to ONNX")
-    fp32_path = export_onnx(model_dir, onnx_dir)
+    fp32_path = export_onnx(model, tokenizer, onnx_dir)
     fp32 = OnnxRunner("onnx-fp32", fp32_path)
     parity = [require_parity(compare_logits(reference, fp32, batches, atol=atol)).to_dict()]
-
-    files = {"fp32": fp32_path.name}
-    optimization: dict[str, Any] = {"skipped": True}
-    if optimize:
-        files["fp32_optimized"], optimization = _optimize_with_parity(onnx_dir, reference, batches, atol, parity, log)
-
-    log("quantising to int8")
-    int8_path, quantization = quantize_dynamic(onnx_dir, per_channel=per_channel, source=ONNX_FP32)
-    files["int8"] = int8_path.name
-    agreement = prediction_agreement(fp32, OnnxRunner("onnx-int8", int8_path), batches)
+    quantize_source = fp32_path
+    fusion: dict[str, Any] = {"skipped": True}
+    if recipe.graph == "fused":
+        log("fusing the ONNX graph")
+        quantize_source = onnx_dir / FUSED_FP32
+        fusion = _fuse_with_parity(fp32_path, quantize_source, reference, batches, atol, parity)
+    log(f"quantising to int8 ({recipe.name})")
+    int8_path = onnx_dir / ONNX_INT8
+    quantization = quantize_graph(quantize_source, int8_path, recipe)
+    int8 = OnnxRunner("onnx-int8", int8_path, disabled_optimizers=recipe.disabled_optimizers)
+    agreement = prediction_agreement(fp32, int8, batches)
+    del int8
     if not np.isfinite(agreement):
         raise VerificationError("int8 agreement could not be measured: no parity batches were given")
+    if quantize_source != fp32_path:
+        quantize_source.unlink()
+    write_json(
+        {
+            "file": ONNX_INT8,
+            "intra_op_num_threads": threads,
+            "disabled_optimizers": list(recipe.disabled_optimizers),
+            "recipe": recipe.to_dict(),
+        },
+        onnx_dir / RUNTIME_FILE,
+    )
     record = ExportRecord(
-        source=str(model_dir),
-        files=files,
+        source=source,
+        files={"fp32": fp32_path.name, "int8": int8_path.name, "runtime": RUNTIME_FILE},
         parity=parity,
-        optimization=optimization,
+        recipe=recipe.to_dict(),
+        fusion=fusion,
         quantization=quantization,
         int8_agreement=agreement,
         versions=library_versions(),
@@ -81,24 +99,25 @@ def export_verified(
     return record
 
 
-def _optimize_with_parity(
-    onnx_dir: Path,
+def _fuse_with_parity(
+    source: Path,
+    target: Path,
     reference: Runner,
     batches: Sequence[dict[str, np.ndarray]],
     atol: float,
     parity: list[dict[str, Any]],
-    log: Callable[[str], None],
-) -> tuple[str, dict[str, Any]]:
-    """model_optimized.onnx, checked; rebuilt without attention fusion if the fused graph breaks parity."""
-    log("optimising the ONNX graph")
-    optimized_path, optimization = optimize_onnx(onnx_dir)
-    result = compare_logits(reference, OnnxRunner("onnx-fp32-optimized", optimized_path), batches, atol=atol)
+) -> dict[str, Any]:
+    """A fused fp32 graph that matches ``reference``; rebuilt without attention fusion if it does not."""
+    fusion: dict[str, Any] = {"operators": fuse_graph(source, target), "attention_fusion": True}
+    result = compare_logits(reference, OnnxRunner("onnx-fp32-fused", target), batches, atol=atol)
     parity.append(result.to_dict())
     if not result.passed:
-        optimization["rejected"] = f"attention fusion broke parity (max abs diff {result.max_abs_diff:.3g})"
-        optimized_path, retry = optimize_onnx(onnx_dir, disable_attention_fusion=True)
-        optimization.update({key: value for key, value in retry.items() if key != "rejected"})
-        result = compare_logits(reference, OnnxRunner("onnx-fp32-optimized", optimized_path), batches, atol=atol)
+        fusion = {
+            "operators": fuse_graph(source, target, attention=False),
+            "attention_fusion": False,
+            "rejected": f"attention fusion broke parity (max abs diff {result.max_abs_diff:.3g})",
+        }
+        result = compare_logits(reference, OnnxRunner("onnx-fp32-fused", target), batches, atol=atol)
         parity.append(result.to_dict())
         require_parity(result)
-    return optimized_path.name, optimization
+    return fusion

@@ -38,6 +38,10 @@ def pipeline_args(model, data, out, *extra):
         "2",
         "--latency-examples",
         "4",
+        "--select-examples",
+        "6",
+        "--fit-examples",
+        "6",
         "--quiet",
         *extra,
     ]
@@ -48,7 +52,8 @@ def pipeline_run(tiny_model_dir, tiny_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "slim"
     code = None
     try:
-        main([str(arg) for arg in pipeline_args(tiny_model_dir, tiny_data, out, "--compare")])
+        args = pipeline_args(tiny_model_dir, tiny_data, out, "--compare", "--keep-ffn", "0.5", "--recover", "lsq")
+        main([str(arg) for arg in args])
     except SystemExit as exit_info:
         code = exit_info.code
     return code, out
@@ -61,14 +66,17 @@ def test_pipeline_writes_every_artifact(pipeline_run):
         "importance.json",
         "importance.png",
         "prune_plan.json",
+        "ffn_importance.json",
+        "recovery.json",
+        "graph_tuning.json",
         "report.json",
         "report.md",
         "pruned/config.json",
         "pruned/model.safetensors",
         "pruned/vocab.txt",
         "onnx/model.onnx",
-        "onnx/model_optimized.onnx",
         "onnx/model_quantized.onnx",
+        "onnx/runtime.json",
         "onnx/config.json",
         "onnx/export_record.json",
         "trees/tree_001.json",
@@ -76,7 +84,7 @@ def test_pipeline_writes_every_artifact(pipeline_run):
         "trees/tree_002.svg",
     ]:
         assert (out / name).is_file(), name
-    assert not (out / "_original_onnx").exists()
+    assert not (out / "_original_onnx").exists() and not (out / "_original_onnx_tuned").exists()
     assert not list(out.parent.glob(".slim.partial-*"))
 
 
@@ -85,10 +93,29 @@ def test_report_holds_the_figures(pipeline_run):
     report = json.loads((out / "report.json").read_text())
     assert report["heads"]["kept"] == 4 and sum(report["heads"]["kept_per_layer"]) == 4
     assert set(report["results"]) == {
-        f"{m}/{r}"
-        for m in ("original", "pruned")
-        for r in ("pytorch-fp32", "onnx-fp32", "onnx-fp32-optimized", "onnx-int8")
+        "original/pytorch-fp32",
+        "original/onnx-fp32",
+        "original/onnx-int8",
+        "original/onnx-int8-tuned",
+        "pruned/pytorch-fp32",
+        "pruned/onnx-fp32",
+        "pruned/onnx-int8-tuned",
     }
+    intermediate = 37  # tiny_config
+    assert report["ffn"]["keep_ffn"] == 0.5 and sum(report["ffn"]["kept_per_layer"]) == round(0.5 * 2 * intermediate)
+    assert report["parameters"]["pruned"]["ffn"] < report["parameters"]["original"]["ffn"]
+    assert report["recovery"]["method"] == "lsq" and len(report["recovery"]["layers"]) == 2
+    for layer in report["recovery"]["layers"]:
+        for part in ("attention_output", "ffn_output"):
+            assert layer[part]["error_after"] <= layer[part]["error_before"]
+    tuning = report["graph_tuning"]
+    assert len(tuning["candidates"]) == 18 and tuning["chosen"]["name"] in {c["name"] for c in tuning["candidates"]}
+    chosen = next(c for c in tuning["candidates"] if c["name"] == tuning["chosen"]["name"])
+    assert chosen["eligible"] and chosen["latency_p50_ms"] == min(
+        c["latency_p50_ms"] for c in tuning["candidates"] if c["eligible"]
+    )
+    runtime = json.loads((out / "onnx/runtime.json").read_text())
+    assert runtime["recipe"]["name"] == tuning["chosen"]["name"]
     for row in report["results"].values():
         assert 0 <= row["accuracy"] <= 1 and row["latency_p50_ms"] > 0 and row["throughput_per_s"] > 0
     original, pruned = report["results"]["original/pytorch-fp32"], report["results"]["pruned/pytorch-fp32"]
@@ -103,7 +130,6 @@ def test_report_holds_the_figures(pipeline_run):
     assert report["parameters"]["pruned"]["attention"] < report["parameters"]["original"]["attention"]
     comparison = report["why"]["comparison"]
     assert set(comparison) == {"attattr", "attention", "random", "taylor"}
-    assert comparison["attattr"]["accuracy"] == pruned["accuracy"]  # masking == the exported pruning
     assert comparison["attattr"]["spearman_with_chosen"] == pytest.approx(1.0)
     assert "## Why these heads" in (out / "report.md").read_text()
     importance = json.loads((out / "importance.json").read_text())
@@ -115,9 +141,11 @@ def test_report_holds_the_figures(pipeline_run):
 
 def test_stages_run_alone_and_chain(tiny_model_dir, tiny_data, tmp_path, capsys):
     code, out, err = run(
-        ["score", tiny_model_dir, "--calib", tiny_data, "--out", tmp_path, "--examples", "4", "--steps", "2"], capsys
+        ["score", tiny_model_dir, "--calib", tiny_data, "--out", tmp_path, "--examples", "4", "--steps", "2", "--ffn"],
+        capsys,
     )
     assert code == 0, err
+    assert json.loads((tmp_path / "ffn_importance.json").read_text())["kind"] == "ffn-importance"
     code, out, err = run(
         [
             "prune",
@@ -126,13 +154,21 @@ def test_stages_run_alone_and_chain(tiny_model_dir, tiny_data, tmp_path, capsys)
             tmp_path / "importance.json",
             "--keep",
             "0.25",
+            "--ffn-importance",
+            tmp_path / "ffn_importance.json",
+            "--keep-ffn",
+            "0.5",
+            "--recover",
+            "lsq",
+            "--calib",
+            tiny_data,
             "--out",
             tmp_path / "pruned",
         ],
         capsys,
     )
     assert code == 0, err
-    assert "kept 2/8 heads" in out
+    assert "kept 2/8 heads" in out and (tmp_path / "pruned/recovery.json").is_file()
     code, out, err = run(["export", tmp_path / "pruned", "--data", tiny_data, "--out", tmp_path / "onnx"], capsys)
     assert code == 0, err
     assert "parity max |diff|" in out
@@ -153,7 +189,7 @@ def test_stages_run_alone_and_chain(tiny_model_dir, tiny_data, tmp_path, capsys)
     )
     assert code == 0, err
     results = json.loads((tmp_path / "eval.json").read_text())["results"]
-    assert len(results) == 5
+    assert set(results) == {"tiny-bert0/pytorch-fp32", "pruned/pytorch-fp32", "onnx/onnx-fp32", "onnx/onnx-int8"}
     code, out, err = run(
         ["tree", tiny_model_dir, "--data", tiny_data, "--out", tmp_path / "trees", "--trees", "1", "--steps", "2"],
         capsys,
@@ -303,7 +339,7 @@ def test_default_out_is_next_to_the_model(tiny_model_dir, tiny_data, tmp_path, c
     del args[args.index("--out") : args.index("--out") + 2]
     code, out, err = run(args, capsys)
     assert code == 0, err
-    assert (tmp_path / "clf-attr-keep0.5" / "report.json").is_file()
+    assert (tmp_path / "clf-attr-keep0.5-ffn1" / "report.json").is_file()
     assert "clf-attr-keep0.5" in out
 
 

@@ -3,21 +3,29 @@ import pytest
 import torch
 
 from compressor.errors import VerificationError
+from compressor.modeling import load_model
 from compressor.pruning import plan_pruning, prune_model, save_pruned
-from exporters.onnx_export import ONNX_FP32, ONNX_INT8, ONNX_OPTIMIZED
+from exporters.onnx_export import ONNX_FP32, ONNX_INT8
 from exporters.parity import compare_logits, prediction_agreement, require_parity
-from exporters.runtime import OnnxRunner, TorchRunner
+from exporters.recipes import Recipe
+from exporters.runtime import RUNTIME_FILE, OnnxRunner, TorchRunner, load_session
 from exporters.verified import EXPORT_RECORD, ExportRecord, export_verified
 from tests.conftest import tiny_model, write_tokenizer
+
+FAST = Recipe("fused", "onnxruntime", False, "matmul+attention", ("SkipLayerNormFusion",))
 
 
 @pytest.fixture(scope="module")
 def pruned_with_empty_layer(tmp_path_factory):
-    """A tiny model whose first layer lost every head, saved and exported with the parity gate."""
+    """A tiny model whose first layer lost every head and whose FFN layers kept different widths, saved,
+    reloaded as users load it, and exported (fused graph, int8) with the parity gate."""
     folder = tmp_path_factory.mktemp("pruned")
     tokenizer = write_tokenizer(folder)
-    model = prune_model(tiny_model(), plan_pruning([[-1.0, -2.0, -3.0, -4.0], [0.3, 0.05, 0.4, 0.7]], 0.375))
-    save_pruned(model, tokenizer, folder)
+    ffn_scores = np.random.default_rng(0).random((2, tiny_model().config.intermediate_size))
+    ffn_scores[0] += 1.0  # layer 1 keeps more neurons than layer 2
+    plan = plan_pruning([[-1.0, -2.0, -3.0, -4.0], [0.3, 0.05, 0.4, 0.7]], 0.375, ffn_scores=ffn_scores, keep_ffn=0.6)
+    save_pruned(prune_model(tiny_model(), plan), tokenizer, folder)
+    model = load_model(folder).model
     encoded = tokenizer(
         ["the movie was great and fun", "i hate it", "awful actors , bad story , the plot is dull"],
         padding=True,
@@ -28,19 +36,34 @@ def pruned_with_empty_layer(tmp_path_factory):
         dict(encoded),
     ]
     onnx_dir = folder / "onnx"
-    record = export_verified(folder, onnx_dir, TorchRunner("pytorch", model), batches)
+    record = export_verified(model, tokenizer, onnx_dir, TorchRunner("pytorch", model), batches, recipe=FAST)
     return model, onnx_dir, record, batches
 
 
-def test_zero_head_layer_exports_with_parity(pruned_with_empty_layer):
+def test_zero_head_layer_and_uneven_ffn_export_with_parity(pruned_with_empty_layer):
     model, onnx_dir, record, batches = pruned_with_empty_layer
-    assert {ONNX_FP32, ONNX_OPTIMIZED, ONNX_INT8} <= {path.name for path in onnx_dir.iterdir()}
+    assert [layer.attention.self.num_attention_heads for layer in model.bert.encoder.layer] == [1, 3]
+    widths = [layer.intermediate.dense.out_features for layer in model.bert.encoder.layer]
+    assert widths[0] > widths[1]  # the loader stripped the padding: real widths
+    assert {ONNX_FP32, ONNX_INT8, RUNTIME_FILE, EXPORT_RECORD} <= {path.name for path in onnx_dir.iterdir()}
+    # the plain graph and the fused one (two head counts, one per layer) both passed the gate
+    assert [check["candidate"] for check in record.parity] == ["onnx-fp32", "onnx-fp32-fused"]
     assert all(check["passed"] and check["max_abs_diff"] <= 1e-4 for check in record.parity)
+    assert record.fusion["attention_fusion"] and record.fusion["operators"]["Attention"] == 2
     expected = TorchRunner("pytorch", model).logits(batches[1])
-    for name in (ONNX_FP32, ONNX_OPTIMIZED):
-        assert np.abs(OnnxRunner(name, onnx_dir / name).logits(batches[1]) - expected).max() <= 1e-4
+    assert np.abs(OnnxRunner("fp32", onnx_dir / ONNX_FP32).logits(batches[1]) - expected).max() <= 1e-4
     assert 0.0 <= record.int8_agreement <= 1.0
     assert ExportRecord.load(onnx_dir / EXPORT_RECORD) == record
+
+
+def test_runtime_json_runs_the_int8_graph_with_its_session_settings(pruned_with_empty_layer):
+    model, onnx_dir, _, batches = pruned_with_empty_layer
+    session = load_session(onnx_dir)
+    feeds = {item.name: batches[1][item.name].astype(np.int64) for item in session.get_inputs()}
+    int8 = session.run(None, feeds)[0]
+    expected = TorchRunner("pytorch", model).logits(batches[1])
+    assert int8.shape == expected.shape
+    assert np.abs(int8 - expected).max() < 0.5 * np.abs(expected).max()  # quantised, yet close
 
 
 def test_optimum_loads_the_onnx_folder(pruned_with_empty_layer):
@@ -63,9 +86,10 @@ def test_parity_gate_fails_loudly_on_a_mismatch(pruned_with_empty_layer):
 
 
 def test_export_verified_refuses_a_graph_that_does_not_match(pruned_with_empty_layer, tmp_path):
-    _, onnx_dir, _, batches = pruned_with_empty_layer
+    model, onnx_dir, _, batches = pruned_with_empty_layer
+    tokenizer = load_model(onnx_dir.parent).tokenizer
     with pytest.raises(VerificationError, match="parity gate failed"):
-        export_verified(onnx_dir.parent, tmp_path / "onnx", TorchRunner("wrong", tiny_model(seed=2)), batches)
+        export_verified(model, tokenizer, tmp_path / "onnx", TorchRunner("wrong", tiny_model(seed=2)), batches)
 
 
 def test_nan_logits_fail_the_gate(pruned_with_empty_layer):

@@ -1,0 +1,442 @@
+"""Latency of every model variant side by side, measured in one process so the ratios compare like with like.
+
+Variants: the original model as PyTorch fp32 (SDPA attention, as users run it), ONNX fp32 (Optimum's plain
+export), ONNX fp32 after onnxruntime's transformer fusions, ONNX int8 by Optimum's recipe (plain graph,
+per-channel: the baseline of the ratios) and ONNX int8 by the fast recipe (fused graph, onnxruntime's
+quantize_dynamic, per-tensor, MatMul + Attention, session SkipLayerNormFusion off; --recipe-json overrides
+it); then, per --pair KEEP,KEEP_FFN (default --keep 0.5 --keep-ffn 0.3), the pruned model (heads ranked by
+attattr, FFN neurons by integrated gradients, both on --calib-examples calibration rows; LSQ recovery fitted
+on --fit-examples other calibration rows) as PyTorch fp32, ONNX fp32 and ONNX int8 by both recipes.
+
+For each thread count (1 and 2), every variant runs at that count through ``evaluate_runners``: accuracy and
+batch-32 throughput on the dev set, batch-1 p50/p90 latency on its first --latency-examples rows, timed
+round-robin. One markdown table per thread count, with speed-ups over PyTorch fp32 and over the original
+int8 (Optimum). Last, an onnxruntime per-operator profile of the fast-recipe int8 graph of the first pair at
+batch 1 with 1 thread: time per run by operator type and its share of the model_run time. Profiling adds
+overhead, so its absolute numbers are inflated; read the shares, not the microseconds.
+
+Usage: python benchmarks/latency.py [--pair 0.5,0.3 --pair 0.4,0.2] [--out latency.json]
+Quick run: python benchmarks/latency.py --dev-examples 100 --latency-examples 40 --calib-examples 20 \
+    --fit-examples 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from compressor.artifacts import library_versions, write_json
+from compressor.data import load_labelled_data, sample_labelled_data
+from compressor.importance import HeadImportance, length_batches
+from compressor.modeling import LoadedModel, encode, load_model
+from compressor.neurons import NeuronImportance, score_neurons
+from compressor.pruning import count_parameters, plan_pruning, prune_model
+from compressor.ranking import make_ranker
+from compressor.recovery import recover
+from evaluation.encoded import encode_data, parity_batches
+from evaluation.measure import evaluate_runners
+from exporters.onnx_export import export_onnx
+from exporters.parity import compare_logits
+from exporters.quantize import cpu_flags
+from exporters.recipes import FUSED_FP32, OPERATOR_SETS, OPTIMUM_BASELINE, Recipe, fuse_graph, quantize_graph
+from exporters.runtime import OnnxRunner, TorchRunner
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+FAST_RECIPE = Recipe(
+    graph="fused",
+    quantizer="onnxruntime",
+    per_channel=False,
+    operators="matmul+attention",
+    disabled_optimizers=("SkipLayerNormFusion",),
+)
+PYTORCH = "original PyTorch fp32"
+BASELINE = "original ONNX int8 Optimum"
+ATOL = 1e-4
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the tables: a PyTorch model or an ONNX graph with its session settings."""
+
+    name: str
+    model: Any = None
+    path: Path | None = None
+    disabled_optimizers: tuple[str, ...] = ()
+
+    def runner(self, threads: int) -> TorchRunner | OnnxRunner:
+        if self.model is not None:
+            return TorchRunner(self.name, self.model)
+        return OnnxRunner(self.name, self.path, threads=threads, disabled_optimizers=self.disabled_optimizers)
+
+
+def parse_pair(text: str) -> tuple[float, float]:
+    try:
+        keep, keep_ffn = (float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected KEEP,KEEP_FFN such as 0.5,0.3, got {text!r}") from None
+    return keep, keep_ffn
+
+
+def parse_recipe(text: str) -> Recipe:
+    """A Recipe from inline JSON or a JSON file, e.g. '{"graph": "plain", "quantizer": "onnxruntime"}'."""
+    source = Path(text).read_text(encoding="utf-8") if Path(text).is_file() else text
+    try:
+        recipe = Recipe.from_dict(json.loads(source))
+    except (json.JSONDecodeError, TypeError, AttributeError) as err:
+        raise argparse.ArgumentTypeError(f"--recipe-json needs a JSON object of Recipe fields ({err})") from None
+    if (
+        recipe.graph not in ("plain", "fused")
+        or recipe.quantizer not in ("optimum", "onnxruntime")
+        or recipe.operators not in OPERATOR_SETS
+    ):
+        raise argparse.ArgumentTypeError(
+            f"--recipe-json: graph is plain|fused, quantizer optimum|onnxruntime, operators {'|'.join(OPERATOR_SETS)}"
+        )
+    return recipe
+
+
+def machine() -> dict[str, Any]:
+    model_name = ""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        model_name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
+    except OSError:
+        pass
+    flags = cpu_flags()
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": model_name or platform.processor(),
+        "cpu_count": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "avx512_vnni": "avx512_vnni" in flags,
+        "avx2": "avx2" in flags,
+    }
+
+
+def fuse_checked(source: Path, target: Path, reference: TorchRunner, batches: Sequence[dict]) -> dict[str, Any]:
+    """onnxruntime's fusions, checked against PyTorch; rebuilt without attention fusion if the logits differ
+    (the per-layer head-count trap of pruned models), as the shipped export does."""
+    note: dict[str, Any] = {"operators": fuse_graph(source, target), "attention_fusion": True}
+    diff = compare_logits(reference, OnnxRunner("fused", target), batches, atol=ATOL).max_abs_diff
+    if diff > ATOL:
+        note = {
+            "operators": fuse_graph(source, target, attention=False),
+            "attention_fusion": False,
+            "rejected": f"attention fusion broke parity (max abs diff {diff:.3g})",
+        }
+        diff = compare_logits(reference, OnnxRunner("fused", target), batches, atol=ATOL).max_abs_diff
+    note["max_abs_diff"] = diff
+    return note
+
+
+def build_graphs(
+    prefix: str,
+    model: Any,
+    loaded: LoadedModel,
+    folder: Path,
+    recipe: Recipe,
+    batches: Sequence[dict],
+    *,
+    with_fused_fp32: bool,
+) -> tuple[list[Variant], dict[str, Any]]:
+    """Export ``model`` and build its fp32 (and fused fp32) graph and both int8 graphs in ``folder``."""
+    reference = TorchRunner("pytorch eager", model)
+    log(f"{prefix}: exporting to ONNX")
+    fp32 = export_onnx(model, loaded.tokenizer, folder)
+    notes: dict[str, Any] = {
+        "onnx_fp32_max_abs_diff": compare_logits(reference, OnnxRunner("fp32", fp32), batches).max_abs_diff
+    }
+    variants = [Variant(f"{prefix} ONNX fp32", path=fp32)]
+    fused = folder / FUSED_FP32
+    if with_fused_fp32 or recipe.graph == "fused":
+        log(f"{prefix}: fusing the fp32 graph")
+        notes["fusion"] = fuse_checked(fp32, fused, reference, batches)
+        if with_fused_fp32:
+            variants.append(Variant(f"{prefix} ONNX fp32 fused", path=fused))
+    log(f"{prefix}: quantising (Optimum recipe)")
+    optimum = folder / "int8_optimum.onnx"
+    notes["quantization_optimum"] = quantize_graph(fp32, optimum, OPTIMUM_BASELINE)
+    variants.append(Variant(f"{prefix} ONNX int8 Optimum", path=optimum))
+    log(f"{prefix}: quantising (fast recipe)")
+    fast = folder / "int8_fast.onnx"
+    notes["quantization_fast"] = quantize_graph(fused if recipe.graph == "fused" else fp32, fast, recipe)
+    variants.append(Variant(f"{prefix} ONNX int8 fast", path=fast, disabled_optimizers=recipe.disabled_optimizers))
+    return variants, notes
+
+
+def fit_batches(loaded: LoadedModel, data: Any) -> list[dict[str, torch.Tensor]]:
+    return [dict(encode(loaded, batch)) for batch in length_batches(loaded, data.examples, 2048)]
+
+
+def profile_operators(
+    path: Path, disabled: Sequence[str], singles: Sequence[dict[str, np.ndarray]], folder: Path, warmup: int
+) -> dict[str, Any]:
+    """onnxruntime's profiler at batch 1 and 1 thread; the first ``warmup`` runs are left out."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3
+    options.enable_profiling = True
+    options.profile_file_prefix = str(folder / "profile")
+    session = ort.InferenceSession(
+        str(path), options, providers=["CPUExecutionProvider"], disabled_optimizers=list(disabled)
+    )
+    names = [item.name for item in session.get_inputs()]
+    for inputs in singles:
+        session.run(None, {name: inputs[name].astype(np.int64) for name in names})
+    events = json.loads(Path(session.end_profiling()).read_text(encoding="utf-8"))
+    runs = sorted((e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"), key=_ts)
+    runs = runs[min(warmup, len(runs) // 2) :]
+    start = _ts(runs[0])
+    run_us = sum(float(e["dur"]) for e in runs)
+    per_op: dict[str, dict[str, float]] = {}
+    for event in events:
+        if event.get("cat") != "Node" or not str(event.get("name", "")).endswith("_kernel_time"):
+            continue
+        if _ts(event) < start:
+            continue
+        op = event.get("args", {}).get("op_name", "?")
+        entry = per_op.setdefault(op, {"us": 0.0, "count": 0.0})
+        entry["us"] += float(event["dur"])
+        entry["count"] += 1
+    operators = sorted(
+        (
+            {
+                "op": op,
+                "us_per_run": entry["us"] / len(runs),
+                "count_per_run": entry["count"] / len(runs),
+                "share_of_run": entry["us"] / run_us,
+            }
+            for op, entry in per_op.items()
+        ),
+        key=lambda row: -row["us_per_run"],
+    )
+    return {
+        "graph": path.name,
+        "disabled_optimizers": list(disabled),
+        "runs": len(runs),
+        "warmup_runs_left_out": len(singles) - len(runs),
+        "model_run_us_per_run": run_us / len(runs),
+        "kernels_us_per_run": sum(row["us_per_run"] for row in operators),
+        "operators": operators,
+    }
+
+
+def _ts(event: dict[str, Any]) -> float:
+    return float(event.get("ts", 0))
+
+
+def table(results: dict[str, dict[str, Any]], order: Sequence[str]) -> str:
+    torch_p50 = results[PYTORCH]["latency_p50_ms"]
+    base = results[BASELINE]
+    lines = [
+        "| variant | accuracy | p50 ms | p90 ms | batch-32 ex/s | p50 speed-up vs PyTorch fp32 "
+        "| p50 speed-up vs original int8 (Optimum) | throughput ratio vs original int8 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in order:
+        row = results[name]
+        p50 = row["latency_p50_ms"]
+        lines.append(
+            f"| {name} | {row['accuracy']:.4f} | {p50:.3f} | {row['latency_p90_ms']:.3f} "
+            f"| {row['throughput_per_s']:.1f} | {torch_p50 / p50:.2f}x | {base['latency_p50_ms'] / p50:.2f}x "
+            f"| {row['throughput_per_s'] / base['throughput_per_s']:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=Path, default=SHARED / "models/minilm-l6-sst2")
+    parser.add_argument("--data", type=Path, default=SHARED / "data/glue/SST-2/dev.tsv")
+    parser.add_argument("--calib", type=Path, default=SHARED / "data/glue/SST-2/train.tsv")
+    parser.add_argument("--keep", type=float, default=0.5, help="fraction of heads kept (without --pair)")
+    parser.add_argument("--keep-ffn", type=float, default=0.3, help="fraction of FFN neurons kept (without --pair)")
+    parser.add_argument("--pair", type=parse_pair, action="append", default=[], help="KEEP,KEEP_FFN; repeatable")
+    parser.add_argument("--importance", type=Path, help="head importance.json to use instead of scoring")
+    parser.add_argument("--ffn-importance", type=Path, help="ffn_importance.json to use instead of scoring")
+    parser.add_argument("--calib-examples", type=int, default=200, help="calibration rows for scoring (seed 0)")
+    parser.add_argument("--fit-examples", type=int, default=1000, help="calibration rows for LSQ recovery (seed 2)")
+    parser.add_argument("--dev-examples", type=int, help="first N dev rows only (default: all)")
+    parser.add_argument("--latency-examples", type=int, default=300, help="dev rows timed at batch 1")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--recipe-json", type=parse_recipe, default=FAST_RECIPE, help="fast recipe (JSON or file)")
+    parser.add_argument("--profile-top", type=int, default=12, help="operator types shown in the profile")
+    parser.add_argument("--out", type=Path, help="write everything as JSON here")
+    args = parser.parse_args()
+    pairs = args.pair or [(args.keep, args.keep_ffn)]
+    recipe: Recipe = args.recipe_json
+
+    info = machine()
+    versions = library_versions()
+    print(f"machine: {info['platform']}, {info['cpu']}, {info['cpu_count']} CPUs ({info['usable_cpus']} usable)")
+    print("versions: " + ", ".join(f"{name} {version}" for name, version in versions.items()))
+    print(f"baseline int8 recipe: {OPTIMUM_BASELINE.name}; fast int8 recipe: {recipe.name}")
+
+    loaded = load_model(args.model)  # eager attention: scoring needs the attention probabilities
+    original_sdpa = load_model(args.model, attn_implementation="sdpa").model
+    dev = load_labelled_data(args.data, loaded.label2id)
+    if args.dev_examples is not None:
+        dev = dev.head(args.dev_examples)
+    encoded = encode_data(loaded, dev, batch_size=32, singles=args.latency_examples)
+    batches = parity_batches(encoded)
+
+    heads = HeadImportance.load(args.importance) if args.importance else None
+    neurons = NeuronImportance.load(args.ffn_importance) if args.ffn_importance else None
+    if heads is None or (neurons is None and any(keep_ffn < 1 for _, keep_ffn in pairs)):
+        calibration, _ = sample_labelled_data(args.calib, loaded.label2id, args.calib_examples, 0)
+        if heads is None:
+            log(f"scoring heads (attattr) on {len(calibration)} calibration examples")
+            heads = make_ranker("attattr", loaded, seed=0).rank(calibration)
+        if neurons is None and any(keep_ffn < 1 for _, keep_ffn in pairs):
+            log(f"scoring FFN neurons on {len(calibration)} calibration examples")
+            neurons = score_neurons(loaded, calibration, seed=0)
+    fit, _ = sample_labelled_data(args.calib, loaded.label2id, args.fit_examples, 2)
+    fit_inputs = fit_batches(loaded, fit)
+
+    report: dict[str, Any] = {
+        "machine": info,
+        "versions": versions,
+        "settings": {
+            "model": str(args.model),
+            "data": str(args.data),
+            "dev_examples": len(dev),
+            "latency_examples": len(encoded.singles),
+            "calib_examples": args.calib_examples,
+            "fit_examples": len(fit),
+            "threads": args.threads,
+            "importance": str(args.importance) if args.importance else "attattr (scored here)",
+            "ffn_importance": str(args.ffn_importance) if args.ffn_importance else "score_neurons (scored here)",
+        },
+        "baseline_recipe": OPTIMUM_BASELINE.to_dict(),
+        "fast_recipe": recipe.to_dict(),
+        "pairs": [],
+        "graphs": {},
+        "results": {},
+    }
+    original_parameters = count_parameters(loaded.model)["total"]
+    with tempfile.TemporaryDirectory(prefix="attr-compress-latency-") as scratch:
+        folder = Path(scratch)
+        variants = [Variant(PYTORCH, model=original_sdpa)]
+        final: Variant | None = None
+        built, report["graphs"]["original"] = build_graphs(
+            "original", loaded.model, loaded, folder / "original", recipe, batches, with_fused_fp32=True
+        )
+        variants += built
+        for keep, keep_ffn in pairs:
+            prefix = f"pruned {keep:g}/{keep_ffn:g}"
+            log(f"{prefix}: pruning and LSQ recovery on {len(fit)} examples")
+            plan = plan_pruning(
+                heads.scores,
+                keep,
+                heads.order,
+                ffn_scores=None if neurons is None else neurons.scores,
+                keep_ffn=keep_ffn,
+            )
+            pruned = prune_model(copy.deepcopy(loaded.model), plan)
+            record = recover("lsq", loaded.model, pruned, fit_inputs, examples=len(fit))
+            # the timed PyTorch copy uses SDPA attention like the original; same weights as the eager one
+            pruned_sdpa = prune_model(copy.deepcopy(original_sdpa), plan)
+            pruned_sdpa.load_state_dict(pruned.state_dict())
+            parameters = count_parameters(pruned)["total"]
+            sdpa_diff = compare_logits(TorchRunner("eager", pruned), TorchRunner("sdpa", pruned_sdpa), batches)
+            report["pairs"].append(
+                {
+                    "name": prefix,
+                    "keep": keep,
+                    "keep_ffn": keep_ffn,
+                    "heads_kept": plan.kept_heads,
+                    "total_heads": plan.total_heads,
+                    "ffn_kept_per_layer": plan.ffn_kept_per_layer,
+                    "parameters": parameters,
+                    "original_parameters": original_parameters,
+                    "pytorch_sdpa_vs_eager_max_abs_diff": sdpa_diff.max_abs_diff,
+                    "recovery": record.to_dict() if record else None,
+                }
+            )
+            subfolder = folder / prefix.replace(" ", "_").replace("/", "_")
+            built, report["graphs"][prefix] = build_graphs(
+                prefix, pruned, loaded, subfolder, recipe, batches, with_fused_fp32=False
+            )
+            variants += [Variant(f"{prefix} PyTorch fp32", model=pruned_sdpa), *built]
+            final = final or built[-1]  # the fast-recipe int8 graph of the first pair, profiled below
+
+        names = [variant.name for variant in variants]
+        for threads in args.threads:
+            log(f"measuring {len(variants)} variants with {threads} thread(s)")
+            runners = [variant.runner(threads) for variant in variants]
+            results, _ = evaluate_runners(runners, encoded, threads=threads, num_labels=loaded.config.num_labels)
+            del runners
+            report["results"][str(threads)] = results
+
+        log(f"profiling {final.name} at batch 1, 1 thread")
+        report["profile"] = {
+            "variant": final.name,
+            **profile_operators(final.path, final.disabled_optimizers, encoded.singles, folder, warmup=10),
+        }
+
+    print()
+    for pair in report["pairs"]:
+        kept_ffn = sum(pair["ffn_kept_per_layer"]) if pair["ffn_kept_per_layer"] else None
+        ffn_text = f", FFN neurons kept {kept_ffn}" if kept_ffn is not None else ""
+        print(
+            f"{pair['name']}: heads kept {pair['heads_kept']}/{pair['total_heads']}{ffn_text}, "
+            f"parameters {pair['parameters'] / 1e6:.2f}M of {pair['original_parameters'] / 1e6:.2f}M"
+        )
+    for name, notes in report["graphs"].items():
+        fusion = notes.get("fusion", {})
+        fused_text = ""
+        if fusion:
+            attention = "with" if fusion["attention_fusion"] else "WITHOUT"
+            fused_text = f", fused fp32 {fusion['max_abs_diff']:.2g} ({attention} attention fusion)"
+        print(
+            f"parity vs PyTorch (max |logit diff|), {name}: ONNX fp32 {notes['onnx_fp32_max_abs_diff']:.2g}{fused_text}"
+        )
+    singles = len(encoded.singles)
+    print(
+        f"\n{len(dev)} dev examples ({args.data.parent.name}) for accuracy and batch-32 throughput; "
+        f"batch-1 latency over the first {singles} (first {min(10, singles // 2)} not counted), round-robin"
+    )
+    for threads in args.threads:
+        print(f"\n### {threads} thread(s)\n")
+        print(table(report["results"][str(threads)], names))
+
+    profile = report["profile"]
+    print(
+        f"\n### Operator profile: {profile['variant']}, batch 1, 1 thread, {profile['runs']} runs "
+        "(profiling overhead inflates absolute times)\n"
+    )
+    run_us, kernel_us = profile["model_run_us_per_run"], profile["kernels_us_per_run"]
+    print(f"model_run {run_us:.0f} us per run, of which kernels {kernel_us:.0f} us ({kernel_us / run_us:.0%})\n")
+    print("| op type | us per run | count per run | share of model_run |")
+    print("|---|---:|---:|---:|")
+    for row in profile["operators"][: args.profile_top]:
+        print(f"| {row['op']} | {row['us_per_run']:.1f} | {row['count_per_run']:.0f} | {row['share_of_run']:.1%} |")
+    if args.out:
+        write_json(report, args.out)
+        print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

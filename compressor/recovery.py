@@ -1,0 +1,233 @@
+"""Recovering accuracy after pruning without re-training.
+
+``lsq``: layer by layer, refit the attention output projection and the FFN output projection of the pruned
+model by (ridge) least squares, so that each sub-layer's residual sum (the LayerNorm input) on calibration
+tokens matches the unpruned model's. This is the layer-wise reconstruction of Kwon et al. 2022 ("A Fast
+Post-Training Pruning Framework for Transformers"), folded into the weights so the exported graph stays a
+plain BERT. Inputs come from the pruned model's own earlier layers (already refitted), targets from the
+original model, so each layer also corrects the drift of the layers below it.
+
+``distill``: the LSQ fit, then a short distillation of the pruned model's logits towards the original's
+on calibration text (KL divergence, AdamW), with progress shown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from compressor.artifacts import JsonArtifact
+
+RECOVERY_METHODS = ("none", "lsq", "distill")
+DEFAULT_RIDGE = 1e-3
+
+
+@dataclass(frozen=True)
+class RecoveryRecord(JsonArtifact):
+    """What recovery did: per layer and sub-layer, the relative reconstruction error before and after."""
+
+    kind = "recovery"
+
+    method: str
+    examples: int
+    tokens: int
+    ridge: float
+    layers: list[dict[str, Any]]
+    distill: dict[str, Any] | None = None
+
+
+class NormalEquations:
+    """Streaming least squares Y ~ X W^T + b: accumulates [X 1]^T [X 1], [X 1]^T Y and |Y|^2 in float64."""
+
+    def __init__(self, inputs: int, outputs: int) -> None:
+        self.gram = np.zeros((inputs + 1, inputs + 1))
+        self.cross = np.zeros((inputs + 1, outputs))
+        self.target_energy = 0.0
+        self.rows = 0
+
+    def add(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        augmented = torch.cat([x.double(), x.new_ones(x.shape[0], 1, dtype=torch.float64)], dim=1)
+        self.gram += (augmented.T @ augmented).numpy()
+        self.cross += (augmented.T @ y.double()).numpy()
+        self.target_energy += float((y.double() ** 2).sum())
+        self.rows += x.shape[0]
+
+    def relative_error(self, weight: torch.Tensor, bias: torch.Tensor) -> float:
+        """|[X 1] W_aug - Y| / |Y| over all rows, from the accumulated sums."""
+        stacked = np.concatenate([weight.double().numpy().T, bias.double().numpy()[None]], axis=0)
+        squared = self.target_energy - 2 * np.sum(stacked * self.cross) + np.sum(stacked * (self.gram @ stacked))
+        return float(np.sqrt(max(squared, 0.0) / max(self.target_energy, 1e-300)))
+
+    def solve(self, ridge: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weight [outputs, inputs] and bias minimising |[X 1] W_aug - Y|^2 + lambda |W|^2 (bias not penalised);
+        lambda = ``ridge`` x the mean diagonal of X^T X, so the penalty does not depend on the activations' scale."""
+        inputs = self.gram.shape[0] - 1
+        penalty = ridge * max(float(np.trace(self.gram[:inputs, :inputs])) / max(inputs, 1), 1e-12)
+        regularised = self.gram + np.diag(np.r_[np.full(inputs, penalty), 0.0])
+        solution = np.linalg.solve(regularised, self.cross)
+        weight = torch.from_numpy(np.ascontiguousarray(solution[:inputs].T)).float()
+        return weight, torch.from_numpy(solution[inputs]).float()
+
+
+@contextmanager
+def _capture_inputs(module: nn.Module) -> Iterator[list[tuple]]:
+    """Record the positional inputs of every call to ``module``."""
+    calls: list[tuple] = []
+    handle = module.register_forward_pre_hook(lambda _module, args: calls.append(args))
+    try:
+        yield calls
+    finally:
+        handle.remove()
+
+
+def _refit(linear: nn.Linear, equations: NormalEquations, ridge: float) -> dict[str, float]:
+    before = equations.relative_error(linear.weight, linear.bias)
+    weight, bias = equations.solve(ridge)
+    after = equations.relative_error(weight, bias)
+    if after < before:  # a refit can only help on the data it saw; keep the old weights otherwise
+        with torch.no_grad():
+            linear.weight.copy_(weight)
+            linear.bias.copy_(bias)
+    return {"error_before": before, "error_after": min(after, before)}
+
+
+def _embed(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    return model.bert.embeddings(input_ids=batch["input_ids"], token_type_ids=batch.get("token_type_ids"))
+
+
+def recover_lsq(
+    original: nn.Module,
+    pruned: nn.Module,
+    batches: Sequence[dict[str, torch.Tensor]],
+    *,
+    ridge: float = DEFAULT_RIDGE,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """Refit, in place, every layer's attention output and FFN output projection of ``pruned``.
+
+    ``batches`` are tokenised calibration inputs (input_ids, attention_mask, token_type_ids); only real
+    tokens enter the fit. Returns, per layer, the relative errors before and after each refit.
+    """
+    original_layers = original.bert.encoder.layer
+    pruned_layers = pruned.bert.encoder.layer
+    with torch.no_grad():
+        masks = [original.get_extended_attention_mask(b["attention_mask"], b["input_ids"].shape) for b in batches]
+        real = [b["attention_mask"].bool() for b in batches]
+        reference = [_embed(original, batch) for batch in batches]
+        current = [_embed(pruned, batch) for batch in batches]
+    report = []
+    for index in tqdm(range(len(pruned_layers)), desc="LSQ recovery", unit="layer", disable=not progress):
+        source, target = original_layers[index], pruned_layers[index]
+        with torch.no_grad():
+            with (
+                _capture_inputs(source.attention.output.LayerNorm) as attention_sums,
+                _capture_inputs(source.output.LayerNorm) as ffn_sums,
+            ):
+                reference = [source(h, attention_mask=m)[0] for h, m in zip(reference, masks, strict=True)]
+            attention_targets = [args[0][r] for args, r in zip(attention_sums, real, strict=True)]
+            ffn_targets = [args[0][r] for args, r in zip(ffn_sums, real, strict=True)]
+
+            # attention output projection: context -> (original residual sum - pruned residual input)
+            projection = target.attention.output.dense
+            equations = NormalEquations(projection.in_features, projection.out_features)
+            with _capture_inputs(target.attention.output) as calls:
+                for h, m in zip(current, masks, strict=True):
+                    target(h, attention_mask=m)
+            for (context, residual), r, y in zip(calls, real, attention_targets, strict=True):
+                equations.add(context[r], y - residual[r])
+            attention = _refit(projection, equations, ridge)
+
+            # FFN output projection: activations -> (original residual sum - pruned attention output)
+            projection = target.output.dense
+            equations = NormalEquations(projection.in_features, projection.out_features)
+            with _capture_inputs(target.output) as calls:
+                for h, m in zip(current, masks, strict=True):
+                    target(h, attention_mask=m)
+            for (activations, residual), r, y in zip(calls, real, ffn_targets, strict=True):
+                equations.add(activations[r], y - residual[r])
+            ffn = _refit(projection, equations, ridge)
+            current = [target(h, attention_mask=m)[0] for h, m in zip(current, masks, strict=True)]
+        report.append({"layer": index, "attention_output": attention, "ffn_output": ffn})
+    return report
+
+
+def distill(
+    original: nn.Module,
+    pruned: nn.Module,
+    batches: Sequence[dict[str, torch.Tensor]],
+    *,
+    steps: int,
+    learning_rate: float = 3e-5,
+    temperature: float = 2.0,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Train ``pruned`` (in place) for ``steps`` batches to match the original's softened class distribution.
+
+    Dropout stays off (eval mode) so a short run on little data is deterministic for a given seed.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        teacher = [torch.log_softmax(original(**batch).logits / temperature, dim=-1) for batch in batches]
+    parameters = [p for p in pruned.parameters()]
+    for parameter in parameters:
+        parameter.requires_grad_(True)
+    optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.0)
+    losses = []
+    pruned.eval()
+    try:
+        for _ in tqdm(range(steps), desc="distillation", unit="step", disable=not progress):
+            index = int(torch.randint(len(batches), (1,), generator=generator))
+            student = torch.log_softmax(pruned(**batches[index]).logits / temperature, dim=-1)
+            loss = nn.functional.kl_div(student, teacher[index], log_target=True, reduction="batchmean")
+            loss = loss * temperature**2
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss))
+    finally:
+        for parameter in parameters:
+            parameter.requires_grad_(False)
+    window = max(1, min(10, len(losses)))
+    return {
+        "steps": steps,
+        "learning_rate": learning_rate,
+        "temperature": temperature,
+        "loss_first": float(np.mean(losses[:window])) if losses else None,
+        "loss_last": float(np.mean(losses[-window:])) if losses else None,
+    }
+
+
+def recover(
+    method: str,
+    original: nn.Module,
+    pruned: nn.Module,
+    batches: Sequence[dict[str, torch.Tensor]],
+    *,
+    examples: int,
+    ridge: float = DEFAULT_RIDGE,
+    distill_steps: int = 200,
+    seed: int = 0,
+    progress: bool = False,
+    log: Callable[[str], None] = lambda message: None,
+) -> RecoveryRecord | None:
+    """Apply a recovery ``method`` from RECOVERY_METHODS to ``pruned`` in place; None for "none"."""
+    if method == "none":
+        return None
+    tokens = int(sum(int(batch["attention_mask"].sum()) for batch in batches))
+    log(f"refitting output projections by least squares on {examples} examples ({tokens} tokens)")
+    layers = recover_lsq(original, pruned, batches, ridge=ridge, progress=progress)
+    distilled = None
+    if method == "distill":
+        log(f"distilling from the original model for {distill_steps} steps")
+        distilled = distill(original, pruned, batches, steps=distill_steps, seed=seed, progress=progress)
+    return RecoveryRecord(
+        method=method, examples=examples, tokens=tokens, ridge=ridge, layers=layers, distill=distilled
+    )

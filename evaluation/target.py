@@ -1,0 +1,209 @@
+"""Pick --keep and --keep-ffn for a latency target, by measuring candidates on this machine.
+
+A target is a speed-up over the original model's int8 ONNX (Optimum's recipe) or a batch-1 latency
+budget. Candidates are (head keep, FFN keep) pairs from a grid. Fewer heads or neurons never make a
+model slower, so the search walks the grid's staircase: for each head keep, the largest FFN keep that
+meets the target, found from the previous row's answer with about one measurement per step. Each
+frontier candidate is then pruned, recovered and scored on the selection data; the most accurate wins.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from compressor.artifacts import JsonArtifact
+from compressor.errors import InputError
+from compressor.importance import HeadImportance
+from compressor.modeling import LoadedModel
+from compressor.neurons import NeuronImportance
+from compressor.pruning import PrunePlan, plan_pruning, prune_model
+from compressor.recovery import recover
+from evaluation.encoded import EncodedData
+from evaluation.measure import batch1_latency, torch_threads
+from exporters.onnx_export import export_onnx
+from exporters.recipes import FUSED_FP32, OPTIMUM_BASELINE, Recipe, fuse_graph, quantize_graph
+from exporters.runtime import OnnxRunner, TorchRunner
+
+HEAD_KEEPS = (1.0, 0.75, 0.5, 0.4, 0.3, 0.2)
+FFN_KEEPS = (1.0, 0.75, 0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1, 0.05)
+
+
+@dataclass(frozen=True)
+class LatencyTarget:
+    """--target-speedup (x the original int8 ONNX) or --latency-budget (ms p50 at batch 1)."""
+
+    speedup: float | None = None
+    budget_ms: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.speedup is None) == (self.budget_ms is None):
+            raise InputError("pass exactly one of --target-speedup and --latency-budget")
+        if self.speedup is not None and self.speedup <= 0:
+            raise InputError(f"--target-speedup must be above 0, got {self.speedup}")
+        if self.budget_ms is not None and self.budget_ms <= 0:
+            raise InputError(f"--latency-budget must be above 0 milliseconds, got {self.budget_ms}")
+
+    def met(self, p50_ms: float, baseline_p50_ms: float) -> bool:
+        if self.speedup is not None:
+            return baseline_p50_ms / p50_ms >= self.speedup
+        return p50_ms <= self.budget_ms
+
+    @property
+    def description(self) -> str:
+        if self.speedup is not None:
+            return f"{self.speedup:g}x faster than the original int8 ONNX at batch 1"
+        return f"at most {self.budget_ms:g} ms p50 at batch 1"
+
+
+@dataclass(frozen=True)
+class TargetSearch(JsonArtifact):
+    """Every candidate measured, and the chosen (keep, keep_ffn)."""
+
+    kind = "latency-target-search"
+
+    target: str
+    recipe: dict[str, Any]
+    threads: int
+    baseline_p50_ms: float
+    candidates: list[dict[str, Any]]
+    keep: float
+    keep_ffn: float
+    reason: str
+
+
+class _Timer:
+    """Builds candidate int8 graphs and times them round-robin against the original int8 graph."""
+
+    def __init__(
+        self, loaded: LoadedModel, recipe: Recipe, singles: Sequence[dict[str, np.ndarray]], threads: int, folder: Path
+    ) -> None:
+        self.loaded, self.recipe, self.singles, self.threads, self.folder = loaded, recipe, singles, threads, folder
+        self.baseline = OnnxRunner(
+            "original int8", self._build(loaded.model, OPTIMUM_BASELINE, "original"), threads=threads
+        )
+
+    def _build(self, model: Any, recipe: Recipe, name: str) -> Path:
+        folder = self.folder / name
+        fp32 = export_onnx(model, self.loaded.tokenizer, folder)
+        source = fp32
+        if recipe.graph == "fused":
+            source = folder / FUSED_FP32
+            fuse_graph(fp32, source)
+        quantize_graph(source, folder / "int8.onnx", recipe)
+        return folder / "int8.onnx"
+
+    def measure(self, plan: PrunePlan) -> tuple[float, float]:
+        """(candidate p50 ms, baseline p50 ms) at batch 1, measured side by side."""
+        name = f"keep {plan.keep:g} / keep-ffn {plan.keep_ffn:g}"
+        model = prune_model(copy.deepcopy(self.loaded.model), plan)
+        candidate = OnnxRunner(
+            name,
+            self._build(model, self.recipe, name.replace(" / ", "_").replace(" ", "")),
+            threads=self.threads,
+            disabled_optimizers=self.recipe.disabled_optimizers,
+        )
+        with torch_threads(self.threads):
+            latency = batch1_latency([self.baseline, candidate], self.singles)
+        return latency[name]["latency_p50_ms"], latency[self.baseline.name]["latency_p50_ms"]
+
+
+def _accuracy(model: Any, selection: EncodedData) -> float:
+    runner = TorchRunner("candidate", model)
+    predicted = np.concatenate([runner.logits(batch).argmax(-1) for batch in selection.batches])
+    return float((predicted == selection.labels).mean())
+
+
+def search_target(
+    loaded: LoadedModel,
+    heads: HeadImportance,
+    neurons: NeuronImportance,
+    target: LatencyTarget,
+    recipe: Recipe,
+    selection: EncodedData,
+    fit_batches: Sequence[dict[str, torch.Tensor]],
+    *,
+    recovery: str,
+    fit_examples: int,
+    threads: int = 1,
+    timing_examples: int = 100,
+    log: Callable[[str], None] = lambda message: None,
+) -> TargetSearch:
+    """Measure the staircase of (keep, keep_ffn) candidates and choose the most accurate that meets ``target``.
+
+    Latency is measured on the first ``timing_examples`` selection examples; accuracy on all selection
+    examples after pruning and ``recovery`` (fitted on ``fit_batches``).
+    """
+    measured: dict[tuple[float, float], dict[str, Any]] = {}
+
+    def plan_for(keep: float, keep_ffn: float) -> PrunePlan:
+        return plan_pruning(heads.scores, keep, heads.order, ffn_scores=neurons.scores, keep_ffn=keep_ffn)
+
+    with tempfile.TemporaryDirectory(prefix="attr-compress-target-") as scratch:
+        log("latency target: building the original int8 baseline")
+        timer = _Timer(loaded, recipe, selection.singles[:timing_examples], threads, Path(scratch))
+
+        def meets(keep: float, keep_ffn: float) -> bool:
+            if (keep, keep_ffn) not in measured:
+                p50, baseline = timer.measure(plan_for(keep, keep_ffn))
+                ok = target.met(p50, baseline)
+                measured[keep, keep_ffn] = {
+                    "keep": keep,
+                    "keep_ffn": keep_ffn,
+                    "p50_ms": p50,
+                    "baseline_p50_ms": baseline,
+                    "speedup": baseline / p50,
+                    "meets_target": ok,
+                }
+                log(
+                    f"latency target: keep {keep:g} / keep-ffn {keep_ffn:g}: {p50:.3f} ms, "
+                    f"{baseline / p50:.2f}x the original int8 ({'meets' if ok else 'misses'} the target)"
+                )
+            return measured[keep, keep_ffn]["meets_target"]
+
+        frontier: list[tuple[float, float]] = []
+        step: int | None = None  # index in FFN_KEEPS of the previous row's answer
+        for keep in HEAD_KEEPS:
+            if step is None:
+                step = next((index for index, keep_ffn in enumerate(FFN_KEEPS) if meets(keep, keep_ffn)), None)
+                if step is None:
+                    continue
+            elif not meets(keep, FFN_KEEPS[step]):
+                continue  # noise against monotonicity: this row has no confirmed answer
+            while step > 0 and meets(keep, FFN_KEEPS[step - 1]):
+                step -= 1
+            frontier.append((keep, FFN_KEEPS[step]))
+    if not frontier:
+        fastest = min(measured.values(), key=lambda row: row["p50_ms"])
+        raise InputError(
+            f"no candidate meets the target ({target.description}); the fastest measured, keep {fastest['keep']:g} / "
+            f"keep-ffn {fastest['keep_ffn']:g}, ran {fastest['p50_ms']:.3f} ms ({fastest['speedup']:.2f}x); "
+            "lower the target"
+        )
+    for keep, keep_ffn in frontier:
+        log(f"latency target: accuracy of keep {keep:g} / keep-ffn {keep_ffn:g} after {recovery} recovery")
+        model = prune_model(copy.deepcopy(loaded.model), plan_for(keep, keep_ffn))
+        recover(recovery, loaded.model, model, fit_batches, examples=fit_examples)
+        measured[keep, keep_ffn]["selection_accuracy"] = _accuracy(model, selection)
+    best = max(frontier, key=lambda pair: (measured[pair]["selection_accuracy"], measured[pair]["speedup"]))
+    chosen = measured[best]
+    return TargetSearch(
+        target=target.description,
+        recipe=recipe.to_dict(),
+        threads=threads,
+        baseline_p50_ms=float(np.median([row["baseline_p50_ms"] for row in measured.values()])),
+        candidates=list(measured.values()),
+        keep=best[0],
+        keep_ffn=best[1],
+        reason=(
+            f"most accurate on the selection data ({chosen['selection_accuracy']:.4f}) of the {len(frontier)} "
+            f"frontier candidates that meet the target; measured {chosen['speedup']:.2f}x ({chosen['p50_ms']:.3f} ms)"
+        ),
+    )

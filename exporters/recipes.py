@@ -1,0 +1,108 @@
+"""How an fp32 ONNX graph becomes the int8 graph we ship: graph fusion, quantisation, session options.
+
+A ``Recipe`` names each choice; ``build_int8`` applies one. The choices are made by measurement
+(``exporters/tuning.py``), because what is fastest depends on the CPU, the sequence lengths and the
+model's shape: on the 2-core AVX-512 VNNI machine we develop on, onnxruntime's fused SkipLayerNormalization
+kernel was several times slower than the Add + LayerNormalization it replaces, so disabling that session
+fusion is one of the candidates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from exporters.onnx_export import quiet
+from exporters.quantize import cpu_flags, quantize_dynamic
+
+FUSED_FP32 = "model_fused.onnx"
+# onnxruntime's dynamic quantisation defaults, and the same without embeddings (kept fp32 for accuracy)
+OPERATOR_SETS = {
+    "matmul+attention+embeddings": ("MatMul", "Attention", "Gather", "EmbedLayerNormalization"),
+    "matmul+attention": ("MatMul", "Attention"),
+}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One way to make and run the int8 graph.
+
+    ``graph``: "plain" (Optimum's export as is) or "fused" (onnxruntime's transformer optimiser: fused
+    attention, GELU and embedding LayerNorm; Add + LayerNorm left unfused). ``quantizer``: "optimum"
+    (Optimum's ORTQuantizer preset for this CPU, our baseline) or "onnxruntime" (quantize_dynamic with
+    ``operators``; the only path that handles fused graphs). ``disabled_optimizers``: onnxruntime session
+    fusions to turn off when the graph is loaded (written to runtime.json for users).
+    """
+
+    graph: str = "plain"
+    quantizer: str = "optimum"
+    per_channel: bool = True
+    operators: str = "matmul+attention+embeddings"
+    disabled_optimizers: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        parts = [self.graph, self.quantizer, "per-channel" if self.per_channel else "per-tensor"]
+        if self.quantizer == "onnxruntime":
+            parts.append(self.operators)
+        if self.disabled_optimizers:
+            parts.append("no " + ",".join(self.disabled_optimizers))
+        return " / ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "disabled_optimizers": list(self.disabled_optimizers), "name": self.name}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Recipe:
+        fields = {key: value for key, value in data.items() if key in cls.__dataclass_fields__}
+        return cls(**{**fields, "disabled_optimizers": tuple(fields.get("disabled_optimizers", ()))})
+
+
+OPTIMUM_BASELINE = Recipe()  # Optimum's documented dynamic int8 recipe: plain graph, per-channel preset
+
+
+def fuse_graph(source: str | Path, target: str | Path, *, attention: bool = True) -> dict[str, int]:
+    """onnxruntime's BERT fusions, head counts detected per layer from each graph's reshapes (num_heads=0),
+    because pruned layers differ. Add + LayerNorm stays unfused: the session decides about that fusion."""
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    options = FusionOptions("bert")
+    options.enable_skip_layer_norm = False
+    options.enable_attention = attention
+    with quiet():
+        optimized = optimize_model(
+            str(source), model_type="bert", num_heads=0, hidden_size=0, opt_level=0, optimization_options=options
+        )
+        optimized.save_model_to_file(str(target))
+    return {op: count for op, count in optimized.get_fused_operator_statistics().items() if count}
+
+
+def quantize_graph(source: str | Path, target: str | Path, recipe: Recipe) -> dict[str, Any]:
+    """Dynamic int8 quantisation of ``source`` into ``target`` following ``recipe``."""
+    source, target = Path(source), Path(target)
+    if recipe.quantizer == "optimum":
+        produced, details = quantize_dynamic(source.parent, per_channel=recipe.per_channel, source=source.name)
+        produced.replace(target)
+        return details
+    import onnx
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
+
+    with quiet():
+        ort_quantize_dynamic(
+            str(source),
+            str(target),
+            per_channel=recipe.per_channel,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=list(OPERATOR_SETS[recipe.operators]),
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+    return {
+        "quantizer": "onnxruntime.quantization.quantize_dynamic",
+        "per_channel": recipe.per_channel,
+        "operators": list(OPERATOR_SETS[recipe.operators]),
+        "dynamic": True,
+        "avx512_vnni": "avx512_vnni" in cpu_flags(),
+    }

@@ -1,0 +1,137 @@
+"""Choose the int8 recipe by measurement on this machine: every candidate graph is built, checked and timed.
+
+Candidates: plain or fused graph x per-channel or per-tensor weights x two operator sets x the
+onnxruntime session's SkipLayerNormalization fusion on or off, plus Optimum's baseline recipe. The
+choice is the fastest at batch 1 among those whose accuracy on the selection data is within
+``tolerance`` of the most accurate candidate.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compressor.artifacts import JsonArtifact
+from evaluation.encoded import EncodedData
+from evaluation.measure import evaluate_runners
+from exporters.onnx_export import export_onnx
+from exporters.parity import compare_logits, require_parity
+from exporters.recipes import FUSED_FP32, OPERATOR_SETS, OPTIMUM_BASELINE, Recipe, fuse_graph, quantize_graph
+from exporters.runtime import OnnxRunner, Runner
+
+SKIP_LAYER_NORM = ("SkipLayerNormFusion",)
+DEFAULT_TOLERANCE = 0.005
+
+
+def candidate_recipes(fused: bool = True) -> list[Recipe]:
+    graphs = ("plain", "fused") if fused else ("plain",)
+    recipes = [OPTIMUM_BASELINE, replace(OPTIMUM_BASELINE, disabled_optimizers=SKIP_LAYER_NORM)]
+    for graph, per_channel, operators, disabled in itertools.product(
+        graphs, (True, False), OPERATOR_SETS, ((), SKIP_LAYER_NORM)
+    ):
+        recipes.append(Recipe(graph, "onnxruntime", per_channel, operators, disabled))
+    return recipes
+
+
+@dataclass(frozen=True)
+class TuningResult(JsonArtifact):
+    """Every candidate recipe with its accuracy and latency, the chosen one and why."""
+
+    kind = "graph-tuning"
+
+    chosen: dict[str, Any]
+    reason: str
+    tolerance: float
+    threads: int
+    candidates: list[dict[str, Any]]
+    fusion_note: str
+
+    @property
+    def recipe(self) -> Recipe:
+        return Recipe.from_dict(self.chosen)
+
+
+def tune_recipe(
+    model: Any,
+    tokenizer: Any,
+    reference: Runner,
+    parity: Sequence[dict[str, np.ndarray]],
+    selection: EncodedData,
+    *,
+    threads: int = 1,
+    tolerance: float = DEFAULT_TOLERANCE,
+    num_labels: int = 2,
+    log: Callable[[str], None] = lambda message: None,
+    progress: bool = False,
+) -> TuningResult:
+    """Build every candidate int8 graph of ``model`` in a scratch folder, measure them side by side, choose."""
+    with tempfile.TemporaryDirectory(prefix="attr-compress-tuning-") as scratch:
+        folder = Path(scratch)
+        log("tuning the int8 recipe: exporting")
+        fp32_path = export_onnx(model, tokenizer, folder)
+        require_parity(compare_logits(reference, OnnxRunner("onnx-fp32", fp32_path), parity))
+        fusion_note = "fused graph matches PyTorch"
+        try:
+            fuse_graph(fp32_path, folder / FUSED_FP32)
+            require_parity(compare_logits(reference, OnnxRunner("onnx-fp32-fused", folder / FUSED_FP32), parity))
+        except Exception as err:  # noqa: BLE001 - any failure of the optional fused graph only drops its candidates
+            fusion_note = f"fused graph dropped: {str(err).splitlines()[0]}"
+        recipes = candidate_recipes(fused=fusion_note.startswith("fused graph matches"))
+        graphs: dict[tuple, Path] = {}
+        runners = []
+        for recipe in recipes:
+            key = (recipe.graph, recipe.quantizer, recipe.per_channel, recipe.operators)
+            if key not in graphs:
+                log(f"tuning the int8 recipe: quantising {recipe.graph} / {recipe.quantizer} graph {len(graphs) + 1}")
+                graphs[key] = folder / f"int8_{len(graphs)}.onnx"
+                source = fp32_path if recipe.graph == "plain" else folder / FUSED_FP32
+                quantize_graph(source, graphs[key], recipe)
+            runners.append(
+                OnnxRunner(recipe.name, graphs[key], threads=threads, disabled_optimizers=recipe.disabled_optimizers)
+            )
+        results, _ = evaluate_runners(runners, selection, threads=threads, num_labels=num_labels, progress=progress)
+        del runners
+    return choose_recipe(recipes, results, tolerance=tolerance, threads=threads, fusion_note=fusion_note)
+
+
+def choose_recipe(
+    recipes: Sequence[Recipe],
+    results: dict[str, dict[str, Any]],
+    *,
+    tolerance: float,
+    threads: int,
+    fusion_note: str,
+) -> TuningResult:
+    """The fastest batch-1 recipe among those within ``tolerance`` of the best selection accuracy."""
+    best = max(results[recipe.name]["accuracy"] for recipe in recipes)
+    eligible = [recipe for recipe in recipes if results[recipe.name]["accuracy"] >= best - tolerance]
+    chosen = min(eligible, key=lambda recipe: results[recipe.name]["latency_p50_ms"])
+    baseline = results[OPTIMUM_BASELINE.name]["latency_p50_ms"]
+    fastest = results[chosen.name]
+    reason = (
+        f"fastest at batch 1 ({fastest['latency_p50_ms']:.3f} ms p50, {baseline / fastest['latency_p50_ms']:.2f}x "
+        f"Optimum's recipe) among {len(eligible)} of {len(recipes)} recipes whose selection accuracy is within "
+        f"{tolerance * 100:g} point of the best ({best:.4f})"
+    )
+    candidates = [
+        {
+            **recipe.to_dict(),
+            **{key: results[recipe.name][key] for key in ("accuracy", "latency_p50_ms", "throughput_per_s")},
+            "eligible": recipe in eligible,
+        }
+        for recipe in recipes
+    ]
+    return TuningResult(
+        chosen=chosen.to_dict(),
+        reason=reason,
+        tolerance=tolerance,
+        threads=threads,
+        candidates=candidates,
+        fusion_note=fusion_note,
+    )
