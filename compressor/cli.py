@@ -164,7 +164,7 @@ def recovery_options(command: Any) -> Any:
 @click.option("--latency-examples", default=200, show_default=True, help="Examples timed at batch 1.")
 @click.option(
     "--select-examples",
-    default=500,
+    default=1000,
     show_default=True,
     help="Calibration examples (another seed) that choose the int8 recipe and the target's candidate.",
 )

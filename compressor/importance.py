@@ -18,17 +18,11 @@ from compressor.modeling import LoadedModel, encode, max_length, token_lengths
 
 
 @dataclass(frozen=True)
-class HeadImportance(JsonArtifact):
-    """I_h per head ([layer][head]); higher means more important. Persisted as ``importance.json``.
-
-    ``order`` (iterative methods only) is the pruning order as [layer, head] pairs, first pruned first;
-    every keep level is then a prefix of it.
-    """
-
-    kind = "head-importance"
+class UnitImportance(JsonArtifact):
+    """Scores per layer and unit (attention head or FFN neuron), higher is more important, and how they
+    were computed."""
 
     scores: list[list[float]]
-    method: str
     target: str
     aggregation: str
     steps: int
@@ -37,11 +31,24 @@ class HeadImportance(JsonArtifact):
     seed: int
     calibration: str
     model: str
-    order: list[list[int]] | None = None
 
     @property
     def array(self) -> np.ndarray:
         return np.asarray(self.scores, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class HeadImportance(UnitImportance):
+    """I_h per head ([layer][head]) and the ranking method. Persisted as ``importance.json``.
+
+    ``order`` (iterative methods only) is the pruning order as [layer, head] pairs, first pruned first;
+    every keep level is then a prefix of it.
+    """
+
+    kind = "head-importance"
+
+    method: str
+    order: list[list[int]] | None = None
 
 
 def length_batches(loaded: LoadedModel, examples: Sequence[Example], token_budget: int) -> Iterator[list[Example]]:

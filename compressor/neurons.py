@@ -14,12 +14,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from compressor.artifacts import JsonArtifact
 from compressor.attribution import NeuronAttribution
 from compressor.data import LabelledData
 from compressor.distributed import all_reduce_sum, local_items
 from compressor.errors import InputError
-from compressor.importance import DEFAULT_MAX_BATCH_TOKENS, length_batches
+from compressor.importance import DEFAULT_MAX_BATCH_TOKENS, UnitImportance, length_batches
 from compressor.modeling import LoadedModel, encode
 from compressor.ranking import layer_l2_normalised
 
@@ -27,24 +26,10 @@ FFN_IMPORTANCE_FILE = "ffn_importance.json"
 
 
 @dataclass(frozen=True)
-class NeuronImportance(JsonArtifact):
-    """Importance per FFN intermediate neuron ([layer][neuron]); higher is more important."""
+class NeuronImportance(UnitImportance):
+    """Importance per FFN intermediate neuron ([layer][neuron]). Persisted as ``ffn_importance.json``."""
 
     kind = "ffn-importance"
-
-    scores: list[list[float]]
-    target: str
-    aggregation: str
-    steps: int
-    rule: str
-    examples: int
-    seed: int
-    calibration: str
-    model: str
-
-    @property
-    def array(self) -> np.ndarray:
-        return np.asarray(self.scores, dtype=np.float64)
 
 
 def score_neurons(

@@ -10,7 +10,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +84,7 @@ class PipelineOptions:
     trees: int = 5
     max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS
     latency_examples: int = 200
-    select_examples: int = 500
+    select_examples: int = 1000
     fit_examples: int = 1000
     distill_steps: int = 200
     force: bool = False
@@ -148,7 +148,7 @@ def resolve_data(
     *,
     examples: int,
     seed: int,
-    select_examples: int = 500,
+    select_examples: int = 1000,
     fit_examples: int = 1000,
 ) -> ResolvedData:
     """Evaluation and calibration sets: the options, else the model's GLUE task from $GLUE_DIR or ``datasets``."""
@@ -332,23 +332,29 @@ def _run_stages(
             neurons.save(staging / FFN_IMPORTANCE_FILE)
     encoded = encode_data(loaded, resolved.evaluation, singles=options.latency_examples)
     batches = parity_batches(encoded)
-    selection = encode_data(loaded, resolved.selection, singles=min(options.latency_examples, len(resolved.selection)))
+    # choices are scored on calibration labels (selection) but timed on the inputs the model will serve
+    # (the evaluation texts: latency depends on their lengths, not their labels)
+    selection = replace(encode_data(loaded, resolved.selection, singles=0), singles=encoded.singles)
     fit_batches = [dict(encode(loaded, part)) for part in length_batches(loaded, resolved.fit.examples, 2048)]
     num_labels = loaded.config.num_labels
     keep, keep_ffn = options.keep, options.keep_ffn
+
+    def tune(model: Any, name: str) -> Any:
+        return tune_recipe(
+            model,
+            loaded.tokenizer,
+            TorchRunner(name, model),
+            batches,
+            selection,
+            threads=options.threads,
+            num_labels=num_labels,
+            log=log,
+        )
+
     search = None
     if target is not None:
         with timer.stage(f"search keep / keep-ffn for the target: {target.description}"):
-            original_tuning = tune_recipe(
-                loaded.model,
-                loaded.tokenizer,
-                TorchRunner("original", loaded.model),
-                batches,
-                selection,
-                threads=options.threads,
-                num_labels=num_labels,
-                log=log,
-            )
+            original_tuning = tune(loaded.model, "original")
             search = search_target(
                 loaded,
                 importance,
@@ -393,16 +399,10 @@ def _run_stages(
         # What users get from the folder, with transformers' default (SDPA) attention like the original below.
         pruned = load_model(staging / "pruned", attn_implementation="sdpa").model
     with timer.stage("choose the int8 recipe by measurement, export, parity"):
-        tuning = tune_recipe(
-            pruned,
-            loaded.tokenizer,
-            TorchRunner("pruned", pruned),
-            batches,
-            selection,
-            threads=options.threads,
-            num_labels=num_labels,
-            log=log,
-        )
+        if search is None:
+            tuning, tuned_on = tune(pruned, "pruned"), "pruned"
+        else:  # the target's candidates were measured and judged with the recipe tuned on the original
+            tuning, tuned_on = original_tuning, "original"
         tuning.save(staging / "graph_tuning.json")
         recipe = tuning.recipe
         pruned_record = export_verified(
@@ -533,7 +533,7 @@ def _run_stages(
         },
         "recovery": None if recovery is None else recovery.to_dict(),
         "target_search": None if search is None else search.to_dict(),
-        "graph_tuning": tuning.to_dict(),
+        "graph_tuning": {**tuning.to_dict(), "tuned_on": tuned_on},
         "parameters": {"original": original_parameters, "pruned": count_parameters(pruned)},
         "export": {"pruned": pruned_record.to_dict(), "original": original_record.to_dict()},
         "results": results,

@@ -64,11 +64,17 @@ def evaluate_runners(
 
 
 def batch1_latency(
-    runners: Sequence[Runner], singles: Sequence[dict[str, np.ndarray]], *, warmup: int = 10, progress: bool = False
+    runners: Sequence[Runner],
+    singles: Sequence[dict[str, np.ndarray]],
+    *,
+    warmup: int = 10,
+    progress: bool = False,
+    keep_samples: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """p50/p90 batch-1 latency per runner, timed round-robin (each example goes through every runner before
     the next), so drift in machine load touches all runners alike; the first ``warmup`` examples (at most
-    half) are not counted. Call it inside ``torch_threads`` to fix PyTorch's thread count."""
+    half) are not counted. ``keep_samples`` adds the per-example times (``samples_ms``, in example order)
+    for paired comparisons. Call it inside ``torch_threads`` to fix PyTorch's thread count."""
     times: dict[str, list[float]] = {runner.name: [] for runner in runners}
     for index, inputs in enumerate(tqdm(singles, desc="latency", unit="ex", disable=not progress)):
         for runner in runners:
@@ -84,4 +90,6 @@ def batch1_latency(
             "latency_p90_ms": float(np.percentile(milliseconds, 90)),
             "latency_examples": int(milliseconds.size),
         }
+        if keep_samples:
+            latency[name]["samples_ms"] = milliseconds
     return latency

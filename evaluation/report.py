@@ -151,7 +151,8 @@ def tuning_section(tuning: dict[str, Any]) -> list[str]:
     lines = [
         "## int8 recipe (chosen by measurement)",
         "",
-        f"Chosen: **{tuning['chosen']['name']}**: {tuning['reason']}. {tuning['fusion_note']}. The session "
+        f"Tuned on the {tuning['tuned_on']} model. Chosen: **{tuning['chosen']['name']}**: {tuning['reason']}. "
+        f"{tuning['fusion_note']}. The session "
         "settings are in `onnx/runtime.json`; `exporters.runtime.load_session('onnx')` applies them.",
         "",
         "| recipe | selection accuracy | p50 ms | throughput/s | eligible |",

@@ -265,6 +265,40 @@ def test_counts_below_one_exit_2(option, tiny_model_dir, tiny_data, tmp_path, ca
     assert code == 2 and f"{option} must be at least 1" in err
 
 
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (["--keep-ffn", "0"], "--keep-ffn must be in (0, 1]"),
+        (["--keep-ffn", "1.2"], "--keep-ffn must be in (0, 1]"),
+        (["--target-speedup", "2"], "a latency target chooses --keep and --keep-ffn"),
+        (["--target-speedup", "2", "--latency-budget", "1", "DROP-KEEP"], "exactly one of"),
+        (["--latency-budget", "-1", "DROP-KEEP"], "--latency-budget must be above 0"),
+        (["DROP-KEEP"], "pass --keep (fraction of heads kept) or a latency target"),
+        (["--fit-examples", "0"], "--fit-examples must be at least 1"),
+    ],
+)
+def test_bad_ffn_recovery_and_target_options_exit_2(change, message, tiny_model_dir, tiny_data, tmp_path, capsys):
+    args = pipeline_args(tiny_model_dir, tiny_data, tmp_path / "out")
+    if "DROP-KEEP" in change:
+        del args[args.index("--keep") : args.index("--keep") + 2]
+    code, _, err = run([*args, *(item for item in change if item != "DROP-KEEP")], capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_prune_with_ffn_keep_but_no_ffn_scores_exits_2(tiny_model_dir, tiny_data, tmp_path, capsys):
+    code, _, err = run(
+        ["score", tiny_model_dir, "--calib", tiny_data, "--out", tmp_path, "--examples", "2", "--steps", "1"], capsys
+    )
+    assert code == 0, err
+    args = ["prune", tiny_model_dir, "--importance", tmp_path / "importance.json", "--keep", "0.5", "--keep-ffn"]
+    code, _, err = run([*args, "0.5", "--out", tmp_path / "p"], capsys)
+    assert code == 2 and "run `attr-compress score --ffn` first" in err
+    code, _, err = run([*args, "1", "--recover", "lsq", "--out", tmp_path / "p"], capsys)
+    assert code == 2 and "--recover lsq fits on calibration data; pass --calib FILE" in err
+    assert not (tmp_path / "p").exists()
+
+
 def test_unknown_label_exits_2(tiny_model_dir, tmp_path, capsys):
     data = write(tmp_path / "bad.tsv", "sentence\tlabel\nthe movie\tmaybe\n")
     code, _, err = run(pipeline_args(tiny_model_dir, data, tmp_path / "out"), capsys)

@@ -1,0 +1,112 @@
+"""Choosing by measurement: the int8 recipe, and --keep/--keep-ffn for a latency target."""
+
+import numpy as np
+import pytest
+
+from compressor.data import load_labelled_data
+from compressor.errors import InputError
+from compressor.importance import HeadImportance
+from compressor.modeling import load_model
+from compressor.neurons import NeuronImportance
+from evaluation import target as target_module
+from evaluation.encoded import encode_data
+from evaluation.target import FFN_KEEPS, HEAD_KEEPS, LatencyTarget, search_target
+from exporters.recipes import OPTIMUM_BASELINE, Recipe
+from exporters.tuning import candidate_recipes, choose_recipe
+
+
+def test_recipe_choice_is_the_fastest_within_the_accuracy_tolerance():
+    recipes = candidate_recipes()
+    assert len(recipes) == 18 and len({recipe.name for recipe in recipes}) == 18
+    results = {recipe.name: {"accuracy": 0.90, "latency_p50_ms": 2.0, "throughput_per_s": 10.0} for recipe in recipes}
+    fastest_but_wrong, fast, _ = recipes[5], recipes[7], recipes[9]
+    results[fastest_but_wrong.name].update(accuracy=0.80, latency_p50_ms=0.5)
+    results[fast.name].update(accuracy=0.897, latency_p50_ms=0.9)
+    tuning = choose_recipe(recipes, results, tolerance=0.005, threads=1, fusion_note="fused graph matches PyTorch")
+    assert tuning.recipe == fast
+    assert "2.22x Optimum's recipe" in tuning.reason
+    rows = {row["name"]: row for row in tuning.candidates}
+    assert not rows[fastest_but_wrong.name]["eligible"] and rows[fast.name]["eligible"]
+    assert Recipe.from_dict(tuning.chosen) == fast and tuning.recipe != OPTIMUM_BASELINE
+
+
+def test_without_a_fused_graph_only_plain_recipes_are_tried():
+    assert {recipe.graph for recipe in candidate_recipes(fused=False)} == {"plain"}
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({}, "exactly one of"),
+        ({"speedup": 2.0, "budget_ms": 1.0}, "exactly one of"),
+        ({"speedup": 0.0}, "--target-speedup must be above 0"),
+        ({"budget_ms": -1.0}, "--latency-budget must be above 0"),
+    ],
+)
+def test_bad_targets_are_refused(kwargs, message):
+    with pytest.raises(InputError, match=message):
+        LatencyTarget(**kwargs)
+
+
+def test_targets_compare_against_the_baseline_or_the_budget():
+    assert LatencyTarget(speedup=2.5).met(9.0, 2.5) and not LatencyTarget(speedup=2.5).met(0.1, 2.49)
+    assert LatencyTarget(budget_ms=1.0).met(1.0, 0.1) and not LatencyTarget(budget_ms=1.0).met(1.01, 99.0)
+
+
+class FakeTimer:
+    """Latency that falls with fewer heads and neurons, as on a real CPU, without building graphs."""
+
+    calls: list = []
+
+    def __init__(self, loaded, recipe, singles, threads, folder):
+        FakeTimer.calls = []
+        self.tokenizer, self.folder = loaded.tokenizer, folder
+
+    def measure(self, plan):
+        FakeTimer.calls.append((plan.keep, plan.keep_ffn))
+        p50 = 0.2 + 0.3 * plan.keep + 0.5 * plan.keep_ffn
+        return {"p50_ms": p50, "baseline_p50_ms": 2.0, "speedup": 2.0 / p50}
+
+    def build(self, model, recipe, name):
+        from exporters.onnx_export import export_onnx
+
+        return export_onnx(model, self.tokenizer, self.folder / name)
+
+
+def search(tiny_model_dir, tiny_data, monkeypatch, target):
+    monkeypatch.setattr(target_module, "_Timer", FakeTimer)
+    loaded = load_model(tiny_model_dir)
+    data = load_labelled_data(tiny_data, loaded.label2id)
+    selection = encode_data(loaded, data, singles=4)
+    common = {"steps": 1, "rule": "left", "examples": 1, "seed": 0, "calibration": "x", "model": "m"}
+    heads = HeadImportance(
+        scores=[[0.5, -0.2, 0.1, 0.9], [0.3, 0.05, -0.4, 0.7]],
+        method="attattr",
+        target="gold",
+        aggregation="x",
+        **common,
+    )
+    neurons = NeuronImportance(
+        scores=np.random.default_rng(0).random((2, 37)).tolist(), target="gold-log", aggregation="x", **common
+    )
+    return search_target(
+        loaded, heads, neurons, target, OPTIMUM_BASELINE, selection, [], recovery="none", fit_examples=0
+    )
+
+
+def test_target_search_walks_the_staircase_and_picks_a_candidate_that_meets_it(tiny_model_dir, tiny_data, monkeypatch):
+    result = search(tiny_model_dir, tiny_data, monkeypatch, LatencyTarget(speedup=3.0))  # needs <= 0.667 ms
+    chosen = next(row for row in result.candidates if (row["keep"], row["keep_ffn"]) == (result.keep, result.keep_ffn))
+    assert chosen["meets_target"] and chosen["p50_ms"] <= 2.0 / 3.0
+    # one row of the staircase per head keep: the largest FFN keep that meets the target
+    frontier = [row for row in result.candidates if "selection_accuracy" in row]
+    for row in frontier:
+        larger = [f for f in FFN_KEEPS if f > row["keep_ffn"]]
+        assert not larger or 0.2 + 0.3 * row["keep"] + 0.5 * larger[-1] > 2.0 / 3.0
+    assert len(FakeTimer.calls) < len(HEAD_KEEPS) * len(FFN_KEEPS) / 2  # far fewer than the full grid
+    assert result.keep_ffn < 1.0 and "most accurate int8 graph on the selection data" in result.reason
+
+
+def test_an_unreachable_target_is_a_clear_error(tiny_model_dir, tiny_data, monkeypatch):
+    with pytest.raises(InputError, match=r"no candidate meets the target .*lower the target"):
+        search(tiny_model_dir, tiny_data, monkeypatch, LatencyTarget(budget_ms=0.1))
