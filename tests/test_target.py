@@ -8,10 +8,12 @@ from compressor.errors import InputError
 from compressor.importance import HeadImportance
 from compressor.modeling import load_model
 from compressor.neurons import NeuronImportance
+from compressor.pruning import ffn_widths, heads_per_layer
 from evaluation import target as target_module
 from evaluation.encoded import encode_data
 from evaluation.target import FFN_KEEPS, HEAD_KEEPS, LatencyTarget, search_target
 from exporters.recipes import OPTIMUM_BASELINE, Recipe
+from exporters.runtime import TorchRunner
 from exporters.tuning import candidate_recipes, choose_recipe
 
 
@@ -53,24 +55,34 @@ def test_targets_compare_against_the_baseline_or_the_budget():
     assert LatencyTarget(budget_ms=1.0).met(1.0, 0.1) and not LatencyTarget(budget_ms=1.0).met(1.01, 99.0)
 
 
+def fake_p50(keep: float, keep_ffn: float) -> float:
+    return 0.2 + 0.3 * keep + 0.5 * keep_ffn
+
+
 class FakeTimer:
-    """Latency that falls with fewer heads and neurons, as on a real CPU, without building graphs."""
+    """Latency that falls with fewer heads and neurons, as on a real CPU, without timing anything."""
 
     calls: list = []
 
     def __init__(self, loaded, recipe, singles, threads, folder):
         FakeTimer.calls = []
-        self.tokenizer, self.folder = loaded.tokenizer, folder
 
     def measure(self, plan):
         FakeTimer.calls.append((plan.keep, plan.keep_ffn))
-        p50 = 0.2 + 0.3 * plan.keep + 0.5 * plan.keep_ffn
+        return self.timing(fake_p50(plan.keep, plan.keep_ffn))
+
+    def runner(self, model, recipe, name):
+        runner = TorchRunner(name, model)
+        heads = sum(heads_per_layer(model)) / 8
+        runner.p50 = fake_p50(heads, sum(ffn_widths(model)) / 74)
+        return runner
+
+    def time(self, runner):
+        return self.timing(runner.p50)
+
+    @staticmethod
+    def timing(p50):
         return {"p50_ms": p50, "baseline_p50_ms": 2.0, "speedup": 2.0 / p50}
-
-    def build(self, model, recipe, name):
-        from exporters.onnx_export import export_onnx
-
-        return export_onnx(model, self.tokenizer, self.folder / name)
 
 
 def search(tiny_model_dir, tiny_data, monkeypatch, target):
@@ -99,10 +111,16 @@ def test_target_search_walks_the_staircase_and_picks_a_candidate_that_meets_it(t
     chosen = next(row for row in result.candidates if (row["keep"], row["keep_ffn"]) == (result.keep, result.keep_ffn))
     assert chosen["meets_target"] and chosen["p50_ms"] <= 2.0 / 3.0
     # one row of the staircase per head keep: the largest FFN keep that meets the target
-    frontier = [row for row in result.candidates if "selection_accuracy" in row]
+    frontier = [row for row in result.candidates if "int8" in row]
+    assert frontier and all(len(row["int8"]) == 2 for row in frontier)  # both weight granularities tried
     for row in frontier:
         larger = [f for f in FFN_KEEPS if f > row["keep_ffn"]]
-        assert not larger or 0.2 + 0.3 * row["keep"] + 0.5 * larger[-1] > 2.0 / 3.0
+        assert not larger or fake_p50(row["keep"], larger[-1]) > 2.0 / 3.0
+    best = max(
+        (result_ for row in frontier for result_ in row["int8"] if result_["meets_target"]),
+        key=lambda result_: (result_["selection_accuracy"], result_["speedup"]),
+    )
+    assert result.recipe == best["recipe"]
     assert len(FakeTimer.calls) < len(HEAD_KEEPS) * len(FFN_KEEPS) / 2  # far fewer than the full grid
     assert result.keep_ffn < 1.0 and "most accurate int8 graph on the selection data" in result.reason
 
