@@ -214,7 +214,7 @@ def summary(report: dict[str, Any]) -> str:
         "",
         f"attr-compress: kept {heads['kept']}/{heads['total']} heads; per layer {heads['kept_per_layer']}",
         f"FFN neurons kept per layer {ffn['kept_per_layer']} (keep-ffn {ffn['keep_ffn']:g}); "
-        f"int8 recipe: {report['graph_tuning']['chosen']['name']}",
+        f"int8 recipe: {report['export']['pruned']['recipe']['name']}",
         *results_table(report["results"]),
         "",
         "pruned int8 vs original: {:.2f}x faster than PyTorch fp32, {:.2f}x faster than int8 ONNX (batch-1 p50)".format(
@@ -284,7 +284,13 @@ def score_command(
         from compressor.neurons import score_neurons
 
         neurons = score_neurons(
-            loaded, data, steps=steps, rule=rule, seed=seed, max_batch_tokens=max_batch_tokens, progress=True
+            loaded,
+            data,
+            steps=steps,
+            rule=rule,
+            seed=seed,
+            max_batch_tokens=max_batch_tokens,
+            progress=is_main_process(),
         )
     if is_main_process():
         folder.mkdir(parents=True, exist_ok=True)

@@ -160,12 +160,13 @@ def target_section(search: dict[str, Any] | None) -> list[str]:
     return [*lines, "", f"Chosen: keep {search['keep']:g}, keep-ffn {search['keep_ffn']:g}: {search['reason']}.", ""]
 
 
-def tuning_section(tuning: dict[str, Any]) -> list[str]:
+def tuning_section(tuning: dict[str, Any], shipped: str, by_search: bool) -> list[str]:
     lines = [
         "## int8 recipe (chosen by measurement)",
         "",
-        f"Tuned on the {tuning['tuned_on']} model. Chosen: **{tuning['chosen']['name']}**: {tuning['reason']}. "
-        f"{tuning['fusion_note']}. The session "
+        f"Shipped: **{shipped}**. Tuned on the {tuning['tuned_on']} model"
+        + (" (the latency-target search then judged each frontier candidate as an int8 graph)" if by_search else "")
+        + f". Tuning chose **{tuning['chosen']['name']}**: {tuning['reason']}. {tuning['fusion_note']}. The session "
         "settings are in `onnx/runtime.json`; `exporters.runtime.load_session('onnx')` applies them.",
         "",
         "| recipe | selection accuracy | p50 ms | throughput/s | eligible |",
@@ -239,7 +240,11 @@ def render_markdown(report: dict[str, Any]) -> str:
         *ffn_section(report),
         *recovery_section(report.get("recovery")),
         *target_section(report.get("target_search")),
-        *tuning_section(report["graph_tuning"]),
+        *tuning_section(
+            report["graph_tuning"],
+            report["export"]["pruned"]["recipe"]["name"],
+            report.get("target_search") is not None,
+        ),
         "## How heads were scored",
         "",
         f"Ranking `{importance['method']}`: {scoring_text(importance)}, "
