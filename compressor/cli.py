@@ -259,6 +259,7 @@ def score_command(
     from compressor.distributed import init_from_environment, is_main_process
     from compressor.modeling import check_device, load_model, to_device
     from compressor.pipeline import check_counts, save_importance
+    from compressor.pruning import check_unpruned
     from compressor.ranking import make_ranker
 
     check_counts(examples=examples, steps=steps, max_batch_tokens=max_batch_tokens)
@@ -266,6 +267,7 @@ def score_command(
     folder = Path(out)
     refuse_overwrite(folder / "importance.json", force)
     loaded = load_model(model)
+    check_unpruned(loaded.model)
     data, _ = sample_labelled_data(calib, loaded.label2id, examples, seed, **columns)
     init_from_environment()
     to_device(loaded, device)
@@ -400,7 +402,7 @@ def prune_command(
     show_default=True,
     help="Choose the int8 recipe by measurement on the first 300 --data rows (else Optimum's recipe).",
 )
-@click.option("--threads", default=1, show_default=True, help="Threads the int8 graph is tuned and timed for.")
+@click.option("--threads", default=1, show_default=True, help="Threads the int8 recipes are timed with.")
 @click.option("--force", is_flag=True, help="Replace an existing ONNX folder.")
 def export_command(
     model: str,
@@ -424,7 +426,7 @@ def export_command(
     check_counts(threads=threads)
     folder = Path(out)
     refuse_overwrite(folder / "model.onnx", force)
-    loaded = load_model(model, attn_implementation="sdpa")
+    loaded = load_model(model)
     rows = load_labelled_data(data, loaded.label2id, **columns).head(300)
     encoded = encode_data(loaded, rows, singles=100)
     reference = TorchRunner("pytorch", loaded.model)
@@ -450,8 +452,8 @@ def export_command(
         reference,
         batches,
         recipe=recipe,
-        threads=threads,
         source=str(model),
+        thread_singles=encoded.singles,
         log=say,
     )
     if tune:

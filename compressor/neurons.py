@@ -3,10 +3,11 @@ Neurons", Dai, Dong, Hao et al. 2022), aggregated over calibration examples the 
 
 F is the log-probability of the gold label (as the default head ranking), a neuron's per-example score is
 the sum of |Attr| over real tokens, and scores are averaged over examples. They are *not* normalised per
-layer: integrated gradients are in units of F in every layer (each layer's attributions sum to the change
-in F), so one global ranking compares them as they are. On held-out calibration data (SST-2 train, demo
-model, 50% of heads and 70% of neurons pruned, LSQ recovery) raw scores kept 95.8% accuracy against
-93.3% with per-layer L2 normalisation; the raw ranking keeps the lower layers' FFNs and empties the top ones.
+layer: integrated gradients measure every layer's neurons in units of F (a layer's signed attributions sum
+to the change in F when that layer is scaled to zero), so one global ranking compares them as they are.
+On held-out calibration data (SST-2 train, demo model, 50% of heads and 70% of neurons pruned, LSQ
+recovery) raw scores kept 95.8% accuracy against 93.3% with per-layer L2 normalisation; the raw ranking
+keeps the lower layers' FFNs and empties the top ones.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from compressor.distributed import all_reduce_sum, local_items
 from compressor.errors import InputError
 from compressor.importance import DEFAULT_MAX_BATCH_TOKENS, UnitImportance, length_batches
 from compressor.modeling import LoadedModel, encode
+from compressor.pruning import check_unpruned
 
 FFN_IMPORTANCE_FILE = "ffn_importance.json"
 
@@ -45,6 +47,7 @@ def score_neurons(
     progress: bool = False,
 ) -> NeuronImportance:
     """Score every FFN neuron on ``data`` (shared across torchrun ranks like head scoring)."""
+    check_unpruned(loaded.model)  # FFN widths would differ per layer
     if len(data) == 0:
         raise InputError(f"no calibration examples in '{data.path}'; pass a --calib file with rows")
     engine = NeuronAttribution(loaded.model)

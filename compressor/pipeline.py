@@ -35,6 +35,7 @@ from compressor.plots import plot_head_importance
 from compressor.pruning import (
     PrunePlan,
     check_keep,
+    check_unpruned,
     count_parameters,
     ffn_widths,
     heads_per_layer,
@@ -272,6 +273,7 @@ def run_pipeline(options: PipelineOptions, log: Log = lambda message: None) -> d
     with staged_folder(out, force=options.force) as staging:
         with timer.stage("load model and data"):
             loaded = load_model(options.model)
+            check_unpruned(loaded.model)
             resolved = resolve_data(
                 config,
                 options.data,
@@ -366,6 +368,8 @@ def _run_stages(
                 fit_batches,
                 recovery=options.recover,
                 fit_examples=len(resolved.fit),
+                distill_steps=options.distill_steps,
+                seed=options.seed,
                 threads=options.threads,
                 log=log,
             )
@@ -397,24 +401,26 @@ def _run_stages(
         if recovery is not None:
             recovery.save(staging / "recovery.json")
         save_pruned(pruned_model, loaded.tokenizer, staging / "pruned")
-        # What users get from the folder, with transformers' default (SDPA) attention like the original below.
+        # What users get from the folder: timed with transformers' default (SDPA) attention like the original
+        # below, exported with eager attention like every other graph (the two trace to different graphs).
         pruned = load_model(staging / "pruned", attn_implementation="sdpa").model
+        pruned_eager = load_model(staging / "pruned").model
     with timer.stage("choose the int8 recipe by measurement, export, parity"):
         if search is None:
-            tuning, tuned_on = tune(pruned, "pruned"), "pruned"
+            tuning, tuned_on = tune(pruned_eager, "pruned"), "pruned"
         else:  # the target's candidates were measured and judged with recipes tuned on the original
             tuning, tuned_on = original_tuning, "original"
         tuning.save(staging / "graph_tuning.json")
         recipe = tuning.recipe if search is None else Recipe.from_dict(search.recipe)
         pruned_record = export_verified(
-            pruned,
+            pruned_eager,
             loaded.tokenizer,
             staging / "onnx",
-            TorchRunner("pruned", pruned),
+            TorchRunner("pruned", pruned_eager),
             batches,
             recipe=recipe,
-            threads=tuning.recommended_threads or options.threads,
             source="pruned",
+            thread_singles=encoded.singles,
             log=log,
         )
         baseline_dir = staging / "_original_onnx"
@@ -497,7 +503,11 @@ def _run_stages(
         "kind": REPORT_KIND,
         "schema": 1,
         "model": loaded.path,
-        "options": {key: value for key, value in asdict(options).items() if key not in ("data", "progress")},
+        "options": {
+            **{key: value for key, value in asdict(options).items() if key not in ("data", "progress")},
+            "keep": keep,  # the values used: a latency target chooses them
+            "keep_ffn": keep_ffn,
+        },
         "data": {
             "evaluation": resolved.evaluation.path,
             "evaluation_rows": len(resolved.evaluation),

@@ -151,8 +151,7 @@ def prune_model(model: nn.Module, plan: PrunePlan) -> nn.Module:
             f"the prune plan is for {len(plan.head_mask)} layers x {len(plan.head_mask[0])} heads but the model has "
             f"{len(layers)} x {model.config.num_attention_heads}; score this model first"
         )
-    if model.config.pruned_heads:
-        raise InputError("this model already has pruned heads; prune the original, unpruned model")
+    check_unpruned(model)
     order = {tuple(pair): rank for rank, pair in enumerate(plan.order)}
     to_prune: dict[int, list[int]] = {}
     empty_layers = []
@@ -174,6 +173,12 @@ def prune_model(model: nn.Module, plan: PrunePlan) -> nn.Module:
         _prune_ffn(model, plan.ffn_mask)
         model.config.attr_compress.update(keep_ffn=plan.keep_ffn, ffn_kept_per_layer=plan.ffn_kept_per_layer)
     return model
+
+
+def check_unpruned(model: nn.Module) -> None:
+    """Scores and plans are per head and neuron of the original model; a pruned one cannot take them."""
+    if model.config.pruned_heads or getattr(model.config, "attr_compress", None):
+        raise InputError("this model is already pruned; score and prune the original, unpruned model")
 
 
 def _prune_ffn(model: nn.Module, ffn_mask: list[list[int]]) -> None:

@@ -133,7 +133,7 @@ def target_section(search: dict[str, Any] | None) -> list[str]:
         "## Latency target",
         "",
         f"Target: {search['target']}. Candidates measured on this machine ({search['threads']} thread(s), "
-        f"recipe {search['recipe']['name']}), each timed side by side with the original int8 graph:",
+        f"recipe {search['search_recipe']['name']}), each timed side by side with the original int8 graph:",
         "",
         "| keep | keep-ffn | p50 ms | speed-up vs original int8 | meets |",
         "|---|---|---|---|---|",
@@ -160,7 +160,8 @@ def target_section(search: dict[str, Any] | None) -> list[str]:
     return [*lines, "", f"Chosen: keep {search['keep']:g}, keep-ffn {search['keep_ffn']:g}: {search['reason']}.", ""]
 
 
-def tuning_section(tuning: dict[str, Any], shipped: str, by_search: bool) -> list[str]:
+def tuning_section(tuning: dict[str, Any], export: dict[str, Any], by_search: bool) -> list[str]:
+    shipped = export["recipe"]["name"]
     lines = [
         "## int8 recipe (chosen by measurement)",
         "",
@@ -177,12 +178,12 @@ def tuning_section(tuning: dict[str, Any], shipped: str, by_search: bool) -> lis
             f"| {row['name']} | {row['accuracy']:.4f} | {row['latency_p50_ms']:.3f} | {row['throughput_per_s']:.1f} "
             f"| {'yes' if row['eligible'] else 'no'} |"
         )
-    if tuning.get("thread_latency_ms"):
-        timings = ", ".join(f"{count} thread(s) {ms:.3f} ms" for count, ms in tuning["thread_latency_ms"].items())
+    if export.get("thread_latency_ms"):
+        timings = ", ".join(f"{count} thread(s) {ms:.3f} ms" for count, ms in export["thread_latency_ms"].items())
         lines += [
             "",
-            f"Threads, chosen graph, batch-1 p50: {timings}; runtime.json recommends "
-            f"{tuning['recommended_threads']} (the tables above use --threads {tuning['threads']}).",
+            f"Threads, shipped int8 graph, batch-1 p50: {timings}; runtime.json sets the fastest (the tables "
+            f"above use --threads {tuning['threads']}).",
         ]
     return [*lines, ""]
 
@@ -242,7 +243,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         *target_section(report.get("target_search")),
         *tuning_section(
             report["graph_tuning"],
-            report["export"]["pruned"]["recipe"]["name"],
+            report["export"]["pruned"],
             report.get("target_search") is not None,
         ),
         "## How heads were scored",
@@ -254,8 +255,9 @@ def render_markdown(report: dict[str, Any]) -> str:
     ]
     if data["calibration_shared_with_evaluation"]:
         lines += [
-            "**Note: scoring and evaluation shared data** (no separate calibration set was found): the pruned "
-            "accuracy is optimistic.",
+            "**Note: scoring and evaluation shared data** (no separate calibration set was found): heads and "
+            "neurons were scored, the recovery fitted and the int8 recipe / target candidate chosen on the first "
+            "evaluation rows, so the pruned accuracy is optimistic.",
             "",
         ]
     truncated = data["evaluation_truncated"] + data["calibration_truncated"]

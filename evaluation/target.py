@@ -12,6 +12,7 @@ data; the most accurate int8 graph that meets the target wins, and its recipe is
 from __future__ import annotations
 
 import copy
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -72,6 +73,7 @@ class TargetSearch(JsonArtifact):
     kind = "latency-target-search"
 
     target: str
+    search_recipe: dict[str, Any]
     recipe: dict[str, Any]
     threads: int
     baseline_p50_ms: float
@@ -88,28 +90,35 @@ class _Timer:
         self, loaded: LoadedModel, recipe: Recipe, singles: Sequence[dict[str, np.ndarray]], threads: int, folder: Path
     ) -> None:
         self.loaded, self.recipe, self.singles, self.threads, self.folder = loaded, recipe, singles, threads, folder
-        self.baseline = OnnxRunner(
-            "original int8", self.build(loaded.model, OPTIMUM_BASELINE, "original"), threads=threads
-        )
+        (baseline,) = self.build(loaded.model, [OPTIMUM_BASELINE], "original")
+        self.baseline = OnnxRunner("original int8", baseline, threads=threads)
 
-    def build(self, model: Any, recipe: Recipe, name: str) -> Path:
+    def build(self, model: Any, recipes: Sequence[Recipe], name: str) -> list[Path]:
+        """One int8 graph per recipe, from one export (and one fusion) of ``model``, in folder ``name``."""
         folder = self.folder / name
         fp32 = export_onnx(model, self.loaded.tokenizer, folder)
-        source = fp32
-        if recipe.graph == "fused":
-            source = folder / FUSED_FP32
-            fuse_graph(fp32, source)
-        quantize_graph(source, folder / "int8.onnx", recipe)
-        return folder / "int8.onnx"
+        if any(recipe.graph == "fused" for recipe in recipes):
+            fuse_graph(fp32, folder / FUSED_FP32)
+        graphs = []
+        for index, recipe in enumerate(recipes):
+            graphs.append(folder / f"int8_{index}.onnx")
+            quantize_graph(fp32 if recipe.graph == "plain" else folder / FUSED_FP32, graphs[-1], recipe)
+        return graphs
 
     def measure(self, plan: PrunePlan) -> dict[str, float]:
         """Prune by ``plan``, build the int8 graph with the search's recipe and time it (``time``)."""
         name = f"keep{plan.keep:g}-ffn{plan.keep_ffn:g}"
         model = prune_model(copy.deepcopy(self.loaded.model), plan)
-        return self.time(self.runner(model, self.recipe, name))
+        (graph,) = self.build(model, [self.recipe], name)
+        timing = self.time(self.runner(graph, self.recipe, name))
+        self.discard(name)
+        return timing
 
-    def runner(self, model: Any, recipe: Recipe, name: str) -> OnnxRunner:
-        graph = self.build(model, recipe, name)
+    def discard(self, name: str) -> None:
+        """Delete a candidate's graphs once its sessions exist (they hold the graph in memory): scratch stays small."""
+        shutil.rmtree(self.folder / name)
+
+    def runner(self, graph: Path, recipe: Recipe, name: str) -> OnnxRunner:
         return OnnxRunner(name, graph, threads=self.threads, disabled_optimizers=recipe.disabled_optimizers)
 
     def time(self, candidate: OnnxRunner) -> dict[str, float]:
@@ -141,14 +150,17 @@ def search_target(
     *,
     recovery: str,
     fit_examples: int,
+    distill_steps: int = 200,
+    seed: int = 0,
     threads: int = 1,
     timing_examples: int = 100,
     log: Callable[[str], None] = lambda message: None,
 ) -> TargetSearch:
     """Measure the staircase of (keep, keep_ffn) candidates and choose the most accurate that meets ``target``.
 
-    Latency is measured on the first ``timing_examples`` selection examples; accuracy on all selection
-    examples after pruning and ``recovery`` (fitted on ``fit_batches``).
+    Latency is measured on the first ``timing_examples`` of ``selection.singles`` (the pipeline puts the
+    evaluation inputs there: latency depends on their lengths); accuracy on ``selection.batches`` after
+    pruning and ``recovery`` (fitted on ``fit_batches``).
     """
     measured: dict[tuple[float, float], dict[str, Any]] = {}
 
@@ -194,13 +206,23 @@ def search_target(
         for keep, keep_ffn in frontier:
             log(f"latency target: accuracy of keep {keep:g} / keep-ffn {keep_ffn:g} after {recovery} recovery")
             model = prune_model(copy.deepcopy(loaded.model), plan_for(keep, keep_ffn))
-            recover(recovery, loaded.model, model, fit_batches, examples=fit_examples)
+            recover(
+                recovery,
+                loaded.model,
+                model,
+                fit_batches,
+                examples=fit_examples,
+                distill_steps=distill_steps,
+                seed=seed,
+            )
             row = measured[keep, keep_ffn]
             row["selection_accuracy_fp32"] = _accuracy(TorchRunner("fp32", model), selection)
             row["int8"] = []
             # refitted weights can quantise worse than the original's: try both weight granularities
-            for variant in (recipe, replace(recipe, per_channel=not recipe.per_channel)):
-                runner = timer.runner(model, variant, f"recovered-{keep:g}-{keep_ffn:g}-{int(variant.per_channel)}")
+            variants = (recipe, replace(recipe, per_channel=not recipe.per_channel))
+            name = f"recovered-{keep:g}-{keep_ffn:g}"
+            for variant, graph in zip(variants, timer.build(model, variants, name), strict=True):
+                runner = timer.runner(graph, variant, f"{name}-{variant.name}")
                 timing = timer.time(runner)
                 result = {
                     "recipe": variant.to_dict(),
@@ -211,6 +233,7 @@ def search_target(
                 row["int8"].append(result)
                 if result["meets_target"]:
                     choices.append((keep, keep_ffn, result))
+            timer.discard(name)
     if not choices:
         raise InputError(
             f"no candidate met the target ({target.description}) once refitted and re-timed; lower the target"
@@ -218,6 +241,7 @@ def search_target(
     keep, keep_ffn, chosen = max(choices, key=lambda choice: (choice[2]["selection_accuracy"], choice[2]["speedup"]))
     return TargetSearch(
         target=target.description,
+        search_recipe=recipe.to_dict(),
         recipe=chosen["recipe"],
         threads=threads,
         baseline_p50_ms=float(np.median([row["baseline_p50_ms"] for row in measured.values()])),

@@ -1,6 +1,6 @@
 """How an fp32 ONNX graph becomes the int8 graph we ship: graph fusion, quantisation, session options.
 
-A ``Recipe`` names each choice; ``build_int8`` applies one. The choices are made by measurement
+A ``Recipe`` names each choice; ``fuse_graph`` and ``quantize_graph`` apply one. The choices are made by measurement
 (``exporters/tuning.py``), because what is fastest depends on the CPU, the sequence lengths and the
 model's shape: on the 2-core AVX-512 VNNI machine we develop on, onnxruntime's fused SkipLayerNormalization
 kernel was several times slower than the Add + LayerNormalization it replaces, so disabling that session

@@ -3,14 +3,12 @@
 Candidates: plain or fused graph x per-channel or per-tensor weights x two operator sets x the
 onnxruntime session's SkipLayerNormalization fusion on or off, plus Optimum's baseline recipe. The
 choice is the fastest at batch 1 among those whose accuracy on the selection data is within
-``tolerance`` of the most accurate candidate. The chosen graph is then timed at 1 to min(4, CPUs) threads;
-the fastest count goes into runtime.json as the recommended setting.
+``tolerance`` of the most accurate candidate.
 """
 
 from __future__ import annotations
 
 import itertools
-import os
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -21,7 +19,7 @@ import numpy as np
 
 from compressor.artifacts import JsonArtifact
 from evaluation.encoded import EncodedData
-from evaluation.measure import batch1_latency, evaluate_runners
+from evaluation.measure import evaluate_runners
 from exporters.onnx_export import export_onnx
 from exporters.parity import compare_logits, require_parity
 from exporters.recipes import FUSED_FP32, OPERATOR_SETS, OPTIMUM_BASELINE, Recipe, fuse_graph, quantize_graph
@@ -53,8 +51,6 @@ class TuningResult(JsonArtifact):
     threads: int
     candidates: list[dict[str, Any]]
     fusion_note: str
-    thread_latency_ms: dict[str, float] | None = None
-    recommended_threads: int | None = None
 
     @property
     def recipe(self) -> Recipe:
@@ -101,26 +97,7 @@ def tune_recipe(
             )
         results, _ = evaluate_runners(runners, selection, threads=threads, num_labels=num_labels, progress=progress)
         del runners
-        tuning = choose_recipe(recipes, results, tolerance=tolerance, threads=threads, fusion_note=fusion_note)
-        chosen = tuning.recipe
-        graph = graphs[(chosen.graph, chosen.quantizer, chosen.per_channel, chosen.operators)]
-        log("tuning the int8 recipe: timing thread counts")
-        thread_latency = _thread_latency(graph, chosen, selection.singles)
-    return replace(
-        tuning,
-        thread_latency_ms=thread_latency,
-        recommended_threads=int(min(thread_latency, key=lambda count: thread_latency[count])),
-    )
-
-
-def _thread_latency(graph: Path, recipe: Recipe, singles: Sequence[dict[str, np.ndarray]]) -> dict[str, float]:
-    """Batch-1 p50 of one graph at 1 .. min(4, CPUs) onnxruntime threads, measured side by side."""
-    counts = range(1, min(4, os.cpu_count() or 1) + 1)
-    runners = [
-        OnnxRunner(f"{count}", graph, threads=count, disabled_optimizers=recipe.disabled_optimizers) for count in counts
-    ]
-    latency = batch1_latency(runners, singles)
-    return {name: row["latency_p50_ms"] for name, row in latency.items()}
+    return choose_recipe(recipes, results, tolerance=tolerance, threads=threads, fusion_note=fusion_note)
 
 
 def choose_recipe(

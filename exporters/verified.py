@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ import numpy as np
 
 from compressor.artifacts import JsonArtifact, library_versions, write_json
 from compressor.errors import VerificationError
+from evaluation.measure import batch1_latency
 from exporters.onnx_export import ONNX_INT8, export_onnx
 from exporters.parity import compare_logits, prediction_agreement, require_parity
 from exporters.recipes import FUSED_FP32, OPTIMUM_BASELINE, Recipe, fuse_graph, quantize_graph
@@ -34,6 +36,7 @@ class ExportRecord(JsonArtifact):
     quantization: dict[str, Any]
     int8_agreement: float
     versions: dict[str, str]
+    thread_latency_ms: dict[str, float] | None = None
 
 
 def export_verified(
@@ -47,10 +50,12 @@ def export_verified(
     threads: int = 1,
     atol: float = 1e-4,
     source: str = "",
+    thread_singles: Sequence[dict[str, np.ndarray]] = (),
     log: Callable[[str], None] = lambda message: None,
 ) -> ExportRecord:
     """model.onnx (plain export, fp32) and model_quantized.onnx (int8 by ``recipe``) in ``onnx_dir``, plus
-    runtime.json with the session settings the int8 graph is meant to run with.
+    runtime.json with the session settings the int8 graph is meant to run with: ``threads``, or, given
+    ``thread_singles``, the thread count (1 to min(4, CPUs)) that ran them fastest at batch 1.
 
     Raises VerificationError when an fp32 graph does not match ``reference`` within ``atol``; a fused graph
     that fails is rebuilt once without attention fusion (the known per-layer head-count trap).
@@ -76,6 +81,11 @@ def export_verified(
         raise VerificationError("int8 agreement could not be measured: no parity batches were given")
     if quantize_source != fp32_path:
         quantize_source.unlink()
+    thread_latency = None
+    if thread_singles:
+        log("timing the int8 graph at each thread count")
+        thread_latency = _thread_latency(int8_path, recipe, thread_singles)
+        threads = int(min(thread_latency, key=lambda count: thread_latency[count]))
     write_json(
         {
             "file": ONNX_INT8,
@@ -94,6 +104,7 @@ def export_verified(
         quantization=quantization,
         int8_agreement=agreement,
         versions=library_versions(),
+        thread_latency_ms=thread_latency,
     )
     record.save(onnx_dir / EXPORT_RECORD)
     return record
@@ -121,3 +132,12 @@ def _fuse_with_parity(
         parity.append(result.to_dict())
         require_parity(result)
     return fusion
+
+
+def _thread_latency(graph: Path, recipe: Recipe, singles: Sequence[dict[str, np.ndarray]]) -> dict[str, float]:
+    """Batch-1 p50 of one graph at 1 .. min(4, CPUs) onnxruntime threads, measured side by side."""
+    counts = range(1, min(4, os.cpu_count() or 1) + 1)
+    runners = [
+        OnnxRunner(f"{count}", graph, threads=count, disabled_optimizers=recipe.disabled_optimizers) for count in counts
+    ]
+    return {name: row["latency_p50_ms"] for name, row in batch1_latency(runners, singles).items()}

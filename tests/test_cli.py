@@ -116,8 +116,9 @@ def test_report_holds_the_figures(pipeline_run):
     )
     runtime = json.loads((out / "onnx/runtime.json").read_text())
     assert runtime["recipe"]["name"] == tuning["chosen"]["name"] and tuning["tuned_on"] == "pruned"
-    assert str(runtime["intra_op_num_threads"]) in tuning["thread_latency_ms"]
-    assert tuning["thread_latency_ms"][str(tuning["recommended_threads"])] == min(tuning["thread_latency_ms"].values())
+    threads = report["export"]["pruned"]["thread_latency_ms"]  # measured on the shipped graph
+    assert threads["1"] > 0 and threads[str(runtime["intra_op_num_threads"])] == min(threads.values())
+    assert report["options"]["keep"] == report["heads"]["keep"] == 0.5 and report["options"]["keep_ffn"] == 0.5
     for row in report["results"].values():
         assert 0 <= row["accuracy"] <= 1 and row["latency_p50_ms"] > 0 and row["throughput_per_s"] > 0
     original, pruned = report["results"]["original/pytorch-fp32"], report["results"]["pruned/pytorch-fp32"]

@@ -10,6 +10,7 @@ from transformers import AutoModelForSequenceClassification
 from compressor.attribution import NeuronAttribution
 from compressor.errors import InputError
 from compressor.modeling import load_model
+from compressor.neurons import score_neurons
 from compressor.pruning import count_parameters, ffn_widths, plan_pruning, prune_model, save_pruned
 from compressor.recovery import NormalEquations, recover, recover_lsq
 from tests.conftest import tiny_model, write_tokenizer
@@ -144,3 +145,13 @@ def test_lsq_recovery_brings_the_pruned_model_closer_to_the_original():
             assert row[part]["error_after"] < row[part]["error_before"]
     assert distance() < 0.75 * before
     assert recover("none", original, pruned, fit, examples=256) is None
+
+
+def test_an_already_pruned_model_is_refused(tmp_path):
+    plan = plan_pruning(HEADS, 1.0, ffn_scores=ffn_scores(), keep_ffn=0.5)
+    save_pruned(prune_model(tiny_model(), plan), write_tokenizer(tmp_path), tmp_path)
+    loaded = load_model(tmp_path)
+    with pytest.raises(InputError, match="already pruned; score and prune the original"):
+        prune_model(loaded.model, plan_pruning(HEADS, 0.5))
+    with pytest.raises(InputError, match="already pruned"):
+        score_neurons(loaded, None)

@@ -95,5 +95,5 @@ def test_plan_for_another_shape_is_rejected():
 
 def test_pruning_twice_is_rejected():
     model = prune_model(tiny_model(), plan_pruning(SCORES, 0.5))
-    with pytest.raises(InputError, match="already has pruned heads"):
+    with pytest.raises(InputError, match="already pruned"):
         prune_model(model, plan_pruning(SCORES, 0.5))

@@ -71,11 +71,16 @@ class FakeTimer:
         FakeTimer.calls.append((plan.keep, plan.keep_ffn))
         return self.timing(fake_p50(plan.keep, plan.keep_ffn))
 
-    def runner(self, model, recipe, name):
-        runner = TorchRunner(name, model)
-        heads = sum(heads_per_layer(model)) / 8
-        runner.p50 = fake_p50(heads, sum(ffn_widths(model)) / 74)
+    def build(self, model, recipes, name):
+        return [model for _ in recipes]
+
+    def runner(self, graph, recipe, name):
+        runner = TorchRunner(name, graph)
+        runner.p50 = fake_p50(sum(heads_per_layer(graph)) / 8, sum(ffn_widths(graph)) / 74)
         return runner
+
+    def discard(self, name):
+        pass
 
     def time(self, runner):
         return self.timing(runner.p50)
