@@ -221,6 +221,11 @@ def summary(report: dict[str, Any]) -> str:
             report["ratios"]["speedup_p50_pruned_int8_vs_original_pytorch_fp32"],
             report["ratios"]["speedup_p50_pruned_int8_vs_original_int8"],
         ),
+        *(
+            [f"latency target ({report['target_search']['target']}): NOT met in the final measurement"]
+            if report.get("target_search") and not report["target_search"]["met_in_final_measurement"]
+            else []
+        ),
         "stages: " + ", ".join(f"{t['stage'].split(' (')[0]} {t['seconds']:.0f}s" for t in report["timings"]),
         f"wrote {report['out']}  (report.md, onnx/, pruned/, trees/)",
     ]

@@ -36,6 +36,9 @@ from exporters.recipes import FUSED_FP32, OPTIMUM_BASELINE, Recipe, fuse_graph, 
 from exporters.runtime import OnnxRunner, Runner, TorchRunner
 
 HEAD_KEEPS = (1.0, 0.75, 0.5, 0.4, 0.3, 0.2)
+# The search times a candidate beside the baseline alone; the final report times seven variants in turn,
+# which measured up to ~4% less favourably on our 2-core machine. Candidates must clear the target by 3%.
+SEARCH_MARGIN = 1.03
 FFN_KEEPS = (1.0, 0.75, 0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1, 0.05)
 
 
@@ -54,10 +57,11 @@ class LatencyTarget:
         if self.budget_ms is not None and self.budget_ms <= 0:
             raise InputError(f"--latency-budget must be above 0 milliseconds, got {self.budget_ms}")
 
-    def met(self, p50_ms: float, speedup: float) -> bool:
+    def met(self, p50_ms: float, speedup: float, margin: float = 1.0) -> bool:
+        """Whether a measurement meets the target, with ``margin`` (>= 1) to spare."""
         if self.speedup is not None:
-            return speedup >= self.speedup
-        return p50_ms <= self.budget_ms
+            return speedup >= self.speedup * margin
+        return p50_ms * margin <= self.budget_ms
 
     @property
     def description(self) -> str:
@@ -73,6 +77,7 @@ class TargetSearch(JsonArtifact):
     kind = "latency-target-search"
 
     target: str
+    margin: float
     search_recipe: dict[str, Any]
     recipe: dict[str, Any]
     threads: int
@@ -174,7 +179,7 @@ def search_target(
         def meets(keep: float, keep_ffn: float) -> bool:
             if (keep, keep_ffn) not in measured:
                 row = {"keep": keep, "keep_ffn": keep_ffn, **timer.measure(plan_for(keep, keep_ffn))}
-                row["meets_target"] = target.met(row["p50_ms"], row["speedup"])
+                row["meets_target"] = target.met(row["p50_ms"], row["speedup"], SEARCH_MARGIN)
                 measured[keep, keep_ffn] = row
                 log(
                     f"latency target: keep {keep:g} / keep-ffn {keep_ffn:g}: {row['p50_ms']:.3f} ms, "
@@ -227,7 +232,7 @@ def search_target(
                 result = {
                     "recipe": variant.to_dict(),
                     **timing,
-                    "meets_target": target.met(timing["p50_ms"], timing["speedup"]),
+                    "meets_target": target.met(timing["p50_ms"], timing["speedup"], SEARCH_MARGIN),
                     "selection_accuracy": _accuracy(runner, selection),
                 }
                 row["int8"].append(result)
@@ -241,6 +246,7 @@ def search_target(
     keep, keep_ffn, chosen = max(choices, key=lambda choice: (choice[2]["selection_accuracy"], choice[2]["speedup"]))
     return TargetSearch(
         target=target.description,
+        margin=SEARCH_MARGIN,
         search_recipe=recipe.to_dict(),
         recipe=chosen["recipe"],
         threads=threads,

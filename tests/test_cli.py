@@ -142,6 +142,28 @@ def test_report_holds_the_figures(pipeline_run):
     assert tree["tokens"][0] == "[CLS]" and tree["meta"]["row"] == 1
 
 
+def test_latency_budget_run_chooses_and_reports_the_sizes(tiny_model_dir, tiny_data, tmp_path, capsys):
+    args = pipeline_args(tiny_model_dir, tiny_data, tmp_path / "slim", "--trees", "0", "--recover", "lsq")
+    del args[args.index("--keep") : args.index("--keep") + 2]
+    code, out, err = run([*args, "--latency-budget", "1000"], capsys)  # every candidate meets 1 s
+    assert code == 0, err
+    report = json.loads((tmp_path / "slim/report.json").read_text())
+    search = report["target_search"]
+    assert search["met_in_final_measurement"] and search["margin"] >= 1
+    # the most accurate int8 graph among frontier candidates that all meet the budget
+    best = max(result["selection_accuracy"] for row in search["candidates"] for result in row.get("int8", []))
+    chosen = next(
+        row for row in search["candidates"] if (row["keep"], row["keep_ffn"]) == (search["keep"], search["keep_ffn"])
+    )
+    assert max(result["selection_accuracy"] for result in chosen["int8"]) == best
+    assert report["heads"]["keep"] == report["options"]["keep"] == search["keep"]
+    runtime = json.loads((tmp_path / "slim/onnx/runtime.json").read_text())
+    assert runtime["recipe"] == search["recipe"] and report["graph_tuning"]["tuned_on"] == "original"
+    assert (tmp_path / "slim/target_search.json").is_file() and "## Latency target" in (
+        tmp_path / "slim/report.md"
+    ).read_text()
+
+
 def test_stages_run_alone_and_chain(tiny_model_dir, tiny_data, tmp_path, capsys):
     code, out, err = run(
         ["score", tiny_model_dir, "--calib", tiny_data, "--out", tmp_path, "--examples", "4", "--steps", "2", "--ffn"],
