@@ -11,7 +11,7 @@ from compressor.neurons import NeuronImportance
 from compressor.pruning import ffn_widths, heads_per_layer
 from evaluation import target as target_module
 from evaluation.encoded import encode_data
-from evaluation.target import FFN_KEEPS, HEAD_KEEPS, LatencyTarget, search_target
+from evaluation.target import FFN_KEEPS, HEAD_KEEPS, SEARCH_MARGIN, LatencyTarget, search_target
 from exporters.recipes import OPTIMUM_BASELINE, Recipe
 from exporters.runtime import TorchRunner
 from exporters.tuning import candidate_recipes, choose_recipe
@@ -112,15 +112,16 @@ def search(tiny_model_dir, tiny_data, monkeypatch, target):
 
 
 def test_target_search_walks_the_staircase_and_picks_a_candidate_that_meets_it(tiny_model_dir, tiny_data, monkeypatch):
-    result = search(tiny_model_dir, tiny_data, monkeypatch, LatencyTarget(speedup=3.0))  # needs <= 0.667 ms
+    result = search(tiny_model_dir, tiny_data, monkeypatch, LatencyTarget(speedup=3.0))
+    limit = 2.0 / (3.0 * SEARCH_MARGIN)  # baseline 2 ms, 3x, with the search's margin
     chosen = next(row for row in result.candidates if (row["keep"], row["keep_ffn"]) == (result.keep, result.keep_ffn))
-    assert chosen["meets_target"] and chosen["p50_ms"] <= 2.0 / 3.0
+    assert chosen["meets_target"] and chosen["p50_ms"] <= limit
     # one row of the staircase per head keep: the largest FFN keep that meets the target
     frontier = [row for row in result.candidates if "int8" in row]
     assert frontier and all(len(row["int8"]) == 2 for row in frontier)  # both weight granularities tried
     for row in frontier:
         larger = [f for f in FFN_KEEPS if f > row["keep_ffn"]]
-        assert not larger or fake_p50(row["keep"], larger[-1]) > 2.0 / 3.0
+        assert not larger or fake_p50(row["keep"], larger[-1]) > limit
     best = max(
         (result_ for row in frontier for result_ in row["int8"] if result_["meets_target"]),
         key=lambda result_: (result_["selection_accuracy"], result_["speedup"]),
