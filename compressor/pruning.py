@@ -18,6 +18,7 @@ export and timing see the real, narrower layers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,14 +77,17 @@ def _score_table(scores: np.ndarray | list[list[float]], what: str) -> np.ndarra
     return array
 
 
+def _mask(ascending: Sequence[int], total: int, keep: float) -> np.ndarray:
+    """1 for the round(keep * total) items last in ``ascending`` (least important first), 0 for the rest."""
+    kept = max(1, int(round(keep * total)))
+    mask = np.ones(total, dtype=int)
+    mask[np.asarray(ascending[: total - kept], dtype=int)] = 0
+    return mask
+
+
 def global_mask(scores: np.ndarray, keep: float) -> np.ndarray:
     """1 for the round(keep * total) highest scores over the whole table, 0 elsewhere; ties break by position."""
-    flat = scores.ravel()
-    kept = max(1, int(round(keep * flat.size)))
-    ascending = sorted(range(flat.size), key=lambda i: (flat[i], i))
-    mask = np.ones(flat.size, dtype=int)
-    mask[ascending[: flat.size - kept]] = 0
-    return mask.reshape(scores.shape)
+    return _mask(np.argsort(scores.ravel(), kind="stable"), scores.size, keep).reshape(scores.shape)
 
 
 def plan_pruning(
@@ -108,22 +112,18 @@ def plan_pruning(
         if ffn_scores is None:
             raise InputError("--keep-ffn below 1 needs FFN neuron scores; run `attr-compress score --ffn` first")
         ffn_mask = global_mask(_score_table(ffn_scores, "neurons"), keep_ffn).tolist()
-    total = array.size
-    kept = max(1, int(round(keep * total)))
-    flat = array.ravel()
-    heads = array.shape[1]
+    total, heads = array.size, array.shape[1]
     if order is not None:
         ascending = [layer * heads + head for layer, head in order]
         if sorted(ascending) != list(range(total)):
             raise InputError("the pruning order does not list every head once; re-run `attr-compress score`")
     else:
-        ascending = sorted(range(total), key=lambda i: (flat[i], i))
-    mask = np.ones(total, dtype=int)
-    mask[ascending[: total - kept]] = 0
+        ascending = np.argsort(array.ravel(), kind="stable").tolist()
+    mask = _mask(ascending, total, keep)
     return PrunePlan(
         keep=keep,
         total_heads=total,
-        kept_heads=kept,
+        kept_heads=int(mask.sum()),
         head_mask=mask.reshape(array.shape).tolist(),
         order=[[i // heads, i % heads] for i in ascending],
         keep_ffn=keep_ffn,
@@ -203,7 +203,7 @@ def _prune_ffn(model: nn.Module, ffn_mask: list[list[int]]) -> None:
                 layer.output.dense.weight.zero_()
         widths.append(len(index))
     model.config.intermediate_size = max(widths)
-    model.config.attr_compress["ffn_widths"] = widths
+    model.config.attr_compress["ffn_layer_widths"] = widths
 
 
 def ffn_widths(model: nn.Module) -> list[int]:
@@ -214,7 +214,7 @@ def ffn_widths(model: nn.Module) -> list[int]:
 
 def strip_ffn_padding(model: nn.Module) -> nn.Module:
     """Drop the zero neurons ``save_pruned`` padded each FFN with, so the layers have their real widths."""
-    widths = (getattr(model.config, "attr_compress", None) or {}).get("ffn_widths")
+    widths = (getattr(model.config, "attr_compress", None) or {}).get("ffn_layer_widths")
     if widths:
         for layer, width in zip(model.bert.encoder.layer, widths, strict=True):
             if layer.intermediate.dense.out_features != width:
