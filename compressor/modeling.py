@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -186,6 +187,17 @@ def check_device(device: str) -> None:
 
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"--device {device} asked for a GPU but none is available; use --device cpu")
+
+
+@contextmanager
+def on_device(loaded: LoadedModel, device: str) -> Iterator[None]:
+    """Run a block (attribution) with the model on ``device``, then move it back to the CPU, where
+    pruning, export and latency work."""
+    to_device(loaded, device)
+    try:
+        yield
+    finally:
+        loaded.model.to("cpu")
 
 
 def to_device(loaded: LoadedModel, device: str) -> None:

@@ -26,8 +26,8 @@ from compressor.modeling import (
     count_truncated,
     encode,
     load_model,
+    on_device,
     read_model_config,
-    to_device,
 )
 from compressor.neurons import FFN_IMPORTANCE_FILE, NeuronImportance, score_neurons
 from compressor.outputs import REPORT_FILE, REPORT_KIND, staged_folder
@@ -306,39 +306,30 @@ def _run_stages(
 
     calibration = resolved.calibration
     target = options.target
-    with timer.stage(f"score heads with {options.method} ({len(calibration)} examples x {options.steps} steps)"):
-        to_device(loaded, options.device)
-        importance = make_ranker(
-            options.method,
-            loaded,
-            steps=options.steps,
-            rule=options.rule,
-            max_batch_tokens=options.max_batch_tokens,
-            seed=options.seed,
-            progress=options.progress,
-        ).rank(calibration)
-        loaded.model.to("cpu")  # pruning, export and CPU latency work on the CPU copy
+    scoring = {
+        "steps": options.steps,
+        "rule": options.rule,
+        "seed": options.seed,
+        "max_batch_tokens": options.max_batch_tokens,
+        "progress": options.progress,
+    }
+    stage = f"score heads with {options.method} ({len(calibration)} examples x {options.steps} steps)"
+    with timer.stage(stage), on_device(loaded, options.device):
+        importance = make_ranker(options.method, loaded, **scoring).rank(calibration)
     neurons: NeuronImportance | None = None
     if options.keep_ffn < 1 or target is not None:
-        with timer.stage(f"score FFN neurons ({len(calibration)} examples x {options.steps} steps)"):
-            to_device(loaded, options.device)
-            neurons = score_neurons(
-                loaded,
-                calibration,
-                steps=options.steps,
-                rule=options.rule,
-                seed=options.seed,
-                max_batch_tokens=options.max_batch_tokens,
-                progress=options.progress,
-            )
-            loaded.model.to("cpu")
+        stage = f"score FFN neurons ({len(calibration)} examples x {options.steps} steps)"
+        with timer.stage(stage), on_device(loaded, options.device):
+            neurons = score_neurons(loaded, calibration, **scoring)
             neurons.save(staging / FFN_IMPORTANCE_FILE)
     encoded = encode_data(loaded, resolved.evaluation, singles=options.latency_examples)
     batches = parity_batches(encoded)
     # choices are scored on calibration labels (selection) but timed on the inputs the model will serve
     # (the evaluation texts: latency depends on their lengths, not their labels)
     selection = replace(encode_data(loaded, resolved.selection, singles=0), singles=encoded.singles)
-    fit_batches = [dict(encode(loaded, part)) for part in length_batches(loaded, resolved.fit.examples, 2048)]
+    fit_batches = []  # tokenised only when a recovery will fit on them
+    if options.recover != "none":
+        fit_batches = [dict(encode(loaded, part)) for part in length_batches(loaded, resolved.fit.examples, 2048)]
     num_labels = loaded.config.num_labels
     keep, keep_ffn = options.keep, options.keep_ffn
 
@@ -354,6 +345,18 @@ def _run_stages(
             log=log,
         )
 
+    with timer.stage("export the original model (Optimum's int8 recipe: the baseline)"):
+        baseline_dir = staging / "_original_onnx"
+        original_record = export_verified(
+            loaded.model,
+            loaded.tokenizer,
+            baseline_dir,
+            TorchRunner("original", loaded.model),
+            batches,
+            threads=options.threads,
+            source="original",
+            log=log,
+        )
     search = None
     if target is not None:
         with timer.stage(f"search keep / keep-ffn for the target: {target.description}"):
@@ -366,6 +369,7 @@ def _run_stages(
                 original_tuning.recipe,
                 selection,
                 fit_batches,
+                baseline_graph=baseline_dir / ONNX_INT8,
                 recovery=options.recover,
                 fit_examples=len(resolved.fit),
                 distill_steps=options.distill_steps,
@@ -421,17 +425,6 @@ def _run_stages(
             recipe=recipe,
             source="pruned",
             thread_singles=encoded.singles,
-            log=log,
-        )
-        baseline_dir = staging / "_original_onnx"
-        original_record = export_verified(
-            loaded.model,
-            loaded.tokenizer,
-            baseline_dir,
-            TorchRunner("original", loaded.model),
-            batches,
-            threads=options.threads,
-            source="original",
             log=log,
         )
         tuned_dir = staging / "_original_onnx_tuned"

@@ -32,7 +32,7 @@ from compressor.recovery import recover
 from evaluation.encoded import EncodedData
 from evaluation.measure import batch1_latency, torch_threads
 from exporters.onnx_export import export_onnx
-from exporters.recipes import FUSED_FP32, OPTIMUM_BASELINE, Recipe, fuse_graph, quantize_graph
+from exporters.recipes import FUSED_FP32, Recipe, fuse_graph, quantize_graph
 from exporters.runtime import OnnxRunner, Runner, TorchRunner
 
 HEAD_KEEPS = (1.0, 0.75, 0.5, 0.4, 0.3, 0.2)
@@ -89,14 +89,20 @@ class TargetSearch(JsonArtifact):
 
 
 class _Timer:
-    """Builds candidate int8 graphs and times them round-robin against the original int8 graph."""
+    """Builds candidate int8 graphs and times them round-robin against the original int8 graph (Optimum's
+    recipe, ``baseline_graph``)."""
 
     def __init__(
-        self, loaded: LoadedModel, recipe: Recipe, singles: Sequence[dict[str, np.ndarray]], threads: int, folder: Path
+        self,
+        loaded: LoadedModel,
+        recipe: Recipe,
+        singles: Sequence[dict[str, np.ndarray]],
+        threads: int,
+        folder: Path,
+        baseline_graph: Path,
     ) -> None:
         self.loaded, self.recipe, self.singles, self.threads, self.folder = loaded, recipe, singles, threads, folder
-        (baseline,) = self.build(loaded.model, [OPTIMUM_BASELINE], "original")
-        self.baseline = OnnxRunner("original int8", baseline, threads=threads)
+        self.baseline = OnnxRunner("original int8", baseline_graph, threads=threads)
 
     def build(self, model: Any, recipes: Sequence[Recipe], name: str) -> list[Path]:
         """One int8 graph per recipe, from one export (and one fusion) of ``model``, in folder ``name``."""
@@ -153,6 +159,7 @@ def search_target(
     selection: EncodedData,
     fit_batches: Sequence[dict[str, torch.Tensor]],
     *,
+    baseline_graph: Path,
     recovery: str,
     fit_examples: int,
     distill_steps: int = 200,
@@ -163,6 +170,7 @@ def search_target(
 ) -> TargetSearch:
     """Measure the staircase of (keep, keep_ffn) candidates and choose the most accurate that meets ``target``.
 
+    ``baseline_graph`` is the original model's int8 graph by Optimum's recipe, the reference of every speed-up.
     Latency is measured on the first ``timing_examples`` of ``selection.singles`` (the pipeline puts the
     evaluation inputs there: latency depends on their lengths); accuracy on ``selection.batches`` after
     pruning and ``recovery`` (fitted on ``fit_batches``).
@@ -173,8 +181,7 @@ def search_target(
         return plan_pruning(heads.scores, keep, heads.order, ffn_scores=neurons.scores, keep_ffn=keep_ffn)
 
     with tempfile.TemporaryDirectory(prefix="attr-compress-target-") as scratch:
-        log("latency target: building the original int8 baseline")
-        timer = _Timer(loaded, recipe, selection.singles[:timing_examples], threads, Path(scratch))
+        timer = _Timer(loaded, recipe, selection.singles[:timing_examples], threads, Path(scratch), baseline_graph)
 
         def meets(keep: float, keep_ffn: float) -> bool:
             if (keep, keep_ffn) not in measured:

@@ -1,5 +1,7 @@
 """Choosing by measurement: the int8 recipe, and --keep/--keep-ffn for a latency target."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -64,7 +66,7 @@ class FakeTimer:
 
     calls: list = []
 
-    def __init__(self, loaded, recipe, singles, threads, folder):
+    def __init__(self, loaded, recipe, singles, threads, folder, baseline_graph):
         FakeTimer.calls = []
 
     def measure(self, plan):
@@ -107,7 +109,16 @@ def search(tiny_model_dir, tiny_data, monkeypatch, target):
         scores=np.random.default_rng(0).random((2, 37)).tolist(), target="gold-log", aggregation="x", **common
     )
     return search_target(
-        loaded, heads, neurons, target, OPTIMUM_BASELINE, selection, [], recovery="none", fit_examples=0
+        loaded,
+        heads,
+        neurons,
+        target,
+        OPTIMUM_BASELINE,
+        selection,
+        [],
+        baseline_graph=Path("unused-by-the-fake-timer.onnx"),
+        recovery="none",
+        fit_examples=0,
     )
 
 
