@@ -261,8 +261,9 @@ def score_command(
     Under torchrun (WORLD_SIZE > 1) each process scores a slice of the examples; rank 0 writes.
     """
     from compressor.data import sample_labelled_data
-    from compressor.distributed import init_from_environment, is_main_process
+    from compressor.distributed import is_main_process, process_group
     from compressor.modeling import check_device, load_model, to_device
+    from compressor.neurons import FFN_IMPORTANCE_FILE, score_neurons
     from compressor.pipeline import check_counts, save_importance
     from compressor.pruning import check_unpruned
     from compressor.ranking import make_ranker
@@ -274,39 +275,18 @@ def score_command(
     loaded = load_model(model)
     check_unpruned(loaded.model)
     data, _ = sample_labelled_data(calib, loaded.label2id, examples, seed, **columns)
-    init_from_environment()
-    to_device(loaded, device)
-    ranker = make_ranker(
-        method,
-        loaded,
-        steps=steps,
-        rule=rule,
-        seed=seed,
-        max_batch_tokens=max_batch_tokens,
-        progress=is_main_process(),
-    )
-    importance = ranker.rank(data)
-    neurons = None
-    if ffn:
-        from compressor.neurons import score_neurons
-
-        neurons = score_neurons(
-            loaded,
-            data,
-            steps=steps,
-            rule=rule,
-            seed=seed,
-            max_batch_tokens=max_batch_tokens,
-            progress=is_main_process(),
-        )
-    if is_main_process():
-        folder.mkdir(parents=True, exist_ok=True)
-        save_importance(importance, folder)
-        if neurons is not None:
-            from compressor.neurons import FFN_IMPORTANCE_FILE
-
-            neurons.save(folder / FFN_IMPORTANCE_FILE)
-        click.echo(f"wrote {folder / 'importance.json'} and importance.png ({len(data)} examples)")
+    with process_group():
+        to_device(loaded, device)
+        main = is_main_process()
+        scoring = {"steps": steps, "rule": rule, "seed": seed, "max_batch_tokens": max_batch_tokens, "progress": main}
+        importance = make_ranker(method, loaded, **scoring).rank(data)
+        neurons = score_neurons(loaded, data, **scoring) if ffn else None
+        if main:
+            folder.mkdir(parents=True, exist_ok=True)
+            save_importance(importance, folder)
+            if neurons is not None:
+                neurons.save(folder / FFN_IMPORTANCE_FILE)
+            click.echo(f"wrote {folder / 'importance.json'} and importance.png ({len(data)} examples)")
 
 
 @cli.command("prune")

@@ -4,7 +4,8 @@ all-reduced, so every rank ends with the same statistics and rank 0 writes the f
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TypeVar
 
 import numpy as np
@@ -14,12 +15,21 @@ import torch.distributed as dist
 T = TypeVar("T")
 
 
-def init_from_environment() -> bool:
-    """Join the process group torchrun describes (WORLD_SIZE > 1); gloo on CPU, nccl on GPUs."""
+@contextmanager
+def process_group() -> Iterator[bool]:
+    """Inside: joined to the process group torchrun describes (WORLD_SIZE > 1; gloo on CPU, nccl on GPUs),
+    yielding whether there is one. On the way out every rank waits for the others and the group is torn
+    down: a rank that exits with gloo's threads still running aborts ("terminate called without an active
+    exception")."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
-        return dist.is_initialized()
+        yield dist.is_initialized()
+        return
     dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-    return True
+    try:
+        yield True
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
 
 
 def rank_and_size() -> tuple[int, int]:
