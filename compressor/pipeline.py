@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import platform
 import shutil
@@ -345,9 +346,12 @@ def _run_stages(
             log=log,
         )
 
-    with timer.stage("export the original model (Optimum's int8 recipe: the baseline)"):
-        baseline_dir = staging / "_original_onnx"
-        original_record = export_verified(
+    baseline_dir = staging / "_original_onnx"
+
+    @functools.cache
+    def original_baseline() -> Any:
+        """The original's int8 graph by Optimum's recipe (the reference of every ratio), exported once."""
+        return export_verified(
             loaded.model,
             loaded.tokenizer,
             baseline_dir,
@@ -357,9 +361,11 @@ def _run_stages(
             source="original",
             log=log,
         )
+
     search = None
     if target is not None:
         with timer.stage(f"search keep / keep-ffn for the target: {target.description}"):
+            original_baseline()
             original_tuning = tune(loaded.model, "original")
             search = search_target(
                 loaded,
@@ -427,6 +433,7 @@ def _run_stages(
             thread_singles=encoded.singles,
             log=log,
         )
+        original_record = original_baseline()
         tuned_dir = staging / "_original_onnx_tuned"
         export_verified(
             loaded.model,
