@@ -32,7 +32,7 @@ from compressor.recovery import recover
 from evaluation.encoded import EncodedData
 from evaluation.measure import batch1_latency, torch_threads
 from exporters.onnx_export import export_onnx
-from exporters.recipes import FUSED_FP32, Recipe, fuse_graph, quantize_graph
+from exporters.recipes import Recipe, quantize_all
 from exporters.runtime import OnnxRunner, Runner, TorchRunner
 
 HEAD_KEEPS = (1.0, 0.75, 0.5, 0.4, 0.3, 0.2)
@@ -107,14 +107,7 @@ class _Timer:
     def build(self, model: Any, recipes: Sequence[Recipe], name: str) -> list[Path]:
         """One int8 graph per recipe, from one export (and one fusion) of ``model``, in folder ``name``."""
         folder = self.folder / name
-        fp32 = export_onnx(model, self.loaded.tokenizer, folder)
-        if any(recipe.graph == "fused" for recipe in recipes):
-            fuse_graph(fp32, folder / FUSED_FP32)
-        graphs = []
-        for index, recipe in enumerate(recipes):
-            graphs.append(folder / f"int8_{index}.onnx")
-            quantize_graph(fp32 if recipe.graph == "plain" else folder / FUSED_FP32, graphs[-1], recipe)
-        return graphs
+        return quantize_all(export_onnx(model, self.loaded.tokenizer, folder), recipes, folder)
 
     def measure(self, plan: PrunePlan) -> dict[str, float]:
         """Prune by ``plan``, build the int8 graph with the search's recipe and time it (``time``)."""

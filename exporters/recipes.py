@@ -9,6 +9,7 @@ fusion is one of the candidates.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -106,3 +107,18 @@ def quantize_graph(source: str | Path, target: str | Path, recipe: Recipe) -> di
         "dynamic": True,
         "avx512_vnni": "avx512_vnni" in cpu_flags(),
     }
+
+
+def quantize_all(fp32: Path, recipes: Sequence[Recipe], folder: Path) -> list[Path]:
+    """One int8 graph per recipe from one fp32 graph: fused once when a recipe asks (an existing fused graph
+    beside it is reused), each distinct quantisation done once; graphs in recipe order."""
+    fused = folder / FUSED_FP32
+    if any(recipe.graph == "fused" for recipe in recipes) and not fused.is_file():
+        fuse_graph(fp32, fused)
+    graphs: dict[tuple, Path] = {}
+    for recipe in recipes:
+        key = (recipe.graph, recipe.quantizer, recipe.per_channel, recipe.operators)
+        if key not in graphs:
+            graphs[key] = folder / f"int8_{len(graphs)}.onnx"
+            quantize_graph(fp32 if recipe.graph == "plain" else fused, graphs[key], recipe)
+    return [graphs[(r.graph, r.quantizer, r.per_channel, r.operators)] for r in recipes]

@@ -22,7 +22,7 @@ from evaluation.encoded import EncodedData
 from evaluation.measure import evaluate_runners
 from exporters.onnx_export import export_onnx
 from exporters.parity import compare_logits, require_parity
-from exporters.recipes import FUSED_FP32, OPERATOR_SETS, OPTIMUM_BASELINE, Recipe, fuse_graph, quantize_graph
+from exporters.recipes import FUSED_FP32, OPERATOR_SETS, OPTIMUM_BASELINE, Recipe, fuse_graph, quantize_all
 from exporters.runtime import OnnxRunner, Runner
 
 SKIP_LAYER_NORM = ("SkipLayerNormFusion",)
@@ -83,18 +83,11 @@ def tune_recipe(
         except Exception as err:  # noqa: BLE001 - any failure of the optional fused graph only drops its candidates
             fusion_note = f"fused graph dropped: {str(err).splitlines()[0]}"
         recipes = candidate_recipes(fused=fusion_note.startswith("fused graph matches"))
-        graphs: dict[tuple, Path] = {}
-        runners = []
-        for recipe in recipes:
-            key = (recipe.graph, recipe.quantizer, recipe.per_channel, recipe.operators)
-            if key not in graphs:
-                log(f"tuning the int8 recipe: quantising {recipe.graph} / {recipe.quantizer} graph {len(graphs) + 1}")
-                graphs[key] = folder / f"int8_{len(graphs)}.onnx"
-                source = fp32_path if recipe.graph == "plain" else folder / FUSED_FP32
-                quantize_graph(source, graphs[key], recipe)
-            runners.append(
-                OnnxRunner(recipe.name, graphs[key], threads=threads, disabled_optimizers=recipe.disabled_optimizers)
-            )
+        log(f"tuning the int8 recipe: quantising for {len(recipes)} recipes")
+        runners = [
+            OnnxRunner(recipe.name, graph, threads=threads, disabled_optimizers=recipe.disabled_optimizers)
+            for recipe, graph in zip(recipes, quantize_all(fp32_path, recipes, folder), strict=True)
+        ]
         results, _ = evaluate_runners(runners, selection, threads=threads, num_labels=num_labels, progress=progress)
         del runners
     return choose_recipe(recipes, results, tolerance=tolerance, threads=threads, fusion_note=fusion_note)
