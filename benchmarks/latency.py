@@ -63,16 +63,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from compressor.artifacts import library_versions, write_json
 from compressor.data import load_labelled_data, sample_labelled_data
-from compressor.importance import HeadImportance, length_batches
-from compressor.modeling import LoadedModel, encode, load_model
+from compressor.importance import HeadImportance
+from compressor.modeling import LoadedModel, load_model
 from compressor.neurons import NeuronImportance, score_neurons
 from compressor.pruning import count_parameters, plan_pruning, prune_model
 from compressor.ranking import make_ranker
-from compressor.recovery import recover
+from compressor.recovery import encode_for_fit, recover
 from evaluation.encoded import encode_data, parity_batches
 from evaluation.measure import evaluate_runners, torch_threads
 from exporters.onnx_export import export_onnx
@@ -234,10 +233,6 @@ def isolated_latency(
     }
 
 
-def fit_batches(loaded: LoadedModel, data: Any) -> list[dict[str, torch.Tensor]]:
-    return [dict(encode(loaded, batch)) for batch in length_batches(loaded, data.examples, 2048)]
-
-
 def profile_operators(
     path: Path, disabled: Sequence[str], singles: Sequence[dict[str, np.ndarray]], folder: Path, warmup: int
 ) -> dict[str, Any]:
@@ -385,7 +380,7 @@ def main() -> None:
             log(f"scoring FFN neurons on {len(calibration)} calibration examples")
             neurons = score_neurons(loaded, calibration, seed=0)
     fit, _ = sample_labelled_data(args.calib, loaded.label2id, args.fit_examples, 2)
-    fit_inputs = fit_batches(loaded, fit)
+    fit_inputs = encode_for_fit(loaded, fit.examples)
 
     report: dict[str, Any] = {
         "machine": info,

@@ -328,8 +328,8 @@ def prune_command(
     folder (plus prune_plan.json and recovery.json)."""
     import copy
 
-    from compressor.importance import HeadImportance, length_batches
-    from compressor.modeling import encode, load_model
+    from compressor.importance import HeadImportance
+    from compressor.modeling import load_model
     from compressor.neurons import NeuronImportance
     from compressor.pipeline import check_counts
     from compressor.pruning import check_keep, ffn_widths, heads_per_layer, plan_pruning, prune_model, save_pruned
@@ -349,10 +349,11 @@ def prune_command(
     pruned = prune_model(copy.deepcopy(loaded.model), plan)
     if recover != "none":
         from compressor.data import sample_labelled_data
+        from compressor.recovery import encode_for_fit
         from compressor.recovery import recover as run_recovery
 
         fit, _ = sample_labelled_data(calib, loaded.label2id, fit_examples, seed + 2, **columns)
-        batches = [dict(encode(loaded, part)) for part in length_batches(loaded, fit.examples, 2048)]
+        batches = encode_for_fit(loaded, fit.examples)
         record = run_recovery(
             recover,
             loaded.model,

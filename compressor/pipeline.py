@@ -20,12 +20,11 @@ from tqdm.auto import tqdm
 from compressor.artifacts import library_versions, write_json
 from compressor.data import LabelledData, find_glue_split, load_labelled_data, sample_labelled_data
 from compressor.errors import InputError
-from compressor.importance import DEFAULT_MAX_BATCH_TOKENS, HeadImportance, length_batches, predicted_attribution
+from compressor.importance import DEFAULT_MAX_BATCH_TOKENS, HeadImportance, predicted_attribution
 from compressor.modeling import (
     LoadedModel,
     check_device,
     count_truncated,
-    encode,
     load_model,
     on_device,
     read_model_config,
@@ -45,7 +44,7 @@ from compressor.pruning import (
     save_pruned,
 )
 from compressor.ranking import make_ranker
-from compressor.recovery import RECOVERY_METHODS, recover
+from compressor.recovery import RECOVERY_METHODS, encode_for_fit, recover
 from compressor.trees import build_tree, render_tree_svg
 from evaluation.target import LatencyTarget
 
@@ -330,7 +329,7 @@ def _run_stages(
     selection = replace(encode_data(loaded, resolved.selection, singles=0), singles=encoded.singles)
     fit_batches = []  # tokenised only when a recovery will fit on them
     if options.recover != "none":
-        fit_batches = [dict(encode(loaded, part)) for part in length_batches(loaded, resolved.fit.examples, 2048)]
+        fit_batches = encode_for_fit(loaded, resolved.fit.examples)
     num_labels = loaded.config.num_labels
     keep, keep_ffn = options.keep, options.keep_ffn
 

@@ -24,6 +24,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from compressor.artifacts import JsonArtifact
+from compressor.data import Example
+from compressor.importance import DEFAULT_MAX_BATCH_TOKENS, length_batches
+from compressor.modeling import LoadedModel, encode
 
 RECOVERY_METHODS = ("none", "lsq", "distill")
 DEFAULT_RIDGE = 1e-3
@@ -41,6 +44,11 @@ class RecoveryRecord(JsonArtifact):
     ridge: float
     layers: list[dict[str, Any]]
     distill: dict[str, Any] | None = None
+
+
+def encode_for_fit(loaded: LoadedModel, examples: Sequence[Example]) -> list[dict[str, torch.Tensor]]:
+    """Calibration examples tokenised for a recovery fit, grouped by length so padding stays small."""
+    return [dict(encode(loaded, part)) for part in length_batches(loaded, examples, DEFAULT_MAX_BATCH_TOKENS)]
 
 
 class NormalEquations:
