@@ -66,13 +66,13 @@ import numpy as np
 
 from compressor.artifacts import library_versions, write_json
 from compressor.data import load_labelled_data, sample_labelled_data
+from compressor.encoded import encode_data, parity_batches
 from compressor.importance import HeadImportance
 from compressor.modeling import LoadedModel, load_model
 from compressor.neurons import NeuronImportance, score_neurons
 from compressor.pruning import count_parameters, plan_pruning, prune_model
 from compressor.ranking import make_ranker
 from compressor.recovery import encode_for_fit, recover
-from evaluation.encoded import encode_data, parity_batches
 from evaluation.measure import evaluate_runners, torch_threads
 from exporters.onnx_export import export_onnx
 from exporters.parity import compare_logits

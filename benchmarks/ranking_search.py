@@ -16,11 +16,11 @@ import numpy as np
 import torch
 
 from compressor.data import load_labelled_data
+from compressor.encoded import encode_data
 from compressor.importance import attribution_statistics
 from compressor.modeling import load_model
 from compressor.pruning import plan_pruning
 from compressor.ranking import AttAttrIterative, Taylor, layer_l2_normalised
-from evaluation.encoded import encode_data
 from evaluation.masked import masked_metrics
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

@@ -1,19 +1,23 @@
-"""The project's own exceptions: the CLI turns them into one line on stderr and an exit code."""
+"""The project's own exceptions, each carrying a one-line message that says what is wrong and what to do.
+
+Library code raises them; only the command line (``attr_compress.cli``) maps them to exit codes.
+"""
 
 
 class AttrCompressError(Exception):
-    """Base class; ``exit_code`` is what the CLI exits with."""
-
-    exit_code = 1
+    """Base class of every error attr-compress raises on purpose."""
 
 
 class InputError(AttrCompressError):
     """The user's input is wrong (path, file, option); the message says what to do."""
 
-    exit_code = 2
-
 
 class VerificationError(AttrCompressError):
     """A produced artifact failed a check (for example ONNX parity with PyTorch)."""
 
-    exit_code = 1
+
+def check_counts(**values: int) -> None:
+    """Numeric options that must be at least one (examples, steps, threads, ...), named as on the command line."""
+    for name, value in values.items():
+        if value < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {value}")

@@ -36,10 +36,21 @@ class LoadedModel:
     weights_file: str
     stored_dtype: str
 
+    @classmethod
+    def wrap(cls, model: Any, tokenizer: Any, name: str = "in-memory model") -> LoadedModel:
+        """A model and tokenizer already in memory (for the Python API): eval mode, gradients off, fp32."""
+        check_architecture(type(model).__name__, getattr(model.config, "model_type", None), name)
+        model.float().eval()
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
+        return cls(path=name, model=model, tokenizer=tokenizer, weights_file="(in memory)", stored_dtype="float32")
+
     @property
     def weights_note(self) -> str:
         if self.weights_file.startswith("model.safetensors"):
             return "safetensors (no code can run on load)"
+        if self.weights_file == "(in memory)":
+            return "passed in memory"
         return "pickle file loaded with torch.load(weights_only=True): tensors only"
 
     @property
@@ -70,12 +81,8 @@ def read_model_config(path: str | Path) -> dict[str, Any]:
             "folder: use a plain BertForSequenceClassification"
         )
     architectures = config.get("architectures") or []
-    if config.get("model_type") != "bert" or not set(architectures) & set(SUPPORTED_ARCHITECTURES):
-        found = ", ".join(architectures) or config.get("model_type") or "unknown"
-        raise InputError(
-            f"'{folder}' holds {found}, which is not supported; supported: {', '.join(SUPPORTED_ARCHITECTURES)} "
-            "(a fine-tuned BERT sequence classifier)"
-        )
+    supported = set(architectures) & set(SUPPORTED_ARCHITECTURES)
+    check_architecture(next(iter(supported), ", ".join(architectures)), config.get("model_type"), f"'{folder}'")
     if not any((folder / name).is_file() for name in WEIGHT_FILES):
         raise InputError(
             f"'{folder}' has no weights ({' or '.join(WEIGHT_FILES[::2])}); save the model with its weights"
@@ -85,6 +92,16 @@ def read_model_config(path: str | Path) -> dict[str, Any]:
             f"'{folder}' has no tokenizer ({' or '.join(TOKENIZER_FILES)}); save the tokenizer with the model"
         )
     return config
+
+
+def check_architecture(architecture: str, model_type: str | None, where: str) -> None:
+    """Only the architectures whose modules the stages know are accepted."""
+    if model_type != "bert" or architecture not in SUPPORTED_ARCHITECTURES:
+        found = architecture or model_type or "unknown"
+        raise InputError(
+            f"{where} holds {found}, which is not supported; supported: {', '.join(SUPPORTED_ARCHITECTURES)} "
+            "(a fine-tuned BERT sequence classifier)"
+        )
 
 
 def load_model(path: str | Path, *, attn_implementation: str = "eager") -> LoadedModel:

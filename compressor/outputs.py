@@ -1,4 +1,6 @@
-"""Output folders that appear only when complete, and never replace a user's files by accident."""
+"""One output policy for every command that writes a folder: work happens in a hidden staging folder beside
+the target, which is renamed into place only when everything passed; an existing folder is replaced only
+with ``force`` and only when attr-compress wrote it (its marker file says so)."""
 
 from __future__ import annotations
 
@@ -13,14 +15,19 @@ from compressor.errors import InputError
 
 REPORT_FILE = "report.json"
 REPORT_KIND = "attr-compress-report"
+MARKER_FILE = ".attr-compress.json"
+MARKER_KIND = "attr-compress-output"
 
 
 def written_by_us(folder: Path) -> bool:
-    """A folder is ours when its report.json carries our kind tag."""
-    try:
-        return json.loads((folder / REPORT_FILE).read_text(encoding="utf-8")).get("kind") == REPORT_KIND
-    except (OSError, ValueError, AttributeError):
-        return False
+    """A folder is ours when it holds our marker (or, from older versions, a report.json of our kind)."""
+    for name, kind in ((MARKER_FILE, MARKER_KIND), (REPORT_FILE, REPORT_KIND)):
+        try:
+            if json.loads((folder / name).read_text(encoding="utf-8")).get("kind") == kind:
+                return True
+        except (OSError, ValueError, AttributeError):
+            continue
+    return False
 
 
 def check_output_folder(out: Path, *, force: bool) -> None:
@@ -34,8 +41,7 @@ def check_output_folder(out: Path, *, force: bool) -> None:
             raise InputError(
                 f"'{out}' exists and was not written by attr-compress; it is never replaced, choose another --out"
             )
-    parent = out.parent
-    probe = parent
+    probe = out.parent
     while not probe.exists():
         probe = probe.parent
     if not os.access(probe, os.W_OK):
@@ -43,8 +49,13 @@ def check_output_folder(out: Path, *, force: bool) -> None:
 
 
 @contextmanager
-def staged_folder(out: Path, *, force: bool) -> Iterator[Path]:
-    """Yield a hidden temporary folder beside ``out``; rename it into place only if the block succeeds."""
+def staged_folder(out: str | Path, *, force: bool, contents: str = "run") -> Iterator[Path]:
+    """Yield a hidden temporary folder beside ``out``; rename it into place only if the block succeeds.
+
+    ``contents`` (which command wrote it) goes into the folder's marker, which later runs read to know the
+    folder is theirs to replace with ``--force``.
+    """
+    out = Path(out)
     check_output_folder(out, force=force)
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
     try:
@@ -57,6 +68,8 @@ def staged_folder(out: Path, *, force: bool) -> Iterator[Path]:
         ) from None
     try:
         yield staging
+        marker = {"kind": MARKER_KIND, "contents": contents}
+        (staging / MARKER_FILE).write_text(json.dumps(marker) + "\n", encoding="utf-8")
         if out.exists():
             retired = out.parent / f".{out.name}.replaced-{os.getpid()}"
             out.rename(retired)

@@ -141,6 +141,13 @@ def _silence_head(layer: nn.Module) -> None:
         attention.output.dense.weight.zero_()
 
 
+def prune(model: nn.Module, plan: PrunePlan) -> nn.Module:
+    """A pruned copy of ``model``: the plan's heads and FFN neurons physically removed (the original untouched)."""
+    import copy
+
+    return prune_model(copy.deepcopy(model), plan)
+
+
 def prune_model(model: nn.Module, plan: PrunePlan) -> nn.Module:
     """Physically remove the plan's heads from a BertForSequenceClassification (in place) and return it."""
     layers = model.bert.encoder.layer

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from compressor.artifacts import JsonArtifact
 from compressor.data import Example
+from compressor.errors import InputError, check_counts
 from compressor.importance import DEFAULT_MAX_BATCH_TOKENS, length_batches
 from compressor.modeling import LoadedModel, encode
 
@@ -218,29 +219,52 @@ def distill(
     }
 
 
+@dataclass(frozen=True)
+class RecoveryOptions:
+    """``method`` (one of RECOVERY_METHODS), the calibration examples it fits on (``fit_examples``, sampled
+    with ``seed`` + 2 by the pipeline), distillation steps, and the LSQ ridge."""
+
+    method: str = "none"
+    fit_examples: int = 1000
+    distill_steps: int = 200
+    seed: int = 0
+    ridge: float = DEFAULT_RIDGE
+
+    def __post_init__(self) -> None:
+        if self.method not in RECOVERY_METHODS:
+            raise InputError(f"--recover must be one of {', '.join(RECOVERY_METHODS)}, got {self.method!r}")
+        check_counts(fit_examples=self.fit_examples, distill_steps=self.distill_steps)
+        if self.ridge < 0:
+            raise InputError(f"the ridge must be 0 or more, got {self.ridge}")
+
+    @property
+    def fit_seed(self) -> int:
+        """The fit sample's seed: apart from scoring (``seed``) and selection (``seed`` + 1)."""
+        return self.seed + 2
+
+
 def recover(
-    method: str,
     original: nn.Module,
     pruned: nn.Module,
     batches: Sequence[dict[str, torch.Tensor]],
+    options: RecoveryOptions,
     *,
-    examples: int,
-    ridge: float = DEFAULT_RIDGE,
-    distill_steps: int = 200,
-    seed: int = 0,
     progress: bool = False,
     log: Callable[[str], None] = lambda message: None,
 ) -> RecoveryRecord | None:
-    """Apply a recovery ``method`` from RECOVERY_METHODS to ``pruned`` in place; None for "none"."""
-    if method == "none":
+    """Apply ``options.method`` to ``pruned`` in place, fitted on ``batches`` (``encode_for_fit``); None for "none"."""
+    if options.method == "none":
         return None
     tokens = int(sum(int(batch["attention_mask"].sum()) for batch in batches))
+    examples = sum(int(batch["input_ids"].shape[0]) for batch in batches)
     log(f"refitting output projections by least squares on {examples} examples ({tokens} tokens)")
-    layers = recover_lsq(original, pruned, batches, ridge=ridge, progress=progress)
+    layers = recover_lsq(original, pruned, batches, ridge=options.ridge, progress=progress)
     distilled = None
-    if method == "distill":
-        log(f"distilling from the original model for {distill_steps} steps")
-        distilled = distill(original, pruned, batches, steps=distill_steps, seed=seed, progress=progress)
+    if options.method == "distill":
+        log(f"distilling from the original model for {options.distill_steps} steps")
+        distilled = distill(
+            original, pruned, batches, steps=options.distill_steps, seed=options.seed, progress=progress
+        )
     return RecoveryRecord(
-        method=method, examples=examples, tokens=tokens, ridge=ridge, layers=layers, distill=distilled
+        method=options.method, examples=examples, tokens=tokens, ridge=options.ridge, layers=layers, distill=distilled
     )

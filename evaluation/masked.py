@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from evaluation.encoded import EncodedData
+from compressor.encoded import EncodedData
 from evaluation.metrics import classification_metrics
 
 

@@ -4,28 +4,72 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from evaluation.encoded import EncodedData
+from compressor.encoded import EncodedData
 from evaluation.metrics import classification_metrics
-from exporters.runtime import Runner
+from exporters.runtime import Runner, batch1_latency, torch_threads
 
 
-@contextmanager
-def torch_threads(threads: int):
-    """Pin PyTorch's intra-op threads for the measurement, then restore them."""
-    import torch
+@dataclass(frozen=True)
+class VariantResult:
+    """One model in one runtime, measured: accuracy on the evaluation data, batch-1 latency, throughput."""
 
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+    model: str  # "original" or "pruned"
+    runtime: str  # a key of VARIANT_LABELS
+    accuracy: float
+    latency_p50_ms: float
+    latency_p90_ms: float
+    latency_examples: int
+    throughput_per_s: float
+    batch_size: int
+    f1: float | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}/{self.runtime}"
+
+
+@dataclass(frozen=True)
+class _Named:
+    """A runner under the variant's name, without renaming the runner itself."""
+
+    name: str
+    runner: Runner
+
+    def logits(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        return self.runner.logits(inputs)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """The evaluate stage's result: one row per variant, and each variant's predictions (for agreement)."""
+
+    results: list[VariantResult]
+    predictions: dict[str, np.ndarray]
+
+    def agreement(self, first: str, second: str) -> float:
+        """Fraction of examples on which two variants (by name, "model/runtime") predict the same class."""
+        return float((self.predictions[first] == self.predictions[second]).mean())
+
+
+def evaluate(
+    variants: dict[tuple[str, str], Runner],
+    encoded: EncodedData,
+    *,
+    threads: int = 1,
+    num_labels: int = 2,
+    progress: bool = False,
+) -> Measurement:
+    """Measure every (model, runtime) variant side by side: accuracy, throughput, batch-1 latency."""
+    named = [_Named(f"{model}/{runtime}", runner) for (model, runtime), runner in variants.items()]
+    results, predictions = evaluate_runners(named, encoded, threads=threads, num_labels=num_labels, progress=progress)
+    rows = [VariantResult(model, runtime, **results[f"{model}/{runtime}"]) for model, runtime in variants]
+    return Measurement(rows, predictions)
 
 
 def evaluate_runners(
@@ -61,35 +105,3 @@ def evaluate_runners(
         for name, latency in batch1_latency(runners, encoded.singles, warmup=warmup, progress=progress).items():
             results[name].update(latency)
     return results, predictions
-
-
-def batch1_latency(
-    runners: Sequence[Runner],
-    singles: Sequence[dict[str, np.ndarray]],
-    *,
-    warmup: int = 10,
-    progress: bool = False,
-    keep_samples: bool = False,
-) -> dict[str, dict[str, Any]]:
-    """p50/p90 batch-1 latency per runner, timed round-robin (each example goes through every runner before
-    the next), so drift in machine load touches all runners alike; the first ``warmup`` examples (at most
-    half) are not counted. ``keep_samples`` adds the per-example times (``samples_ms``, in example order)
-    for paired comparisons. Call it inside ``torch_threads`` to fix PyTorch's thread count."""
-    times: dict[str, list[float]] = {runner.name: [] for runner in runners}
-    for index, inputs in enumerate(tqdm(singles, desc="latency", unit="ex", disable=not progress)):
-        for runner in runners:
-            started = time.perf_counter()
-            runner.logits(inputs)
-            if index >= min(warmup, len(singles) // 2):
-                times[runner.name].append(time.perf_counter() - started)
-    latency = {}
-    for name, samples in times.items():
-        milliseconds = np.array(samples) * 1000
-        latency[name] = {
-            "latency_p50_ms": float(np.percentile(milliseconds, 50)),
-            "latency_p90_ms": float(np.percentile(milliseconds, 90)),
-            "latency_examples": int(milliseconds.size),
-        }
-        if keep_samples:
-            latency[name]["samples_ms"] = milliseconds
-    return latency

@@ -1,8 +1,24 @@
-"""A human summary (report.md) of a pipeline report: what was pruned, what it costs, what it buys."""
+"""The run's report: one ``Report`` object (report.json), rendered to report.md from its fields.
+
+Every measured variant is a ``VariantResult`` row (which model, which runtime, its figures); ratios are
+computed from those rows, never stored twice.
+"""
 
 from __future__ import annotations
 
+import os
+import platform
+from dataclasses import dataclass
 from typing import Any
+
+from compressor.artifacts import JsonArtifact
+from compressor.importance import HeadImportance
+from compressor.outputs import REPORT_KIND
+from compressor.recovery import RecoveryRecord
+from evaluation.measure import VariantResult
+from evaluation.target import TargetSearch
+from evaluation.tuning import TuningResult
+from exporters.verified import ExportRecord
 
 VARIANT_LABELS = {
     "pytorch-fp32": "PyTorch fp32",
@@ -12,23 +28,159 @@ VARIANT_LABELS = {
 }
 
 
-def results_table(results: dict[str, dict[str, Any]], *, reference: str = "original/pytorch-fp32") -> list[str]:
+@dataclass(frozen=True)
+class DataSummary:
+    """Which rows evaluated, which scored, and whether they overlapped."""
+
+    evaluation: str
+    evaluation_rows: int
+    evaluation_truncated: int
+    calibration: str
+    calibration_rows_in_file: int
+    calibration_examples: int
+    calibration_truncated: int
+    calibration_shared_with_evaluation: bool
+    source: str
+    columns: dict[str, str | None]
+
+
+@dataclass(frozen=True)
+class HeadsSummary:
+    keep: float
+    total: int
+    kept: int
+    kept_per_layer: list[int]
+    pruned: dict[str, list[int]]
+    empty_layers: list[int]
+
+
+@dataclass(frozen=True)
+class FfnSummary:
+    keep_ffn: float
+    total: int
+    kept_per_layer: list[int]
+    aggregation: str | None = None  # how neurons were scored; None when FFN neurons were not pruned
+    steps: int | None = None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Another ranking at the same keep level: how it correlates with the chosen one, and its accuracy."""
+
+    spearman_with_chosen: float
+    accuracy: float
+    seconds: float | None
+
+
+@dataclass(frozen=True)
+class WhySummary:
+    pruned_per_layer: list[int]
+    comparison: dict[str, Comparison] | None = None
+
+
+@dataclass(frozen=True)
+class ParameterCounts:
+    total: int
+    attention: int
+    ffn: int
+
+
+@dataclass(frozen=True)
+class StageTiming:
+    stage: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Machine:
+    platform: str
+    processor: str
+    cpu_count: int | None
+    threads: int
+
+    @classmethod
+    def here(cls, threads: int) -> Machine:
+        return cls(platform.platform(), platform.processor() or platform.machine(), os.cpu_count(), threads)
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    file: str
+    how: str
+    stored_dtype: str
+    loaded_as: str = "float32"
+
+
+@dataclass(frozen=True)
+class Report(JsonArtifact):
+    """Everything a run measured and decided; ``report.json`` is ``to_dict()``, report.md ``render_markdown``."""
+
+    kind = REPORT_KIND
+    schema = 2
+
+    model: str
+    out: str
+    options: dict[str, Any]
+    data: DataSummary
+    importance: HeadImportance
+    heads: HeadsSummary
+    why: WhySummary
+    ffn: FfnSummary
+    recovery: RecoveryRecord | None
+    target_search: TargetSearch | None
+    target_met_in_final_measurement: bool | None
+    graph_tuning: TuningResult
+    tuned_on: str
+    parameters: dict[str, ParameterCounts]
+    export: dict[str, ExportRecord]
+    results: list[VariantResult]
+    int8_agreement_with_fp32: dict[str, float]
+    trees: list[str]
+    timings: list[StageTiming]
+    machine: Machine
+    weights: WeightsInfo
+    versions: dict[str, str]
+
+    def result(self, model: str, runtime: str) -> VariantResult:
+        return next(row for row in self.results if (row.model, row.runtime) == (model, runtime))
+
+    @property
+    def shipped(self) -> VariantResult:
+        """The int8 graph users get."""
+        return self.result("pruned", "onnx-int8-tuned")
+
+    @property
+    def ratios(self) -> dict[str, float]:
+        """Speed-ups of the shipped graph, batch-1 p50 and throughput, over the original's baselines."""
+        shipped, torch = self.shipped, self.result("original", "pytorch-fp32")
+        int8 = self.result("original", "onnx-int8")
+        return {
+            "speedup_p50_pruned_int8_vs_original_pytorch_fp32": torch.latency_p50_ms / shipped.latency_p50_ms,
+            "speedup_p50_pruned_int8_vs_original_int8": int8.latency_p50_ms / shipped.latency_p50_ms,
+            "throughput_pruned_int8_vs_original_pytorch_fp32": shipped.throughput_per_s / torch.throughput_per_s,
+            "throughput_pruned_int8_vs_original_int8": shipped.throughput_per_s / int8.throughput_per_s,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "ratios": self.ratios}
+
+
+def results_table(results: list[VariantResult], *, reference: str = "original/pytorch-fp32") -> list[str]:
     """Markdown rows: metrics, latency and throughput per variant, speed relative to ``reference``."""
-    has_f1 = any("f1" in row for row in results.values())
+    has_f1 = any(row.f1 is not None for row in results)
     header = "| model | runtime | accuracy |" + (" F1 |" if has_f1 else "")
     header += " p50 ms | p90 ms | speed-up (p50) | throughput/s |"
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
-    base = results[reference]["latency_p50_ms"] if reference in results else None
-    for name, row in results.items():
-        model, _, runtime = name.partition("/")
-        cells = [model, VARIANT_LABELS.get(runtime, runtime), f"{row['accuracy']:.4f}"]
+    base = next((row.latency_p50_ms for row in results if row.name == reference), None)
+    for row in results:
+        cells = [row.model, VARIANT_LABELS.get(row.runtime, row.runtime), f"{row.accuracy:.4f}"]
         if has_f1:
-            cells.append(f"{row['f1']:.4f}" if "f1" in row else "")
+            cells.append("" if row.f1 is None else f"{row.f1:.4f}")
         cells += [
-            f"{row['latency_p50_ms']:.2f}",
-            f"{row['latency_p90_ms']:.2f}",
-            f"{base / row['latency_p50_ms']:.2f}x" if base else "",
-            f"{row['throughput_per_s']:.1f}",
+            f"{row.latency_p50_ms:.2f}",
+            f"{row.latency_p90_ms:.2f}",
+            f"{base / row.latency_p50_ms:.2f}x" if base else "",
+            f"{row.throughput_per_s:.1f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -41,83 +193,87 @@ TARGETS = {
 }
 
 
-def scoring_text(importance: dict[str, Any]) -> str:
+def scoring_text(importance: HeadImportance) -> str:
     """How the heads were scored, in words; the integration details only for attribution methods."""
-    if not importance["method"].startswith("attattr"):
-        return importance["aggregation"]
+    if not importance.method.startswith("attattr"):
+        return importance.aggregation
     return (
-        f"self-attention attribution with F = {TARGETS[importance['target']]}, {importance['rule']} quadrature with "
-        f"m = {importance['steps']} steps; I_h = {importance['aggregation']}"
+        f"self-attention attribution with F = {TARGETS[importance.target]}, {importance.rule} quadrature with "
+        f"m = {importance.steps} steps; I_h = {importance.aggregation}"
     )
 
 
-def why_section(report: dict[str, Any]) -> list[str]:
+def why_section(report: Report) -> list[str]:
     """Which layers lost most heads and, with --compare, how other rankings would have done."""
-    why = report["why"]
-    heads = report["heads"]["total"] // len(why["pruned_per_layer"])
-    ranked = sorted(range(len(why["pruned_per_layer"])), key=lambda layer: -why["pruned_per_layer"][layer])
+    pruned = report.why.pruned_per_layer
+    heads = report.heads.total // len(pruned)
+    ranked = sorted(range(len(pruned)), key=lambda layer: -pruned[layer])
     lines = [
         "## Why these heads",
         "",
         "Layers that lost most heads: "
-        + ", ".join(f"layer {layer + 1} ({why['pruned_per_layer'][layer]} of {heads})" for layer in ranked[:3])
+        + ", ".join(f"layer {layer + 1} ({pruned[layer]} of {heads})" for layer in ranked[:3])
         + ".",
         "",
     ]
-    if "comparison" in why:
-        method = report["importance"]["method"]
+    if report.why.comparison:
         lines += [
-            f"The same keep level ({report['heads']['keep']:g}) with other rankings (PyTorch, heads masked, "
+            f"The same keep level ({report.heads.keep:g}) with other rankings (PyTorch, heads masked, "
             "no re-training; random is the mean of 3 seeds):",
             "",
-            f"| ranking | Spearman with {method} | accuracy |",
+            f"| ranking | Spearman with {report.importance.method} | accuracy |",
             "|---|---|---|",
         ]
-        for name, row in why["comparison"].items():
-            lines.append(f"| {name} | {row['spearman_with_chosen']:.3f} | {row['accuracy']:.4f} |")
+        for name, row in report.why.comparison.items():
+            lines.append(f"| {name} | {row.spearman_with_chosen:.3f} | {row.accuracy:.4f} |")
         lines.append("")
     return lines
 
 
-def ffn_section(report: dict[str, Any]) -> list[str]:
-    ffn = report["ffn"]
-    lines = ["## FFN neurons", ""]
-    if ffn["importance"] is None:
-        return [*lines, "Not pruned (--keep-ffn 1).", ""]
+def layer_table(label: str, counts: list[int]) -> list[str]:
     return [
-        *lines,
-        f"Kept {sum(ffn['kept_per_layer']):,} of {ffn['total']:,} intermediate neurons (keep-ffn {ffn['keep_ffn']:g}), "
-        "chosen by one global ranking of FFN neuron attribution (integrated gradients over each layer's "
-        f"intermediate activations; {ffn['importance']['aggregation']}; m = {ffn['importance']['steps']}).",
-        "",
-        "| layer | " + " | ".join(str(i + 1) for i in range(len(ffn["kept_per_layer"]))) + " |",
-        "|---|" + "---|" * len(ffn["kept_per_layer"]),
-        "| neurons kept | " + " | ".join(str(n) for n in ffn["kept_per_layer"]) + " |",
+        "| layer | " + " | ".join(str(i + 1) for i in range(len(counts))) + " |",
+        "|---|" + "---|" * len(counts),
+        f"| {label} | " + " | ".join(str(n) for n in counts) + " |",
         "",
     ]
 
 
-def recovery_section(recovery: dict[str, Any] | None) -> list[str]:
+def ffn_section(ffn: FfnSummary) -> list[str]:
+    lines = ["## FFN neurons", ""]
+    if ffn.aggregation is None:
+        return [*lines, "Not pruned (--keep-ffn 1).", ""]
+    return [
+        *lines,
+        f"Kept {sum(ffn.kept_per_layer):,} of {ffn.total:,} intermediate neurons (keep-ffn {ffn.keep_ffn:g}), "
+        "chosen by one global ranking of FFN neuron attribution (integrated gradients over each layer's "
+        f"intermediate activations; {ffn.aggregation}; m = {ffn.steps}).",
+        "",
+        *layer_table("neurons kept", ffn.kept_per_layer),
+    ]
+
+
+def recovery_section(recovery: RecoveryRecord | None) -> list[str]:
     if recovery is None:
         return ["## Recovery", "", "None (--recover none): the pruned weights are the original's, sliced.", ""]
     lines = [
         "## Recovery",
         "",
-        f"`{recovery['method']}`: output projections refitted by ridge least squares (ridge {recovery['ridge']:g}) "
-        f"on {recovery['examples']} calibration examples ({recovery['tokens']:,} tokens) so each sub-layer's "
+        f"`{recovery.method}`: output projections refitted by ridge least squares (ridge {recovery.ridge:g}) "
+        f"on {recovery.examples} calibration examples ({recovery.tokens:,} tokens) so each sub-layer's "
         "residual sum matches the original model's. Relative reconstruction error before -> after:",
         "",
         "| layer | attention output | FFN output |",
         "|---|---|---|",
     ]
-    for row in recovery["layers"]:
+    for row in recovery.layers:
         attention, ffn = row["attention_output"], row["ffn_output"]
         lines.append(
             f"| {row['layer'] + 1} | {attention['error_before']:.3f} -> {attention['error_after']:.3f} "
             f"| {ffn['error_before']:.3f} -> {ffn['error_after']:.3f} |"
         )
-    if recovery["distill"]:
-        d = recovery["distill"]
+    if recovery.distill:
+        d = recovery.distill
         lines += [
             "",
             f"Then distillation: {d['steps']} steps, lr {d['learning_rate']:g}, temperature {d['temperature']:g}; "
@@ -126,19 +282,19 @@ def recovery_section(recovery: dict[str, Any] | None) -> list[str]:
     return [*lines, ""]
 
 
-def target_section(search: dict[str, Any] | None) -> list[str]:
+def target_section(search: TargetSearch | None, met: bool | None) -> list[str]:
     if search is None:
         return []
     lines = [
         "## Latency target",
         "",
-        f"Target: {search['target']}. Candidates measured on this machine ({search['threads']} thread(s), "
-        f"recipe {search['search_recipe']['name']}), each timed side by side with the original int8 graph:",
+        f"Target: {search.target}. Candidates measured on this machine ({search.threads} thread(s), "
+        f"recipe {search.search_recipe['name']}), each timed side by side with the original int8 graph:",
         "",
         "| keep | keep-ffn | p50 ms | speed-up vs original int8 | meets |",
         "|---|---|---|---|---|",
     ]
-    for row in search["candidates"]:
+    for row in search.candidates:
         lines.append(
             f"| {row['keep']:g} | {row['keep_ffn']:g} | {row['p50_ms']:.3f} | {row['speedup']:.2f}x | "
             f"{'yes' if row['meets_target'] else 'no'} |"
@@ -150,73 +306,64 @@ def target_section(search: dict[str, Any] | None) -> list[str]:
         "| keep | keep-ffn | fp32 | int8 recipe | int8 accuracy | speed-up | meets |",
         "|---|---|---|---|---|---|---|",
     ]
-    for row in search["candidates"]:
+    for row in search.candidates:
         for result in row.get("int8", []):
             lines.append(
                 f"| {row['keep']:g} | {row['keep_ffn']:g} | {row['selection_accuracy_fp32']:.4f} | "
                 f"{result['recipe']['name']} | {result['selection_accuracy']:.4f} | {result['speedup']:.2f}x | "
                 f"{'yes' if result['meets_target'] else 'no'} |"
             )
-    verdict = "met" if search["met_in_final_measurement"] else "**NOT met**"
+    verdict = "met" if met else "**NOT met**"
     return [
         *lines,
         "",
-        f"Chosen: keep {search['keep']:g}, keep-ffn {search['keep_ffn']:g}: {search['reason']}. Candidates had to "
-        f"clear the target by {(search['margin'] - 1) * 100:.0f}% in the search. In the final side-by-side "
+        f"Chosen: keep {search.keep:g}, keep-ffn {search.keep_ffn:g}: {search.reason}. Candidates had to "
+        f"clear the target by {(search.margin - 1) * 100:.0f}% in the search. In the final side-by-side "
         f"measurement (the accuracy and speed table) the target was {verdict}.",
         "",
     ]
 
 
-def tuning_section(tuning: dict[str, Any], export: dict[str, Any], by_search: bool) -> list[str]:
-    shipped = export["recipe"]["name"]
+def tuning_section(report: Report) -> list[str]:
+    tuning, export = report.graph_tuning, report.export["pruned"]
+    by_search = report.target_search is not None
     lines = [
         "## int8 recipe (chosen by measurement)",
         "",
-        f"Shipped: **{shipped}**. Tuned on the {tuning['tuned_on']} model"
+        f"Shipped: **{export.recipe['name']}**. Tuned on the {report.tuned_on} model"
         + (" (the latency-target search then judged each frontier candidate as an int8 graph)" if by_search else "")
-        + f". Tuning chose **{tuning['chosen']['name']}**: {tuning['reason']}. {tuning['fusion_note']}. The session "
+        + f". Tuning chose **{tuning.chosen['name']}**: {tuning.reason}. {tuning.fusion_note}. The session "
         "settings are in `onnx/runtime.json`; `exporters.runtime.load_session('onnx')` applies them.",
         "",
         "| recipe | selection accuracy | p50 ms | throughput/s | eligible |",
         "|---|---|---|---|---|",
     ]
-    for row in sorted(tuning["candidates"], key=lambda row: row["latency_p50_ms"]):
+    for row in sorted(tuning.candidates, key=lambda row: row["latency_p50_ms"]):
         lines.append(
             f"| {row['name']} | {row['accuracy']:.4f} | {row['latency_p50_ms']:.3f} | {row['throughput_per_s']:.1f} "
             f"| {'yes' if row['eligible'] else 'no'} |"
         )
-    if export.get("thread_latency_ms"):
-        timings = ", ".join(f"{count} thread(s) {ms:.3f} ms" for count, ms in export["thread_latency_ms"].items())
+    if export.thread_latency_ms:
+        timings = ", ".join(f"{count} thread(s) {ms:.3f} ms" for count, ms in export.thread_latency_ms.items())
         lines += [
             "",
             f"Threads, shipped int8 graph, batch-1 p50: {timings}; runtime.json sets the fastest (the tables "
-            f"above use --threads {tuning['threads']}).",
+            f"above use --threads {tuning.threads}).",
         ]
     return [*lines, ""]
 
 
-def render_markdown(report: dict[str, Any]) -> str:
-    data, heads = report["data"], report["heads"]
-    importance = report["importance"]
-    params = report["parameters"]
-    first = next(iter(report["results"].values()))
-    ratios = report["ratios"]
-    lines = [
-        "# attr-compress report",
-        "",
-        f"Model: `{report['model']}`; kept **{heads['kept']} of {heads['total']} heads** "
-        f"(keep {report['heads']['keep']:g}) and **{sum(report['ffn']['kept_per_layer']):,} of "
-        f"{report['ffn']['total']:,} FFN neurons** (keep-ffn {report['ffn']['keep_ffn']:g}).",
-        "",
+def accuracy_section(report: Report) -> list[str]:
+    first, ratios = report.results[0], report.ratios
+    return [
         "## Accuracy and speed",
         "",
-        f"Evaluation data: `{data['evaluation']}` ({data['evaluation_rows']} examples). Latency: batch 1, "
-        f"{report['machine']['threads']} thread(s), median and p90 over {first['latency_examples']} examples after "
-        f"warm-up, model time only (tokenisation excluded); throughput at batch {first['batch_size']}. All variants "
+        f"Evaluation data: `{report.data.evaluation}` ({report.data.evaluation_rows} examples). Latency: batch 1, "
+        f"{report.machine.threads} thread(s), median and p90 over {first.latency_examples} examples after "
+        f"warm-up, model time only (tokenisation excluded); throughput at batch {first.batch_size}. All variants "
         "were measured in one process, round-robin, so the ratios compare.",
         "",
-        *results_table(report["results"]),
+        *results_table(report.results),
         "",
         "`original` int8 uses Optimum's dynamic per-channel recipe (the baseline); `pruned` int8 and "
         "`original` int8 with the chosen recipe use the recipe chosen by measurement below, so the two original "
@@ -226,74 +373,140 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{ratios['speedup_p50_pruned_int8_vs_original_pytorch_fp32']:.2f}x over the original in PyTorch fp32, "
         f"{ratios['speedup_p50_pruned_int8_vs_original_int8']:.2f}x over the original int8 ONNX.",
         "",
-        "## Heads",
-        "",
-        "| layer | " + " | ".join(str(i + 1) for i in range(len(heads["kept_per_layer"]))) + " |",
-        "|---|" + "---|" * len(heads["kept_per_layer"]),
-        "| heads kept | " + " | ".join(str(n) for n in heads["kept_per_layer"]) + " |",
-        "",
     ]
-    if heads["empty_layers"]:
-        layers = ", ".join(str(layer + 1) for layer in heads["empty_layers"])
+
+
+def heads_section(report: Report) -> list[str]:
+    heads, params = report.heads, report.parameters
+    lines = ["## Heads", "", *layer_table("heads kept", heads.kept_per_layer)]
+    if heads.empty_layers:
+        layers = ", ".join(str(layer + 1) for layer in heads.empty_layers)
         lines += [
             f"Layer(s) {layers} lost every head: their attention block now adds only its output bias "
             "(stored as one silent, all-zero head so plain transformers can load the model).",
             "",
         ]
-    lines += why_section(report)
-    lines += [
-        f"Parameters: {params['original']['total']:,} -> {params['pruned']['total']:,} "
-        f"(attention: {params['original']['attention']:,} -> {params['pruned']['attention']:,}; "
-        f"FFN: {params['original']['ffn']:,} -> {params['pruned']['ffn']:,}).",
-        "",
-        *ffn_section(report),
-        *recovery_section(report.get("recovery")),
-        *target_section(report.get("target_search")),
-        *tuning_section(
-            report["graph_tuning"],
-            report["export"]["pruned"],
-            report.get("target_search") is not None,
-        ),
-        "## How heads were scored",
-        "",
-        f"Ranking `{importance['method']}`: {scoring_text(importance)}, "
-        f"over {data['calibration_examples']} calibration examples from `{data['calibration']}` "
-        f"({data['calibration_rows_in_file']} rows, seed {importance['seed']}). See `importance.png`.",
+    return [
+        *lines,
+        *why_section(report),
+        f"Parameters: {params['original'].total:,} -> {params['pruned'].total:,} "
+        f"(attention: {params['original'].attention:,} -> {params['pruned'].attention:,}; "
+        f"FFN: {params['original'].ffn:,} -> {params['pruned'].ffn:,}).",
         "",
     ]
-    if data["calibration_shared_with_evaluation"]:
+
+
+def scoring_section(report: Report) -> list[str]:
+    data, importance = report.data, report.importance
+    lines = [
+        "## How heads were scored",
+        "",
+        f"Ranking `{importance.method}`: {scoring_text(importance)}, "
+        f"over {data.calibration_examples} calibration examples from `{data.calibration}` "
+        f"({data.calibration_rows_in_file} rows, seed {importance.seed}). See `importance.png`.",
+        "",
+    ]
+    if data.calibration_shared_with_evaluation:
         lines += [
             "**Note: scoring and evaluation shared data** (no separate calibration set was found): heads and "
             "neurons were scored, the recovery fitted and the int8 recipe / target candidate chosen on the first "
             "evaluation rows, so the pruned accuracy is optimistic.",
             "",
         ]
-    truncated = data["evaluation_truncated"] + data["calibration_truncated"]
+    truncated = data.evaluation_truncated + data.calibration_truncated
     if truncated:
         lines += [f"{truncated} input(s) were longer than the model's maximum and were truncated.", ""]
-    pruned_export = report["export"]["pruned"]
-    lines += ["## Export checks", ""]
-    for check in pruned_export["parity"]:
+    return lines
+
+
+def checks_section(report: Report) -> list[str]:
+    pruned = report.export["pruned"]
+    lines = ["## Export checks", ""]
+    for check in pruned.parity:
         verdict = "passed" if check["passed"] else "FAILED"
         lines.append(
             f"- {check['candidate']} vs PyTorch: max |logit diff| {check['max_abs_diff']:.2e} "
             f"(allowed {check['atol']:g}) {verdict}"
         )
-    if "rejected" in pruned_export["fusion"]:
-        lines.append(f"- fusion: {pruned_export['fusion']['rejected']}; rebuilt without attention fusion")
-    lines += [
-        "- int8 predictions agree with fp32 on {:.1%} of the evaluation data (original model: {:.1%})".format(
-            report["int8_agreement_with_fp32"]["pruned"], report["int8_agreement_with_fp32"]["original"]
-        ),
+    if "rejected" in pruned.fusion:
+        lines.append(f"- fusion: {pruned.fusion['rejected']}")
+    agreement = report.int8_agreement_with_fp32
+    weights = report.weights
+    return [
+        *lines,
+        f"- int8 predictions agree with fp32 on {agreement['pruned']:.1%} of the evaluation data "
+        f"(original model: {agreement['original']:.1%})",
         "",
-        f"Weights: `{report['weights']['file']}`, {report['weights']['how']}; stored as "
-        f"{report['weights']['stored_dtype']}, run as {report['weights']['loaded_as']}.",
+        f"Weights: `{weights.file}`, {weights.how}; stored as {weights.stored_dtype}, run as {weights.loaded_as}.",
         "",
+    ]
+
+
+def render_markdown(report: Report) -> str:
+    heads, ffn = report.heads, report.ffn
+    lines = [
+        "# attr-compress report",
+        "",
+        f"Model: `{report.model}`; kept **{heads.kept} of {heads.total} heads** (keep {heads.keep:g}) and "
+        f"**{sum(ffn.kept_per_layer):,} of {ffn.total:,} FFN neurons** (keep-ffn {ffn.keep_ffn:g}).",
+        "",
+        *accuracy_section(report),
+        *heads_section(report),
+        *ffn_section(ffn),
+        *recovery_section(report.recovery),
+        *target_section(report.target_search, report.target_met_in_final_measurement),
+        *tuning_section(report),
+        *scoring_section(report),
+        *checks_section(report),
         "## Stage timings",
         "",
-        *[f"- {timing['stage']}: {timing['seconds']:.1f} s" for timing in report["timings"]],
+        *[f"- {timing.stage}: {timing.seconds:.1f} s" for timing in report.timings],
         "",
-        f"Attribution trees: {len(report['trees'])} in `trees/` (JSON + SVG).",
+        f"Attribution trees: {len(report.trees)} in `trees/` (JSON + SVG).",
         "",
     ]
     return "\n".join(lines)
+
+
+def sweep_markdown(sweep: dict[str, Any]) -> str:
+    """Accuracy per method and keep level, the area under each curve and each method's cost."""
+    keeps = sweep["keeps"]
+    lines = [
+        "# attr-compress sweep",
+        "",
+        f"Model `{sweep['model']}`; accuracy on `{sweep['evaluation']}` ({sweep['evaluation_rows']} examples) with "
+        f"the lowest-ranked heads masked, no re-training; heads scored on {sweep['calibration_examples']} examples "
+        f"of `{sweep['calibration']}`. Unpruned accuracy {sweep['unpruned']['accuracy']:.4f}.",
+        "",
+        "| method | " + " | ".join(f"{1 - keep:.0%}" for keep in keeps) + " | AUC | seconds |",
+        "|---|" + "---|" * (len(keeps) + 2),
+    ]
+    for method, curve in sweep["methods"].items():
+        cells = [f"{value:.4f}" for value in curve["accuracy"]]
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {curve['auc']:.4f} | {curve['seconds']:.1f} |")
+    lines += ["", "Columns: fraction of heads pruned. AUC: mean accuracy from 0% to the largest fraction pruned."]
+    if all("f1" in curve for curve in sweep["methods"].values()):
+        lines += [
+            "",
+            f"F1 (unpruned {sweep['unpruned']['f1']:.4f}):",
+            "",
+            "| method | " + " | ".join(f"{1 - keep:.0%}" for keep in keeps) + " |",
+            "|---|" + "---|" * len(keeps),
+        ]
+        for method, curve in sweep["methods"].items():
+            lines.append(f"| {method} | " + " | ".join(f"{value:.4f}" for value in curve["f1"]) + " |")
+    if sweep["latency"]:
+        latency = sweep["latency"]
+        lines += [
+            "",
+            f"## Latency of `{sweep['latency_method']}` keep levels (ONNX int8, batch 1, {sweep['threads']} thread(s))",
+            "",
+            "| variant | accuracy | p50 ms | p90 ms | throughput/s |",
+            "|---|---|---|---|---|",
+        ]
+        for name, row in latency.items():
+            lines.append(
+                f"| {name} | {row['accuracy']:.4f} | {row['latency_p50_ms']:.2f} | {row['latency_p90_ms']:.2f} "
+                f"| {row['throughput_per_s']:.1f} |"
+            )
+    return "\n".join(lines) + "\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,10 @@ def cpu_flags() -> set[str]:
 
 
 def quantize_dynamic(
-    onnx_dir: str | Path, *, per_channel: bool = True, source: str = ONNX_FP32
+    onnx_dir: str | Path, *, per_channel: bool = True, source: str = ONNX_FP32, target: str | Path | None = None
 ) -> tuple[Path, dict[str, Any]]:
-    """Write model_quantized.onnx (int8 weights, activations quantised at run time) beside ``source``.
+    """Write ``target`` (default: model_quantized.onnx beside ``source``): int8 weights, activations
+    quantised at run time. Nothing else in ``onnx_dir`` is touched.
 
     The preset follows this CPU's instruction set (VNNI, AVX-512, AVX2 or ARM64); the choice is returned
     for the record.
@@ -38,10 +40,8 @@ def quantize_dynamic(
         preset = "arm64"
     config = getattr(AutoQuantizationConfig, preset)(is_static=False, per_channel=per_channel)
     quantizer = ORTQuantizer.from_pretrained(str(onnx_dir), file_name=source)
-    with quiet():
-        quantizer.quantize(config, save_dir=str(onnx_dir), file_suffix="quantized")
-    produced = Path(onnx_dir) / f"{Path(source).stem}_quantized.onnx"
-    target = Path(onnx_dir) / ONNX_INT8
-    if produced != target:
-        produced.replace(target)
+    target = Path(target) if target is not None else Path(onnx_dir) / ONNX_INT8
+    with tempfile.TemporaryDirectory(prefix="attr-compress-quantize-", dir=target.parent) as scratch, quiet():
+        quantizer.quantize(config, save_dir=scratch, file_suffix="quantized")
+        (Path(scratch) / f"{Path(source).stem}_quantized.onnx").replace(target)
     return target, {"preset": preset, "per_channel": per_channel, "source": source, "dynamic": True}

@@ -1,7 +1,7 @@
 """How an fp32 ONNX graph becomes the int8 graph we ship: graph fusion, quantisation, session options.
 
 A ``Recipe`` names each choice; ``fuse_graph`` and ``quantize_graph`` apply one. The choices are made by measurement
-(``exporters/tuning.py``), because what is fastest depends on the CPU, the sequence lengths and the
+(``evaluation/tuning.py``), because what is fastest depends on the CPU, the sequence lengths and the
 model's shape: on the 2-core AVX-512 VNNI machine we develop on, onnxruntime's fused SkipLayerNormalization
 kernel was several times slower than the Add + LayerNormalization it replaces, so disabling that session
 fusion is one of the candidates.
@@ -9,7 +9,6 @@ fusion is one of the candidates.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -84,9 +83,7 @@ def quantize_graph(source: str | Path, target: str | Path, recipe: Recipe) -> di
     """Dynamic int8 quantisation of ``source`` into ``target`` following ``recipe``."""
     source, target = Path(source), Path(target)
     if recipe.quantizer == "optimum":
-        produced, details = quantize_dynamic(source.parent, per_channel=recipe.per_channel, source=source.name)
-        produced.replace(target)
-        return details
+        return quantize_dynamic(source.parent, per_channel=recipe.per_channel, source=source.name, target=target)[1]
     import onnx
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
@@ -107,18 +104,3 @@ def quantize_graph(source: str | Path, target: str | Path, recipe: Recipe) -> di
         "dynamic": True,
         "avx512_vnni": "avx512_vnni" in cpu_flags(),
     }
-
-
-def quantize_all(fp32: Path, recipes: Sequence[Recipe], folder: Path) -> list[Path]:
-    """One int8 graph per recipe from one fp32 graph: fused once when a recipe asks (an existing fused graph
-    beside it is reused), each distinct quantisation done once; graphs in recipe order."""
-    fused = folder / FUSED_FP32
-    if any(recipe.graph == "fused" for recipe in recipes) and not fused.is_file():
-        fuse_graph(fp32, fused)
-    graphs: dict[tuple, Path] = {}
-    for recipe in recipes:
-        key = (recipe.graph, recipe.quantizer, recipe.per_channel, recipe.operators)
-        if key not in graphs:
-            graphs[key] = folder / f"int8_{len(graphs)}.onnx"
-            quantize_graph(fp32 if recipe.graph == "plain" else fused, graphs[key], recipe)
-    return [graphs[(r.graph, r.quantizer, r.per_channel, r.operators)] for r in recipes]

@@ -1,12 +1,16 @@
-"""One way to run a classifier, PyTorch or onnxruntime: numpy inputs in, logits out."""
+"""Running a classifier and timing it: PyTorch or onnxruntime runners (numpy inputs in, logits out) and
+round-robin batch-1 timing, so every latency in the project is measured one way."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from tqdm.auto import tqdm
 
 
 class Runner(Protocol):
@@ -75,3 +79,48 @@ class OnnxRunner:
     def logits(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         feeds = {name: inputs[name].astype(np.int64) for name in self.input_names}
         return self.session.run(None, feeds)[0]
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Pin PyTorch's intra-op threads for the measurement, then restore them."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def batch1_latency(
+    runners: Sequence[Runner],
+    singles: Sequence[dict[str, np.ndarray]],
+    *,
+    warmup: int = 10,
+    progress: bool = False,
+    keep_samples: bool = False,
+) -> dict[str, dict[str, Any]]:
+    """p50/p90 batch-1 latency per runner, timed round-robin (each example goes through every runner before
+    the next), so drift in machine load touches all runners alike; the first ``warmup`` examples (at most
+    half) are not counted. ``keep_samples`` adds the per-example times (``samples_ms``, in example order)
+    for paired comparisons. Call it inside ``torch_threads`` to fix PyTorch's thread count."""
+    times: dict[str, list[float]] = {runner.name: [] for runner in runners}
+    for index, inputs in enumerate(tqdm(singles, desc="latency", unit="ex", disable=not progress)):
+        for runner in runners:
+            started = time.perf_counter()
+            runner.logits(inputs)
+            if index >= min(warmup, len(singles) // 2):
+                times[runner.name].append(time.perf_counter() - started)
+    latency = {}
+    for name, samples in times.items():
+        milliseconds = np.array(samples) * 1000
+        latency[name] = {
+            "latency_p50_ms": float(np.percentile(milliseconds, 50)),
+            "latency_p90_ms": float(np.percentile(milliseconds, 90)),
+            "latency_examples": int(milliseconds.size),
+        }
+        if keep_samples:
+            latency[name]["samples_ms"] = milliseconds
+    return latency

@@ -1,4 +1,9 @@
-"""Export, fuse and quantise a model following a recipe, checking every fp32 graph against PyTorch."""
+"""Export a model once, verified: the fp32 graph and its fused form, each checked against PyTorch; then the
+int8 graph a recipe asks for, quantised from those checked graphs, with the settings it runs with.
+
+``export_verified`` is the only place a model is exported in a run; tuning, shipping and measuring all
+quantise from the ``VerifiedGraphs`` it returns.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +17,36 @@ import numpy as np
 
 from compressor.artifacts import JsonArtifact, library_versions, write_json
 from compressor.errors import VerificationError
-from evaluation.measure import batch1_latency
 from exporters.onnx_export import ONNX_INT8, export_onnx
 from exporters.parity import compare_logits, prediction_agreement, require_parity
-from exporters.recipes import FUSED_FP32, OPTIMUM_BASELINE, Recipe, fuse_graph, quantize_graph
-from exporters.runtime import RUNTIME_FILE, OnnxRunner, Runner
+from exporters.recipes import FUSED_FP32, Recipe, fuse_graph, quantize_graph
+from exporters.runtime import RUNTIME_FILE, OnnxRunner, Runner, batch1_latency
 
 EXPORT_RECORD = "export_record.json"
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class VerifiedGraphs:
+    """An exported model's fp32 graphs that passed the parity gate.
+
+    ``fused`` is None when no fused graph matched PyTorch (its recipes are then not offered); ``parity``
+    lists every check, ``fusion`` what the fusion did or why it was rejected.
+    """
+
+    folder: Path
+    fp32: Path
+    fused: Path | None
+    parity: list[dict[str, Any]]
+    fusion: dict[str, Any]
+
+    def source(self, recipe: Recipe) -> Path:
+        """The fp32 graph ``recipe`` quantises."""
+        if recipe.graph == "plain":
+            return self.fp32
+        if self.fused is None:
+            raise VerificationError(f"recipe '{recipe.name}' needs the fused graph, which failed parity")
+        return self.fused
 
 
 @dataclass(frozen=True)
@@ -46,92 +74,104 @@ def export_verified(
     reference: Runner,
     batches: Sequence[dict[str, np.ndarray]],
     *,
-    recipe: Recipe = OPTIMUM_BASELINE,
-    threads: int = 1,
+    fuse: bool = True,
     atol: float = 1e-4,
-    source: str = "",
-    thread_singles: Sequence[dict[str, np.ndarray]] = (),
-    log: Callable[[str], None] = lambda message: None,
-) -> ExportRecord:
-    """model.onnx (plain export, fp32) and model_quantized.onnx (int8 by ``recipe``) in ``onnx_dir``, plus
-    runtime.json with the session settings the int8 graph is meant to run with: ``threads``, or, given
-    ``thread_singles``, the thread count (1 to min(4, CPUs)) that ran them fastest at batch 1.
+    log: Log = lambda message: None,
+) -> VerifiedGraphs:
+    """model.onnx (Optimum's export) and, with ``fuse``, model_fused.onnx (onnxruntime's BERT fusions) in
+    ``onnx_dir``, both checked against ``reference`` on ``batches`` within ``atol``.
 
-    Raises VerificationError when an fp32 graph does not match ``reference`` within ``atol``; a fused graph
-    that fails is rebuilt once without attention fusion (the known per-layer head-count trap).
+    Raises VerificationError when the fp32 graph does not match. A fused graph that fails is rebuilt once
+    without attention fusion (the per-layer head-count trap); if that fails too it is dropped.
     """
     onnx_dir = Path(onnx_dir)
     log("exporting to ONNX")
     fp32_path = export_onnx(model, tokenizer, onnx_dir)
-    fp32 = OnnxRunner("onnx-fp32", fp32_path)
-    parity = [require_parity(compare_logits(reference, fp32, batches, atol=atol)).to_dict()]
-    quantize_source = fp32_path
-    fusion: dict[str, Any] = {"skipped": True}
-    if recipe.graph == "fused":
+    parity = [require_parity(compare_logits(reference, OnnxRunner("onnx-fp32", fp32_path), batches, atol=atol))]
+    fused, fusion = None, {"skipped": True}
+    if fuse:
         log("fusing the ONNX graph")
-        quantize_source = onnx_dir / FUSED_FP32
-        fusion = _fuse_with_parity(fp32_path, quantize_source, reference, batches, atol, parity)
+        fused, fusion = _fuse_with_parity(fp32_path, onnx_dir / FUSED_FP32, reference, batches, atol, parity)
+    return VerifiedGraphs(onnx_dir, fp32_path, fused, [check.to_dict() for check in parity], fusion)
+
+
+def _fuse_with_parity(
+    source: Path, target: Path, reference: Runner, batches: Sequence[dict[str, np.ndarray]], atol: float, parity: list
+) -> tuple[Path | None, dict[str, Any]]:
+    """A fused fp32 graph that matches ``reference``: with attention fusion, else without, else none."""
+    rejected = None
+    for attention in (True, False):
+        operators = fuse_graph(source, target, attention=attention)
+        result = compare_logits(reference, OnnxRunner("onnx-fp32-fused", target), batches, atol=atol)
+        parity.append(result)
+        if result.passed:
+            fusion = {"operators": operators, "attention_fusion": attention}
+            return target, fusion if rejected is None else {**fusion, "rejected": rejected}
+        rejected = f"attention fusion broke parity (max abs diff {result.max_abs_diff:.3g})"
+    target.unlink()
+    return None, {"operators": {}, "attention_fusion": False, "rejected": f"{rejected}; no fused graph"}
+
+
+def quantize_all(graphs: VerifiedGraphs, recipes: Sequence[Recipe], folder: Path) -> list[Path]:
+    """One int8 graph per recipe, in recipe order, each distinct quantisation done once, into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    made: dict[tuple, Path] = {}
+    for recipe in recipes:
+        key = (recipe.graph, recipe.quantizer, recipe.per_channel, recipe.operators)
+        if key not in made:
+            made[key] = folder / f"int8_{len(made)}.onnx"
+            quantize_graph(graphs.source(recipe), made[key], recipe)
+    return [made[(r.graph, r.quantizer, r.per_channel, r.operators)] for r in recipes]
+
+
+def ship_int8(
+    graphs: VerifiedGraphs,
+    recipe: Recipe,
+    batches: Sequence[dict[str, np.ndarray]],
+    *,
+    source: str = "",
+    threads: int = 1,
+    thread_singles: Sequence[dict[str, np.ndarray]] = (),
+    log: Log = lambda message: None,
+) -> ExportRecord:
+    """model_quantized.onnx (int8 by ``recipe``) beside the verified graphs, runtime.json with the session
+    settings it runs with (``threads``, or, given ``thread_singles``, the thread count from 1 to
+    min(4, CPUs) that ran them fastest at batch 1) and export_record.json; ``batches`` measure how often int8
+    and fp32 agree. The fused fp32 graph stays (other recipes may quantise it); shipped folders drop it."""
     log(f"quantising to int8 ({recipe.name})")
-    int8_path = onnx_dir / ONNX_INT8
-    quantization = quantize_graph(quantize_source, int8_path, recipe)
+    int8_path = graphs.folder / ONNX_INT8
+    quantization = quantize_graph(graphs.source(recipe), int8_path, recipe)
+    fp32 = OnnxRunner("onnx-fp32", graphs.fp32)
     int8 = OnnxRunner("onnx-int8", int8_path, disabled_optimizers=recipe.disabled_optimizers)
     agreement = prediction_agreement(fp32, int8, batches)
-    del int8
+    del int8, fp32
     if not np.isfinite(agreement):
         raise VerificationError("int8 agreement could not be measured: no parity batches were given")
-    if quantize_source != fp32_path:
-        quantize_source.unlink()
     thread_latency = None
     if thread_singles:
         log("timing the int8 graph at each thread count")
         thread_latency = _thread_latency(int8_path, recipe, thread_singles)
         threads = int(min(thread_latency, key=lambda count: thread_latency[count]))
-    write_json(
-        {
-            "file": ONNX_INT8,
-            "intra_op_num_threads": threads,
-            "disabled_optimizers": list(recipe.disabled_optimizers),
-            "recipe": recipe.to_dict(),
-        },
-        onnx_dir / RUNTIME_FILE,
-    )
+    settings = {
+        "file": ONNX_INT8,
+        "intra_op_num_threads": threads,
+        "disabled_optimizers": list(recipe.disabled_optimizers),
+        "recipe": recipe.to_dict(),
+    }
+    write_json(settings, graphs.folder / RUNTIME_FILE)
     record = ExportRecord(
         source=source,
-        files={"fp32": fp32_path.name, "int8": int8_path.name, "runtime": RUNTIME_FILE},
-        parity=parity,
+        files={"fp32": graphs.fp32.name, "int8": int8_path.name, "runtime": RUNTIME_FILE},
+        parity=graphs.parity,
         recipe=recipe.to_dict(),
-        fusion=fusion,
+        fusion=graphs.fusion,
         quantization=quantization,
         int8_agreement=agreement,
         versions=library_versions(),
         thread_latency_ms=thread_latency,
     )
-    record.save(onnx_dir / EXPORT_RECORD)
+    record.save(graphs.folder / EXPORT_RECORD)
     return record
-
-
-def _fuse_with_parity(
-    source: Path,
-    target: Path,
-    reference: Runner,
-    batches: Sequence[dict[str, np.ndarray]],
-    atol: float,
-    parity: list[dict[str, Any]],
-) -> dict[str, Any]:
-    """A fused fp32 graph that matches ``reference``; rebuilt without attention fusion if it does not."""
-    fusion: dict[str, Any] = {"operators": fuse_graph(source, target), "attention_fusion": True}
-    result = compare_logits(reference, OnnxRunner("onnx-fp32-fused", target), batches, atol=atol)
-    parity.append(result.to_dict())
-    if not result.passed:
-        fusion = {
-            "operators": fuse_graph(source, target, attention=False),
-            "attention_fusion": False,
-            "rejected": f"attention fusion broke parity (max abs diff {result.max_abs_diff:.3g})",
-        }
-        result = compare_logits(reference, OnnxRunner("onnx-fp32-fused", target), batches, atol=atol)
-        parity.append(result.to_dict())
-        require_parity(result)
-    return fusion
 
 
 def _thread_latency(graph: Path, recipe: Recipe, singles: Sequence[dict[str, np.ndarray]]) -> dict[str, float]:

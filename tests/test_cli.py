@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from compressor.cli import main
+from attr_compress.cli import EXIT_CODES, main
 from compressor.errors import VerificationError
 from exporters.parity import ParityResult
 from tests.conftest import write_tsv
@@ -88,11 +88,16 @@ def test_pipeline_writes_every_artifact(pipeline_run):
     assert not list(out.parent.glob(".slim.partial-*"))
 
 
+def by_variant(rows):
+    return {f"{row['model']}/{row['runtime']}": row for row in rows}
+
+
 def test_report_holds_the_figures(pipeline_run):
     _, out = pipeline_run
     report = json.loads((out / "report.json").read_text())
+    results = by_variant(report["results"])
     assert report["heads"]["kept"] == 4 and sum(report["heads"]["kept_per_layer"]) == 4
-    assert set(report["results"]) == {
+    assert set(results) == {
         "original/pytorch-fp32",
         "original/onnx-fp32",
         "original/onnx-int8",
@@ -115,15 +120,17 @@ def test_report_holds_the_figures(pipeline_run):
         c["latency_p50_ms"] for c in tuning["candidates"] if c["eligible"]
     )
     runtime = json.loads((out / "onnx/runtime.json").read_text())
-    assert runtime["recipe"]["name"] == tuning["chosen"]["name"] and tuning["tuned_on"] == "pruned"
+    assert runtime["recipe"]["name"] == tuning["chosen"]["name"] and report["tuned_on"] == "pruned"
     threads = report["export"]["pruned"]["thread_latency_ms"]  # measured on the shipped graph
     assert threads["1"] > 0 and threads[str(runtime["intra_op_num_threads"])] == min(threads.values())
     assert report["options"]["keep"] == report["heads"]["keep"] == 0.5 and report["options"]["keep_ffn"] == 0.5
-    for row in report["results"].values():
+    for row in results.values():
         assert 0 <= row["accuracy"] <= 1 and row["latency_p50_ms"] > 0 and row["throughput_per_s"] > 0
-    original, pruned = report["results"]["original/pytorch-fp32"], report["results"]["pruned/pytorch-fp32"]
-    assert report["results"]["pruned/onnx-fp32"]["accuracy"] == pruned["accuracy"]
-    assert report["results"]["original/onnx-fp32"]["accuracy"] == original["accuracy"]
+    original, pruned = results["original/pytorch-fp32"], results["pruned/pytorch-fp32"]
+    assert results["pruned/onnx-fp32"]["accuracy"] == pruned["accuracy"]
+    assert results["original/onnx-fp32"]["accuracy"] == original["accuracy"]
+    ratio = results["original/onnx-int8"]["latency_p50_ms"] / results["pruned/onnx-int8-tuned"]["latency_p50_ms"]
+    assert report["ratios"]["speedup_p50_pruned_int8_vs_original_int8"] == pytest.approx(ratio)
     assert report["data"]["calibration_shared_with_evaluation"] is True
     assert "scoring and evaluation shared data" in (out / "report.md").read_text()
     assert [t["stage"].split(" (")[0] for t in report["timings"]][:2] == [
@@ -149,7 +156,7 @@ def test_latency_budget_run_chooses_and_reports_the_sizes(tiny_model_dir, tiny_d
     assert code == 0, err
     report = json.loads((tmp_path / "slim/report.json").read_text())
     search = report["target_search"]
-    assert search["met_in_final_measurement"] and search["margin"] >= 1
+    assert report["target_met_in_final_measurement"] and search["margin"] >= 1
     # the most accurate int8 graph among frontier candidates that all meet the budget
     best = max(result["selection_accuracy"] for row in search["candidates"] for result in row.get("int8", []))
     chosen = next(
@@ -158,7 +165,7 @@ def test_latency_budget_run_chooses_and_reports_the_sizes(tiny_model_dir, tiny_d
     assert max(result["selection_accuracy"] for result in chosen["int8"]) == best
     assert report["heads"]["keep"] == report["options"]["keep"] == search["keep"]
     runtime = json.loads((tmp_path / "slim/onnx/runtime.json").read_text())
-    assert runtime["recipe"] == search["recipe"] and report["graph_tuning"]["tuned_on"] == "original"
+    assert runtime["recipe"] == search["recipe"] and report["tuned_on"] == "original"
     assert (tmp_path / "slim/target_search.json").is_file() and "## Latency target" in (
         tmp_path / "slim/report.md"
     ).read_text()
@@ -166,21 +173,33 @@ def test_latency_budget_run_chooses_and_reports_the_sizes(tiny_model_dir, tiny_d
 
 def test_stages_run_alone_and_chain(tiny_model_dir, tiny_data, tmp_path, capsys):
     code, out, err = run(
-        ["score", tiny_model_dir, "--calib", tiny_data, "--out", tmp_path, "--examples", "4", "--steps", "2", "--ffn"],
+        [
+            "score",
+            tiny_model_dir,
+            "--calib",
+            tiny_data,
+            "--out",
+            tmp_path / "scores",
+            "--examples",
+            "4",
+            "--steps",
+            "2",
+            "--ffn",
+        ],
         capsys,
     )
     assert code == 0, err
-    assert json.loads((tmp_path / "ffn_importance.json").read_text())["kind"] == "ffn-importance"
+    assert json.loads((tmp_path / "scores/ffn_importance.json").read_text())["kind"] == "ffn-importance"
     code, out, err = run(
         [
             "prune",
             tiny_model_dir,
             "--importance",
-            tmp_path / "importance.json",
+            tmp_path / "scores/importance.json",
             "--keep",
             "0.25",
             "--ffn-importance",
-            tmp_path / "ffn_importance.json",
+            tmp_path / "scores/ffn_importance.json",
             "--keep-ffn",
             "0.5",
             "--recover",
@@ -213,7 +232,7 @@ def test_stages_run_alone_and_chain(tiny_model_dir, tiny_data, tmp_path, capsys)
         capsys,
     )
     assert code == 0, err
-    results = json.loads((tmp_path / "eval.json").read_text())["results"]
+    results = by_variant(json.loads((tmp_path / "eval.json").read_text())["results"])
     assert set(results) == {"tiny-bert0/pytorch-fp32", "pruned/pytorch-fp32", "onnx/onnx-fp32", "onnx/onnx-int8"}
     code, out, err = run(
         ["tree", tiny_model_dir, "--data", tiny_data, "--out", tmp_path / "trees", "--trees", "1", "--steps", "2"],
@@ -229,9 +248,9 @@ def test_parity_failure_exits_1_and_leaves_nothing(tiny_model_dir, tiny_data, tm
         lambda reference, candidate, batches, atol: ParityResult(candidate.name, reference.name, 0.5, atol, []),
     )
     code, _, err = run(pipeline_args(tiny_model_dir, tiny_data, tmp_path / "slim"), capsys)
-    assert code == VerificationError.exit_code == 1
+    assert code == EXIT_CODES[VerificationError] == 1
     assert err.strip().splitlines() == [
-        "error: parity gate failed: onnx-fp32 differs from pruned by 0.5 in the logits (allowed 0.0001)"
+        "error: parity gate failed: onnx-fp32 differs from original by 0.5 in the logits (allowed 0.0001)"
     ]
     assert list(tmp_path.iterdir()) == []
 
@@ -313,10 +332,11 @@ def test_bad_ffn_recovery_and_target_options_exit_2(change, message, tiny_model_
 
 def test_prune_with_ffn_keep_but_no_ffn_scores_exits_2(tiny_model_dir, tiny_data, tmp_path, capsys):
     code, _, err = run(
-        ["score", tiny_model_dir, "--calib", tiny_data, "--out", tmp_path, "--examples", "2", "--steps", "1"], capsys
+        ["score", tiny_model_dir, "--calib", tiny_data, "--out", tmp_path / "s", "--examples", "2", "--steps", "1"],
+        capsys,
     )
     assert code == 0, err
-    args = ["prune", tiny_model_dir, "--importance", tmp_path / "importance.json", "--keep", "0.5", "--keep-ffn"]
+    args = ["prune", tiny_model_dir, "--importance", tmp_path / "s/importance.json", "--keep", "0.5", "--keep-ffn"]
     code, _, err = run([*args, "0.5", "--out", tmp_path / "p"], capsys)
     assert code == 2 and "run `attr-compress score --ffn` first" in err
     code, _, err = run([*args, "1", "--recover", "lsq", "--out", tmp_path / "p"], capsys)

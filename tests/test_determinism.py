@@ -4,7 +4,7 @@ import hashlib
 
 import pytest
 
-from compressor.cli import main
+from attr_compress.cli import main
 
 
 def run(argv):

@@ -10,7 +10,7 @@ import pytest
 
 def score(args, cwd, *, processes):
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]
-    command = [*(launcher if processes > 1 else [sys.executable]), "-m", "compressor.cli", "score", *map(str, args)]
+    command = [*(launcher if processes > 1 else [sys.executable]), "-m", "attr_compress.cli", "score", *map(str, args)]
     result = subprocess.run(
         command,
         cwd=cwd,

@@ -9,7 +9,7 @@ from exporters.onnx_export import ONNX_FP32, ONNX_INT8
 from exporters.parity import compare_logits, prediction_agreement, require_parity
 from exporters.recipes import Recipe
 from exporters.runtime import RUNTIME_FILE, OnnxRunner, TorchRunner, load_session
-from exporters.verified import EXPORT_RECORD, ExportRecord, export_verified
+from exporters.verified import EXPORT_RECORD, ExportRecord, export_verified, ship_int8
 from tests.conftest import tiny_model, write_tokenizer
 
 FAST = Recipe("fused", "onnxruntime", False, "matmul+attention", ("SkipLayerNormFusion",))
@@ -36,7 +36,8 @@ def pruned_with_empty_layer(tmp_path_factory):
         dict(encoded),
     ]
     onnx_dir = folder / "onnx"
-    record = export_verified(model, tokenizer, onnx_dir, TorchRunner("pytorch", model), batches, recipe=FAST)
+    graphs = export_verified(model, tokenizer, onnx_dir, TorchRunner("pytorch", model), batches)
+    record = ship_int8(graphs, FAST, batches)
     return model, onnx_dir, record, batches
 
 

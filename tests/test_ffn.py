@@ -12,7 +12,7 @@ from compressor.errors import InputError
 from compressor.modeling import load_model
 from compressor.neurons import score_neurons
 from compressor.pruning import count_parameters, ffn_widths, plan_pruning, prune_model, save_pruned
-from compressor.recovery import NormalEquations, recover, recover_lsq
+from compressor.recovery import NormalEquations, RecoveryOptions, recover, recover_lsq
 from tests.conftest import tiny_model, write_tokenizer
 
 HEADS = [[0.5, -0.2, 0.1, 0.9], [0.3, 0.05, -0.4, 0.7]]
@@ -144,7 +144,7 @@ def test_lsq_recovery_brings_the_pruned_model_closer_to_the_original():
         for part in ("attention_output", "ffn_output"):
             assert row[part]["error_after"] < row[part]["error_before"]
     assert distance() < 0.75 * before
-    assert recover("none", original, pruned, fit, examples=256) is None
+    assert recover(original, pruned, fit, RecoveryOptions("none")) is None
 
 
 def test_an_already_pruned_model_is_refused(tmp_path):

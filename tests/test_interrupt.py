@@ -14,7 +14,7 @@ def test_interrupted_run_leaves_nothing(sig, code, tiny_model_dir, tiny_data, tm
     command = [
         sys.executable,
         "-m",
-        "compressor.cli",
+        "attr_compress.cli",
         str(tiny_model_dir),
         "--keep",
         "0.5",

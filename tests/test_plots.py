@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from compressor.plots import plot_head_importance
+from evaluation.plots import plot_head_importance
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

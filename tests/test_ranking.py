@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from attr_compress.cli import METHODS
 from compressor import ranking
-from compressor.cli import METHODS
 from compressor.data import load_labelled_data
 from compressor.modeling import encode, load_model
 from compressor.pruning import plan_pruning

@@ -4,11 +4,12 @@ import json
 
 import pytest
 
-from compressor.cli import main
+from attr_compress.cli import main
+from attr_compress.sweep import SweepOptions, area_under_curve, run_sweep
 from compressor.data import load_labelled_data
 from compressor.modeling import load_model
 from compressor.ranking import Ranker
-from evaluation.sweep import SweepOptions, area_under_curve, run_sweep
+from compressor.scoring import ScoringOptions
 
 
 def test_area_under_curve_is_mean_accuracy_over_fraction_pruned():
@@ -28,7 +29,10 @@ def test_sweep_scores_each_method_once_and_reuses_it(tiny_model_dir, tiny_data, 
     loaded = load_model(tiny_model_dir)
     data = load_labelled_data(tiny_data, loaded.label2id)
     options = SweepOptions(
-        methods=("attattr-paper", "taylor", "random"), keeps=(0.75, 0.5, 0.25), latency_method=None, steps=2
+        methods=("attattr-paper", "taylor", "random"),
+        keeps=(0.75, 0.5, 0.25),
+        latency_method=None,
+        scoring=ScoringOptions(steps=2),
     )
     sweep = run_sweep(loaded, data, data, options)
     assert sorted(calls) == ["attattr-paper", "random", "random", "random", "taylor"]

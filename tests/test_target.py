@@ -5,18 +5,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from attr_compress import search as target_module
+from attr_compress.search import FFN_KEEPS, HEAD_KEEPS, SearchInputs, search_target
 from compressor.data import load_labelled_data
+from compressor.encoded import encode_data
 from compressor.errors import InputError
 from compressor.importance import HeadImportance
 from compressor.modeling import load_model
 from compressor.neurons import NeuronImportance
 from compressor.pruning import ffn_widths, heads_per_layer
-from evaluation import target as target_module
-from evaluation.encoded import encode_data
-from evaluation.target import FFN_KEEPS, HEAD_KEEPS, SEARCH_MARGIN, LatencyTarget, search_target
+from compressor.recovery import RecoveryOptions
+from evaluation.target import SEARCH_MARGIN, LatencyTarget
+from evaluation.tuning import candidate_recipes, choose_recipe
 from exporters.recipes import OPTIMUM_BASELINE, Recipe
 from exporters.runtime import TorchRunner
-from exporters.tuning import candidate_recipes, choose_recipe
 
 
 def test_recipe_choice_is_the_fastest_within_the_accuracy_tolerance():
@@ -108,18 +110,8 @@ def search(tiny_model_dir, tiny_data, monkeypatch, target):
     neurons = NeuronImportance(
         scores=np.random.default_rng(0).random((2, 37)).tolist(), target="gold-log", aggregation="x", **common
     )
-    return search_target(
-        loaded,
-        heads,
-        neurons,
-        target,
-        OPTIMUM_BASELINE,
-        selection,
-        [],
-        baseline_graph=Path("unused-by-the-fake-timer.onnx"),
-        recovery="none",
-        fit_examples=0,
-    )
+    inputs = SearchInputs(loaded, heads, neurons, target, selection, [], RecoveryOptions("none"))
+    return search_target(inputs, OPTIMUM_BASELINE, baseline_graph=Path("unused-by-the-fake-timer.onnx"))
 
 
 def test_target_search_walks_the_staircase_and_picks_a_candidate_that_meets_it(tiny_model_dir, tiny_data, monkeypatch):

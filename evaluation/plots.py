@@ -1,9 +1,10 @@
-"""Figures for reports: a per-head importance heatmap with the pruned heads marked."""
+"""Figures for reports: the head-importance heatmap (pruned heads marked) and the sweep's curves."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -11,6 +12,9 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.patheffects import withStroke
+
+from compressor.importance import HeadImportance
+from compressor.pruning import PrunePlan
 
 
 def _as_matrix(values: Sequence[Sequence[float]] | np.ndarray, name: str, dtype: type) -> np.ndarray:
@@ -109,3 +113,64 @@ def plot_head_importance(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")
+
+
+def save_importance(importance: HeadImportance, folder: Path, plan: PrunePlan | None = None) -> None:
+    """importance.json and its heatmap importance.png (with ``plan``, the pruned heads hatched)."""
+    importance.save(folder / "importance.json")
+    plot_head_importance(
+        importance.scores,
+        folder / "importance.png",
+        title=f"Head importance ({importance.method}, {importance.examples} examples, m={importance.steps})",
+        pruned=None if plan is None else [[not kept for kept in row] for row in plan.head_mask],
+    )
+
+
+def plot_sweep_accuracy(sweep: dict[str, Any], path: str | Path) -> None:
+    """Accuracy against fraction of heads pruned, one line per method, the unpruned model as reference."""
+    figure = Figure(figsize=(7.5, 4.8))
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    pruned = [1 - keep for keep in sweep["keeps"]]
+    for method, curve in sweep["methods"].items():
+        axes.plot(pruned, curve["accuracy"], marker="o", label=f"{method} (AUC {curve['auc']:.3f})")
+    axes.axhline(sweep["unpruned"]["accuracy"], color="black", linestyle="--", linewidth=1, label="unpruned")
+    _save(figure, axes, path, "fraction of attention heads pruned", "Accuracy after pruning, no re-training")
+
+
+def plot_sweep_frontier(sweep: dict[str, Any], path: str | Path) -> None:
+    """Accuracy against batch-1 latency: every keep level as int8 ONNX, and the original model's points."""
+    figure = Figure(figsize=(7.5, 4.8))
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    latency = sweep["latency"]
+    pruned = [(name, row) for name, row in latency.items() if name.startswith("keep-")]
+    axes.plot(
+        [row["latency_p50_ms"] for _, row in pruned],
+        [row["accuracy"] for _, row in pruned],
+        marker="o",
+        label=f"{sweep['latency_method']}, ONNX int8",
+    )
+    for name, row in pruned:
+        axes.annotate(
+            name.split("/")[0].replace("keep-", "keep "),
+            (row["latency_p50_ms"], row["accuracy"]),
+            fontsize=7,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
+    for name, row in latency.items():
+        if name.startswith("original/"):
+            axes.scatter(row["latency_p50_ms"], row["accuracy"], marker="s", s=50, label=name)
+    axes.set_xscale("log")  # the original PyTorch point is several times slower than the int8 cluster
+    _save(figure, axes, path, f"batch-1 latency, p50 ms ({sweep['threads']} thread(s))", "Accuracy / latency frontier")
+
+
+def _save(figure: Figure, axes: Any, path: str | Path, xlabel: str, title: str) -> None:
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel("accuracy")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)

@@ -1,7 +1,8 @@
 """Command line: `attr-compress MODEL --keep 0.5` runs the pipeline; subcommands run one stage each.
 
-Each command parses options, calls a library function and prints; heavy imports stay inside commands so
-`--help` is instant. One error boundary (``main``) turns the project's errors into one line and an exit code.
+Each command parses options, calls one function of the Python API and prints; heavy imports stay inside
+commands so `--help` is instant. One error boundary (``main``) turns the project's errors into one line and
+an exit code (EXIT_CODES): the library raises, only this module exits.
 """
 
 from __future__ import annotations
@@ -10,17 +11,17 @@ import functools
 import signal
 import sys
 import traceback
-from pathlib import Path
 from typing import Any
 
 import click
 
-from compressor.errors import AttrCompressError, InputError
+from compressor.errors import AttrCompressError, InputError, VerificationError
 
 # The names of compressor.ranking.RANKERS, listed here so `--help` does not import torch (a test checks).
 METHODS = ("attattr", "attattr-paper", "attattr-iterative", "attention", "taylor", "random")
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
+EXIT_CODES: dict[type[AttrCompressError], int] = {InputError: 2, VerificationError: 1}
 
 
 class Terminated(BaseException):
@@ -144,6 +145,25 @@ def recovery_options(command: Any) -> Any:
     return command
 
 
+def scoring_from(options: dict[str, Any], quiet: bool = False) -> Any:
+    """ScoringOptions from the shared scoring options (they are removed from ``options``)."""
+    from compressor.scoring import ScoringOptions
+
+    names = ("method", "examples", "steps", "rule", "seed", "max_batch_tokens", "device")
+    return ScoringOptions(**{name: options.pop(name) for name in names if name in options}, progress=not quiet)
+
+
+def recovery_from(options: dict[str, Any], seed: int) -> Any:
+    from compressor.recovery import RecoveryOptions
+
+    return RecoveryOptions(
+        method=options.pop("recover"),
+        fit_examples=options.pop("fit_examples"),
+        distill_steps=options.pop("distill_steps"),
+        seed=seed,
+    )
+
+
 @cli.command("run")
 @model_argument
 @click.option("--keep", type=float, help="Fraction of attention heads kept, 0 < keep <= 1.")
@@ -173,61 +193,46 @@ def recovery_options(command: Any) -> Any:
 @click.option("--force", is_flag=True, help="Replace an existing output folder written by attr-compress.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def run_command(
-    model: str,
-    data: str | None,
-    calib: str | None,
-    columns: dict[str, str | None],
-    quiet: bool,
-    keep: float | None,
-    keep_ffn: float | None,
-    **options: Any,
+    model: str, data: str | None, calib: str | None, columns: dict[str, str | None], quiet: bool, **options: Any
 ) -> None:
     """Score, prune, recover, export, evaluate and report (the whole pipeline)."""
-    from compressor.pipeline import DataOptions, PipelineOptions, run_pipeline
+    from attr_compress.pipeline import PipelineOptions, run
+    from compressor.task_data import DataOptions
 
-    has_target = options["target_speedup"] is not None or options["latency_budget"] is not None
-    if has_target and (keep is not None or keep_ffn is not None):
-        raise InputError("a latency target chooses --keep and --keep-ffn; pass either them or the target, not both")
-    if not has_target and keep is None:
-        raise InputError("pass --keep (fraction of heads kept) or a latency target (--target-speedup/--latency-budget)")
-    data_source = DataOptions(data, calib, **columns)
-    report = run_pipeline(
-        PipelineOptions(
-            model=model,
-            keep=1.0 if keep is None else keep,
-            keep_ffn=1.0 if keep_ffn is None else keep_ffn,
-            data=data_source,
-            progress=not quiet,
-            **options,
-        ),
-        log=say if not quiet else lambda message: None,
+    scoring = scoring_from(options, quiet)
+    recovery = recovery_from(options, scoring.seed)
+    settings = PipelineOptions(
+        model=model,
+        data=DataOptions(data, calib, **columns),
+        scoring=scoring,
+        recovery=recovery,
+        progress=not quiet,
+        **options,
     )
+    report = run(settings, log=say if not quiet else lambda message: None)
     click.echo(summary(report))
 
 
-def summary(report: dict[str, Any]) -> str:
+def summary(report: Any) -> str:
     """The one-screen summary printed at the end of a run."""
     from evaluation.report import results_table
 
-    heads, ffn = report["heads"], report["ffn"]
+    heads, ffn, ratios = report.heads, report.ffn, report.ratios
+    missed = report.target_search is not None and not report.target_met_in_final_measurement
     lines = [
         "",
-        f"attr-compress: kept {heads['kept']}/{heads['total']} heads; per layer {heads['kept_per_layer']}",
-        f"FFN neurons kept per layer {ffn['kept_per_layer']} (keep-ffn {ffn['keep_ffn']:g}); "
-        f"int8 recipe: {report['export']['pruned']['recipe']['name']}",
-        *results_table(report["results"]),
+        f"attr-compress: kept {heads.kept}/{heads.total} heads; per layer {heads.kept_per_layer}",
+        f"FFN neurons kept per layer {ffn.kept_per_layer} (keep-ffn {ffn.keep_ffn:g}); "
+        f"int8 recipe: {report.export['pruned'].recipe['name']}",
+        *results_table(report.results),
         "",
         "pruned int8 vs original: {:.2f}x faster than PyTorch fp32, {:.2f}x faster than int8 ONNX (batch-1 p50)".format(
-            report["ratios"]["speedup_p50_pruned_int8_vs_original_pytorch_fp32"],
-            report["ratios"]["speedup_p50_pruned_int8_vs_original_int8"],
+            ratios["speedup_p50_pruned_int8_vs_original_pytorch_fp32"],
+            ratios["speedup_p50_pruned_int8_vs_original_int8"],
         ),
-        *(
-            [f"latency target ({report['target_search']['target']}): NOT met in the final measurement"]
-            if report.get("target_search") and not report["target_search"]["met_in_final_measurement"]
-            else []
-        ),
-        "stages: " + ", ".join(f"{t['stage'].split(' (')[0]} {t['seconds']:.0f}s" for t in report["timings"]),
-        f"wrote {report['out']}  (report.md, onnx/, pruned/, trees/)",
+        *([f"latency target ({report.target_search.target}): NOT met in the final measurement"] if missed else []),
+        "stages: " + ", ".join(f"{t.stage.split(' (')[0]} {t.seconds:.0f}s" for t in report.timings),
+        f"wrote {report.out}  (report.md, onnx/, pruned/, trees/)",
     ]
     return "\n".join(lines)
 
@@ -239,69 +244,29 @@ def summary(report: dict[str, Any]) -> str:
 @data_options
 @scoring_options
 @click.option("--ffn", is_flag=True, help="Also score FFN neurons (ffn_importance.json), for --keep-ffn.")
-@click.option("--force", is_flag=True, help="Replace an existing importance.json.")
+@click.option("--force", is_flag=True, help="Replace an existing folder written by attr-compress.")
 def score_command(
-    model: str,
-    calib: str,
-    out: str,
-    columns: dict[str, str | None],
-    method: str,
-    examples: int,
-    steps: int,
-    rule: str,
-    seed: int,
-    max_batch_tokens: int,
-    device: str,
-    ffn: bool,
-    force: bool,
+    model: str, calib: str, out: str, columns: dict[str, str | None], ffn: bool, force: bool, **options: Any
 ) -> None:
     """Score every head (attention attribution by default): writes importance.json and importance.png;
     with --ffn also every FFN neuron (ffn_importance.json).
 
     Under torchrun (WORLD_SIZE > 1) each process scores a slice of the examples; rank 0 writes.
     """
-    from compressor.data import sample_labelled_data
-    from compressor.distributed import is_main_process, process_group
-    from compressor.modeling import check_device, load_model, to_device
-    from compressor.neurons import FFN_IMPORTANCE_FILE, score_neurons
-    from compressor.pipeline import check_counts, save_importance
-    from compressor.pruning import check_unpruned
-    from compressor.ranking import make_ranker
+    from attr_compress.commands import score_folder
 
-    check_counts(examples=examples, steps=steps, max_batch_tokens=max_batch_tokens)
-    check_device(device)
-    folder = Path(out)
-    refuse_overwrite(folder / "importance.json", force)
-    loaded = load_model(model)
-    check_unpruned(loaded.model)
-    data, _ = sample_labelled_data(calib, loaded.label2id, examples, seed, **columns)
-    with process_group():
-        to_device(loaded, device)
-        main = is_main_process()
-        scoring = {"steps": steps, "rule": rule, "seed": seed, "max_batch_tokens": max_batch_tokens, "progress": main}
-        importance = make_ranker(method, loaded, **scoring).rank(data)
-        neurons = score_neurons(loaded, data, **scoring) if ffn else None
-        if main:
-            folder.mkdir(parents=True, exist_ok=True)
-            save_importance(importance, folder)
-            if neurons is not None:
-                neurons.save(folder / FFN_IMPORTANCE_FILE)
-            click.echo(f"wrote {folder / 'importance.json'} and importance.png ({len(data)} examples)")
+    heads = score_folder(model, calib, out, scoring_from(options), columns=columns, ffn=ffn, force=force)
+    if heads is not None:  # torchrun: only rank 0 writes and talks
+        click.echo(f"wrote {out}: importance.json and importance.png ({heads.examples} examples)")
 
 
 @cli.command("prune")
 @model_argument
 @click.option(
-    "--importance",
-    "importance_path",
-    type=click.Path(path_type=str),
-    required=True,
-    help="importance.json from `attr-compress score`.",
+    "--importance", type=click.Path(path_type=str), required=True, help="importance.json from `attr-compress score`."
 )
 @click.option("--keep", type=float, required=True, help="Fraction of attention heads kept, 0 < keep <= 1.")
-@click.option(
-    "--ffn-importance", "ffn_path", type=click.Path(path_type=str), help="ffn_importance.json (`score --ffn`)."
-)
+@click.option("--ffn-importance", type=click.Path(path_type=str), help="ffn_importance.json (`score --ffn`).")
 @click.option("--keep-ffn", type=float, default=1.0, show_default=True, help="Fraction of FFN neurons kept.")
 @click.option("--calib", type=click.Path(path_type=str), help="Calibration file that --recover fits on.")
 @recovery_options
@@ -309,69 +274,16 @@ def score_command(
 @click.option("--out", type=click.Path(path_type=str), required=True, help="Folder for the pruned model.")
 @data_options
 @click.option("--force", is_flag=True, help="Replace an existing pruned folder written by attr-compress.")
-def prune_command(
-    model: str,
-    importance_path: str,
-    keep: float,
-    ffn_path: str | None,
-    keep_ffn: float,
-    calib: str | None,
-    recover: str,
-    fit_examples: int,
-    distill_steps: int,
-    seed: int,
-    out: str,
-    columns: dict[str, str | None],
-    force: bool,
-) -> None:
+def prune_command(model: str, out: str, columns: dict[str, str | None], seed: int, **options: Any) -> None:
     """Remove the least important heads (and FFN neurons), optionally recover, and save a Hugging Face
     folder (plus prune_plan.json and recovery.json)."""
-    import copy
+    from attr_compress.commands import prune_folder
 
-    from compressor.importance import HeadImportance
-    from compressor.modeling import load_model
-    from compressor.neurons import NeuronImportance
-    from compressor.pipeline import check_counts
-    from compressor.pruning import check_keep, ffn_widths, heads_per_layer, plan_pruning, prune_model, save_pruned
-
-    check_keep(keep)
-    check_counts(fit_examples=fit_examples, distill_steps=distill_steps)
-    if recover != "none" and calib is None:
-        raise InputError(f"--recover {recover} fits on calibration data; pass --calib FILE")
-    importance = HeadImportance.load(importance_path)
-    neurons = NeuronImportance.load(ffn_path) if ffn_path else None
-    plan = plan_pruning(
-        importance.scores, keep, importance.order, ffn_scores=neurons and neurons.scores, keep_ffn=keep_ffn
-    )
-    folder = Path(out)
-    refuse_overwrite(folder / "config.json", force)
-    loaded = load_model(model)
-    pruned = prune_model(copy.deepcopy(loaded.model), plan)
-    if recover != "none":
-        from compressor.data import sample_labelled_data
-        from compressor.recovery import encode_for_fit
-        from compressor.recovery import recover as run_recovery
-
-        fit, _ = sample_labelled_data(calib, loaded.label2id, fit_examples, seed + 2, **columns)
-        batches = encode_for_fit(loaded, fit.examples)
-        record = run_recovery(
-            recover,
-            loaded.model,
-            pruned,
-            batches,
-            examples=len(fit),
-            distill_steps=distill_steps,
-            seed=seed,
-            progress=True,
-            log=say,
-        )
-    save_pruned(pruned, loaded.tokenizer, folder)
-    plan.save(folder / "prune_plan.json")
-    if recover != "none":
-        record.save(folder / "recovery.json")
+    recovery = recovery_from(options, seed)
+    plan, _ = prune_folder(model, out=out, recovery=recovery, columns=columns, log=say, **options)
     click.echo(
-        f"wrote {folder}: kept {plan.kept_heads}/{plan.total_heads} heads, per layer {heads_per_layer(pruned)}; "
-        f"FFN neurons per layer {ffn_widths(pruned)}"
+        f"wrote {out}: kept {plan.kept_heads}/{plan.total_heads} heads, per layer {plan.heads_kept_per_layer}; "
+        f"FFN neurons per layer {plan.ffn_kept_per_layer or 'all'}"
     )
 
 
@@ -386,66 +298,19 @@ def prune_command(
     "--tune/--no-tune",
     default=True,
     show_default=True,
-    help="Choose the int8 recipe by measurement on the first 300 --data rows (else Optimum's recipe).",
+    help="Choose the int8 recipe by measurement on the first --examples rows of --data (else Optimum's recipe).",
 )
+@click.option("--examples", default=300, show_default=True, help="Rows of --data for parity and recipe tuning.")
+@click.option("--latency-examples", default=100, show_default=True, help="Rows timed at batch 1 while tuning.")
 @click.option("--threads", default=1, show_default=True, help="Threads the int8 recipes are timed with.")
-@click.option("--force", is_flag=True, help="Replace an existing ONNX folder.")
-def export_command(
-    model: str,
-    data: str,
-    out: str,
-    columns: dict[str, str | None],
-    tune: bool,
-    threads: int,
-    force: bool,
-) -> None:
+@click.option("--force", is_flag=True, help="Replace an existing ONNX folder written by attr-compress.")
+def export_command(model: str, data: str, out: str, columns: dict[str, str | None], **options: Any) -> None:
     """Export to ONNX (fp32 and int8, with runtime.json) and check parity with PyTorch."""
-    from compressor.data import load_labelled_data
-    from compressor.modeling import load_model
-    from compressor.pipeline import check_counts
-    from evaluation.encoded import encode_data, parity_batches
-    from exporters.recipes import OPTIMUM_BASELINE
-    from exporters.runtime import TorchRunner
-    from exporters.tuning import tune_recipe
-    from exporters.verified import export_verified
+    from attr_compress.commands import export_folder
 
-    check_counts(threads=threads)
-    folder = Path(out)
-    refuse_overwrite(folder / "model.onnx", force)
-    loaded = load_model(model)
-    rows = load_labelled_data(data, loaded.label2id, **columns).head(300)
-    encoded = encode_data(loaded, rows, singles=100)
-    reference = TorchRunner("pytorch", loaded.model)
-    batches = parity_batches(encoded)
-    recipe = OPTIMUM_BASELINE
-    if tune:
-        tuning = tune_recipe(
-            loaded.model,
-            loaded.tokenizer,
-            reference,
-            batches,
-            encoded,
-            threads=threads,
-            num_labels=loaded.config.num_labels,
-            log=say,
-        )
-        recipe = tuning.recipe
-        say(f"int8 recipe: {recipe.name} ({tuning.reason})")
-    record = export_verified(
-        loaded.model,
-        loaded.tokenizer,
-        folder,
-        reference,
-        batches,
-        recipe=recipe,
-        source=str(model),
-        thread_singles=encoded.singles,
-        log=say,
-    )
-    if tune:
-        tuning.save(folder / "graph_tuning.json")
+    record = export_folder(model, data, out, columns=columns, log=say, **options)
     worst = max(check["max_abs_diff"] for check in record.parity if check["passed"])
-    click.echo(f"wrote {folder}: parity max |diff| {worst:.2e}, int8 agreement {record.int8_agreement:.1%}")
+    click.echo(f"wrote {out}: parity max |diff| {worst:.2e}, int8 agreement {record.int8_agreement:.1%}")
 
 
 @cli.command("evaluate")
@@ -455,57 +320,14 @@ def export_command(
 @data_options
 @click.option("--threads", default=1, show_default=True, help="Threads for latency measurement.")
 @click.option("--latency-examples", default=200, show_default=True, help="Examples timed at batch 1.")
-def evaluate_command(
-    models: tuple[str, ...],
-    data: str,
-    out: str | None,
-    columns: dict[str, str | None],
-    threads: int,
-    latency_examples: int,
-) -> None:
+@click.option("--force", is_flag=True, help="Replace an existing --out file written by attr-compress evaluate.")
+def evaluate_command(models: tuple[str, ...], data: str, columns: dict[str, str | None], **options: Any) -> None:
     """Accuracy and latency of model folders side by side (Hugging Face folders and/or ONNX folders)."""
-    from compressor.artifacts import read_json, write_json
-    from compressor.data import load_labelled_data
-    from compressor.modeling import load_model
-    from compressor.pipeline import check_counts
-    from evaluation.encoded import encode_data
-    from evaluation.measure import evaluate_runners
+    from attr_compress.commands import evaluate_folders
     from evaluation.report import results_table
-    from exporters.onnx_export import ONNX_FP32, ONNX_INT8
-    from exporters.runtime import RUNTIME_FILE, OnnxRunner, TorchRunner
 
-    check_counts(threads=threads, latency_examples=latency_examples)
-    runners: list[Any] = []
-    tokenizer_source = None
-    for model in models:
-        folder = Path(model)
-        onnx_files = [name for name in (ONNX_FP32, ONNX_INT8) if (folder / name).is_file()]
-        if onnx_files:
-            settings = read_json(folder / RUNTIME_FILE, "re-export") if (folder / RUNTIME_FILE).is_file() else {}
-            runtimes = {ONNX_FP32: "onnx-fp32", ONNX_INT8: "onnx-int8"}
-            runners += [
-                OnnxRunner(
-                    f"{folder.name}/{runtimes[name]}",
-                    folder / name,
-                    threads=threads,
-                    disabled_optimizers=settings.get("disabled_optimizers", []) if name == ONNX_INT8 else (),
-                )
-                for name in onnx_files
-            ]
-        else:
-            loaded = load_model(folder, attn_implementation="sdpa")
-            tokenizer_source = tokenizer_source or loaded
-            runners.append(TorchRunner(f"{folder.name}/pytorch-fp32", loaded.model))
-    if tokenizer_source is None:
-        raise InputError("evaluate needs at least one Hugging Face model folder (for its tokenizer and labels)")
-    rows = load_labelled_data(data, tokenizer_source.label2id, **columns)
-    encoded = encode_data(tokenizer_source, rows, singles=latency_examples)
-    results, _ = evaluate_runners(
-        runners, encoded, threads=threads, num_labels=tokenizer_source.config.num_labels, progress=True
-    )
-    if out:
-        write_json({"kind": "evaluation", "schema": 1, "data": data, "results": results}, out)
-    click.echo("\n".join(results_table(results, reference=runners[0].name)))
+    measurement = evaluate_folders(models, data, columns=columns, **options)
+    click.echo("\n".join(results_table(measurement.results, reference=measurement.results[0].name)))
 
 
 def float_list(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[float, ...]:
@@ -565,44 +387,31 @@ def sweep_command(
     calib: str,
     out: str,
     columns: dict[str, str | None],
+    force: bool,
+    quiet: bool,
     methods: tuple[str, ...],
     keeps: tuple[float, ...],
     latency_method: str,
-    examples: int,
-    steps: int,
-    seed: int,
     threads: int,
     latency_examples: int,
-    force: bool,
-    quiet: bool,
+    **scoring: Any,
 ) -> None:
     """Accuracy of every ranking method at every keep level, and the accuracy/latency frontier."""
-    from compressor.pipeline import run_sweep_command
+    from attr_compress.sweep import SweepOptions, sweep
+    from evaluation.report import sweep_markdown
 
-    latency = None if latency_method == "none" else latency_method
-    if latency is not None and latency not in methods:
-        raise InputError(f"--latency-method {latency} is not among --methods {','.join(methods)}; add it or pass none")
-    sweep = run_sweep_command(
-        model,
-        data,
-        calib,
-        Path(out),
-        columns,
+    options = SweepOptions(
         methods=methods,
         keeps=keeps,
-        latency_method=latency,
-        examples=examples,
-        steps=steps,
-        seed=seed,
+        latency_method=None if latency_method == "none" else latency_method,
         threads=threads,
         latency_examples=latency_examples,
-        force=force,
-        progress=not quiet,
-        log=(lambda message: None) if quiet else say,
+        scoring=scoring_from(scoring, quiet),
     )
-    from evaluation.sweep import sweep_markdown
-
-    click.echo(sweep_markdown(sweep))
+    result = sweep(
+        model, data, calib, out, options, columns=columns, force=force, log=(lambda message: None) if quiet else say
+    )
+    click.echo(sweep_markdown(result))
     click.echo(f"wrote {out} (sweep.json, sweep.md, sweep_accuracy.png, sweep_frontier.png)")
 
 
@@ -613,34 +422,20 @@ def sweep_command(
 @data_options
 @click.option("--trees", default=5, show_default=True, help="Number of examples.")
 @click.option("--steps", default=20, show_default=True, help="Integration steps m per layer.")
-@click.option("--force", is_flag=True, help="Write into an existing folder.")
-def tree_command(
-    model: str,
-    data: str,
-    out: str,
-    columns: dict[str, str | None],
-    trees: int,
-    steps: int,
-    force: bool,
-) -> None:
+@click.option(
+    "--rule",
+    type=click.Choice(["left", "midpoint", "gauss"]),
+    default="left",
+    show_default=True,
+    help="Quadrature rule; 'left' is the paper's Riemann sum.",
+)
+@click.option("--force", is_flag=True, help="Replace an existing trees folder written by attr-compress.")
+def tree_command(model: str, data: str, out: str, columns: dict[str, str | None], **options: Any) -> None:
     """Attribution trees (the paper's Algorithm 1) for the first examples of a data file."""
-    from compressor.data import load_labelled_data
-    from compressor.modeling import load_model
-    from compressor.pipeline import check_counts, write_trees
+    from attr_compress.commands import explain_folder
 
-    check_counts(trees=trees, steps=steps)
-    folder = Path(out)
-    if folder.exists() and any(folder.iterdir()) and not force:
-        raise InputError(f"'{folder}' already exists and is not empty; pass --force or choose another --out")
-    loaded = load_model(model)
-    rows = load_labelled_data(data, loaded.label2id, **columns)
-    names = write_trees(loaded, rows, trees, folder, steps=steps, rule="left", progress=True)
-    click.echo(f"wrote {len(names)} trees to {folder}")
-
-
-def refuse_overwrite(path: Path, force: bool) -> None:
-    if path.exists() and not force:
-        raise InputError(f"'{path}' already exists; pass --force to replace it or choose another --out")
+    written = explain_folder(model, data, out, columns=columns, **options)
+    click.echo(f"wrote {written} trees to {out}")
 
 
 def _terminate(_signum: int, _frame: Any) -> None:
@@ -670,7 +465,7 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             traceback.print_exc()
         say(f"error: {err}")
-        sys.exit(err.exit_code)
+        sys.exit(next((code for kind, code in EXIT_CODES.items() if isinstance(err, kind)), 1))
 
 
 if __name__ == "__main__":

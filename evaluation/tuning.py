@@ -15,15 +15,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from compressor.artifacts import JsonArtifact
-from evaluation.encoded import EncodedData
+from compressor.encoded import EncodedData
 from evaluation.measure import evaluate_runners
-from exporters.onnx_export import export_onnx
-from exporters.parity import compare_logits, require_parity
-from exporters.recipes import FUSED_FP32, OPERATOR_SETS, OPTIMUM_BASELINE, Recipe, fuse_graph, quantize_all
-from exporters.runtime import OnnxRunner, Runner
+from exporters.recipes import OPERATOR_SETS, OPTIMUM_BASELINE, Recipe
+from exporters.runtime import OnnxRunner
+from exporters.verified import VerifiedGraphs, quantize_all
 
 SKIP_LAYER_NORM = ("SkipLayerNormFusion",)
 DEFAULT_TOLERANCE = 0.01  # one point: 10 of the default 1000 selection examples
@@ -58,10 +55,7 @@ class TuningResult(JsonArtifact):
 
 
 def tune_recipe(
-    model: Any,
-    tokenizer: Any,
-    reference: Runner,
-    parity: Sequence[dict[str, np.ndarray]],
+    graphs: VerifiedGraphs,
     selection: EncodedData,
     *,
     threads: int = 1,
@@ -70,23 +64,16 @@ def tune_recipe(
     log: Callable[[str], None] = lambda message: None,
     progress: bool = False,
 ) -> TuningResult:
-    """Build every candidate int8 graph of ``model`` in a scratch folder, measure them side by side, choose."""
+    """Quantise every candidate recipe from the verified graphs (in a scratch folder), measure them side by
+    side on ``selection``, choose."""
+    fused = graphs.fused is not None
+    fusion_note = "fused graph matches PyTorch" if fused else f"fused graph dropped: {graphs.fusion.get('rejected')}"
+    recipes = candidate_recipes(fused=fused)
+    log(f"tuning the int8 recipe: quantising for {len(recipes)} recipes")
     with tempfile.TemporaryDirectory(prefix="attr-compress-tuning-") as scratch:
-        folder = Path(scratch)
-        log("tuning the int8 recipe: exporting")
-        fp32_path = export_onnx(model, tokenizer, folder)
-        require_parity(compare_logits(reference, OnnxRunner("onnx-fp32", fp32_path), parity))
-        fusion_note = "fused graph matches PyTorch"
-        try:
-            fuse_graph(fp32_path, folder / FUSED_FP32)
-            require_parity(compare_logits(reference, OnnxRunner("onnx-fp32-fused", folder / FUSED_FP32), parity))
-        except Exception as err:  # noqa: BLE001 - any failure of the optional fused graph only drops its candidates
-            fusion_note = f"fused graph dropped: {str(err).splitlines()[0]}"
-        recipes = candidate_recipes(fused=fusion_note.startswith("fused graph matches"))
-        log(f"tuning the int8 recipe: quantising for {len(recipes)} recipes")
         runners = [
             OnnxRunner(recipe.name, graph, threads=threads, disabled_optimizers=recipe.disabled_optimizers)
-            for recipe, graph in zip(recipes, quantize_all(fp32_path, recipes, folder), strict=True)
+            for recipe, graph in zip(recipes, quantize_all(graphs, recipes, Path(scratch)), strict=True)
         ]
         results, _ = evaluate_runners(runners, selection, threads=threads, num_labels=num_labels, progress=progress)
         del runners

@@ -1,0 +1,541 @@
+"""The whole job as a short list of stage calls: load -> score -> (search the sizes) -> plan, prune, recover ->
+export and verify -> evaluate -> compare -> explain -> report, inside one staged output folder."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from compressor.artifacts import library_versions
+from compressor.encoded import EncodedData, encode_data, parity_batches
+from compressor.errors import InputError, check_counts
+from compressor.explain import explain
+from compressor.importance import HeadImportance
+from compressor.modeling import LoadedModel, count_truncated, load_model, read_model_config
+from compressor.neurons import FFN_IMPORTANCE_FILE, NeuronImportance
+from compressor.outputs import REPORT_FILE, staged_folder
+from compressor.pruning import (
+    PrunePlan,
+    check_keep,
+    check_unpruned,
+    count_parameters,
+    ffn_widths,
+    heads_per_layer,
+    plan_pruning,
+    prune_model,
+    save_pruned,
+)
+from compressor.recovery import RecoveryOptions, RecoveryRecord, encode_for_fit, recover
+from compressor.scoring import ScoringOptions, score_heads, score_neurons
+from compressor.task_data import DataOptions, ResolvedData, resolve_data
+from evaluation.measure import Measurement, evaluate
+from evaluation.plots import save_importance
+from evaluation.report import (
+    Comparison,
+    DataSummary,
+    FfnSummary,
+    HeadsSummary,
+    Machine,
+    ParameterCounts,
+    Report,
+    StageTiming,
+    WeightsInfo,
+    WhySummary,
+    render_markdown,
+)
+from evaluation.target import LatencyTarget, TargetSearch
+from evaluation.tuning import TuningResult, tune_recipe
+from exporters.onnx_export import ONNX_FP32, ONNX_INT8
+from exporters.recipes import OPTIMUM_BASELINE, Recipe
+from exporters.runtime import OnnxRunner, TorchRunner
+from exporters.verified import ExportRecord, VerifiedGraphs, export_verified, quantize_all, ship_int8
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """Every option of a run, checked when made. Pass ``keep`` (and ``keep_ffn``) or a latency target."""
+
+    model: str
+    keep: float | None = None
+    keep_ffn: float | None = None
+    target_speedup: float | None = None
+    latency_budget: float | None = None
+    out: str | None = None
+    data: DataOptions = field(default_factory=DataOptions)
+    scoring: ScoringOptions = field(default_factory=ScoringOptions)
+    recovery: RecoveryOptions = field(default_factory=RecoveryOptions)
+    compare: bool = False
+    threads: int = 1
+    trees: int = 5
+    latency_examples: int = 200
+    select_examples: int = 1000
+    force: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.target is not None and (self.keep is not None or self.keep_ffn is not None):
+            raise InputError("a latency target chooses --keep and --keep-ffn; pass either them or the target, not both")
+        if self.target is None and self.keep is None:
+            raise InputError(
+                "pass --keep (fraction of heads kept) or a latency target (--target-speedup/--latency-budget)"
+            )
+        if self.keep is not None:
+            check_keep(self.keep)
+        if self.keep_ffn is not None:
+            check_keep(self.keep_ffn, "--keep-ffn", "FFN neurons")
+        check_counts(threads=self.threads, latency_examples=self.latency_examples, select_examples=self.select_examples)
+        if self.trees < 0:
+            raise InputError(f"--trees must be 0 or more, got {self.trees}")
+
+    @property
+    def target(self) -> LatencyTarget | None:
+        if self.target_speedup is None and self.latency_budget is None:
+            return None
+        return LatencyTarget(speedup=self.target_speedup, budget_ms=self.latency_budget)
+
+    @property
+    def scores_neurons(self) -> bool:
+        return (self.keep_ffn or 1.0) < 1 or self.target is not None
+
+    @property
+    def out_folder(self) -> Path:
+        if self.out:
+            return Path(self.out)
+        label = "target" if self.target else f"keep{self.keep:g}-ffn{self.keep_ffn or 1.0:g}"
+        model = Path(self.model).resolve()
+        return model.parent / f"{model.name}-attr-{label}"
+
+    def record(self, keep: float, keep_ffn: float) -> dict[str, Any]:
+        """The options as the report lists them, with the keep values used (a target chooses them)."""
+        scoring = {key: value for key, value in asdict(self.scoring).items() if key != "progress"}
+        recovery = asdict(self.recovery)
+        recovery["recover"] = recovery.pop("method")
+        top = {
+            key: value for key, value in asdict(self).items() if key not in ("data", "scoring", "recovery", "progress")
+        }
+        return {**top, **scoring, **recovery, "keep": keep, "keep_ffn": keep_ffn}
+
+
+class StageTimer:
+    """Wall time of each named stage, in the order they ran."""
+
+    def __init__(self, log: Log) -> None:
+        self.seconds: dict[str, float] = {}  # insertion order is the run order
+        self.log = log
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        self.log(f"[{len(self.seconds) + 1}] {name}")
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(time.perf_counter() - started, 3)
+
+    @property
+    def timings(self) -> list[StageTiming]:
+        return [StageTiming(name, seconds) for name, seconds in self.seconds.items()]
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """The run's data, tokenised once: evaluation (accuracy, latency), parity batches (real inputs at shapes the
+    export never saw), selection (choices; timed on the evaluation inputs' lengths) and the recovery's fit."""
+
+    resolved: ResolvedData
+    evaluation: EncodedData
+    parity: list[dict[str, np.ndarray]]
+    selection: EncodedData
+    fit_batches: list[dict[str, torch.Tensor]]
+
+
+def prepare_inputs(loaded: LoadedModel, options: PipelineOptions) -> RunInputs:
+    resolved = resolve_data(
+        loaded.config.to_dict(),
+        options.data,
+        loaded.label2id,
+        examples=options.scoring.examples,
+        seed=options.scoring.seed,
+        select_examples=options.select_examples,
+        fit_examples=options.recovery.fit_examples,
+    )
+    evaluation = encode_data(loaded, resolved.evaluation, singles=options.latency_examples)
+    # choices are scored on calibration labels (selection) but timed on the inputs the model will serve
+    selection = replace(encode_data(loaded, resolved.selection, singles=0), singles=evaluation.singles)
+    fit = encode_for_fit(loaded, resolved.fit.examples) if options.recovery.method != "none" else []
+    return RunInputs(resolved, evaluation, parity_batches(evaluation), selection, fit)
+
+
+@dataclass(frozen=True)
+class Scores:
+    heads: HeadImportance
+    neurons: NeuronImportance | None
+
+
+@dataclass(frozen=True)
+class OriginalGraphs:
+    """The original model exported once: its verified fp32 graphs and its int8 graph by Optimum's recipe
+    (the reference of every speed-up)."""
+
+    graphs: VerifiedGraphs
+    record: ExportRecord
+
+    @property
+    def baseline_int8(self) -> Path:
+        return self.graphs.folder / ONNX_INT8
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """The keep fractions used, and the search and recipe tuning that chose them (with a target)."""
+
+    keep: float
+    keep_ffn: float
+    search: TargetSearch | None = None
+    tuning: TuningResult | None = None
+
+
+@dataclass(frozen=True)
+class Pruned:
+    plan: PrunePlan
+    recovery: RecoveryRecord | None
+    eager: Any  # the saved folder reloaded: eager attention, for export
+    sdpa: Any  # the same with transformers' default attention, timed as users run it
+
+
+@dataclass(frozen=True)
+class Shipped:
+    record: ExportRecord
+    tuning: TuningResult
+    tuned_on: str
+    original_tuned_int8: Path  # the original quantised by the shipped recipe: what the recipe alone buys
+
+    @property
+    def recipe(self) -> Recipe:
+        return Recipe.from_dict(self.record.recipe)
+
+
+@dataclass
+class Run:
+    """What every stage of one run reads: options, model, data, the staging folder, the timer and the log."""
+
+    options: PipelineOptions
+    loaded: LoadedModel
+    inputs: RunInputs
+    staging: Path
+    timer: StageTimer
+    log: Log
+
+    @property
+    def num_labels(self) -> int:
+        return self.loaded.config.num_labels
+
+
+def compress(model: str | Path, keep: float | None = None, **options: Any) -> Report:
+    """Compress a model folder in one call: ``compress("model/", keep=0.5, data="dev.tsv", out="slim/")``.
+
+    Keyword options are PipelineOptions fields; ``data``/``calib`` (file paths) go to DataOptions, and
+    ``scoring``/``recovery`` take ScoringOptions/RecoveryOptions. Returns the run's Report (figures, paths).
+    """
+    data = DataOptions(**{key: options.pop(key) for key in ("data", "calib") if key in options})
+    return run(PipelineOptions(model=str(model), keep=keep, data=data, **{"progress": False, **options}))
+
+
+def run(options: PipelineOptions, log: Log = lambda message: None) -> Report:
+    """Every stage, in a staged folder renamed to ``options.out_folder`` only when all checks passed."""
+    read_model_config(options.model)
+    timer = StageTimer(log)
+    with staged_folder(options.out_folder, force=options.force) as staging:
+        with timer.stage("load model and data"):
+            loaded = load_model(options.model)
+            check_unpruned(loaded.model)
+            job = Run(options, loaded, prepare_inputs(loaded, options), staging, timer, log)
+        scores = score(job)
+        original = export_original(job)
+        sizes = choose_sizes(job, scores, original)
+        pruned = prune_and_recover(job, scores, sizes)
+        shipped = export_pruned(job, sizes, pruned, original)
+        measurement = measure(job, pruned, shipped, original)
+        comparison = compare(job, scores.heads, sizes.keep) if options.compare else None
+        with timer.stage(f"attribution trees ({min(options.trees, len(job.inputs.resolved.evaluation))} examples)"):
+            trees = explain(
+                loaded,
+                job.inputs.resolved.evaluation,
+                options.trees,
+                staging / "trees",
+                steps=options.scoring.steps,
+                rule=options.scoring.rule,
+                progress=options.progress,
+            )
+        report = build_report(
+            job,
+            scores,
+            sizes,
+            pruned,
+            shipped,
+            original,
+            measurement,
+            comparison,
+            [f"tree_{index + 1:03d}" for index in range(len(trees))],
+        )
+        report.save(staging / REPORT_FILE)
+        (staging / "report.md").write_text(render_markdown(report), encoding="utf-8")
+    return report
+
+
+def score(job: Run) -> Scores:
+    """Head scores (and FFN neuron scores when neurons are pruned or a target is searched)."""
+    calibration, scoring = job.inputs.resolved.calibration, replace(job.options.scoring, progress=job.options.progress)
+    work = f"{len(calibration)} examples x {scoring.steps} steps"
+    with job.timer.stage(f"score heads with {scoring.method} ({work})"):
+        heads = score_heads(job.loaded, calibration, scoring)
+    neurons = None
+    if job.options.scores_neurons:
+        with job.timer.stage(f"score FFN neurons ({work})"):
+            neurons = score_neurons(job.loaded, calibration, scoring)
+            neurons.save(job.staging / FFN_IMPORTANCE_FILE)
+    return Scores(heads, neurons)
+
+
+def export_original(job: Run) -> OriginalGraphs:
+    """The original's graphs, exported once: baseline of every ratio, source of its tuned int8 variant."""
+    with job.timer.stage("export the original model (baseline)"):
+        model = job.loaded.model
+        graphs = export_verified(
+            model,
+            job.loaded.tokenizer,
+            job.staging / "_original_onnx",
+            TorchRunner("original", model),
+            job.inputs.parity,
+            log=job.log,
+        )
+        record = ship_int8(
+            graphs, OPTIMUM_BASELINE, job.inputs.parity, source="original", threads=job.options.threads, log=job.log
+        )
+    return OriginalGraphs(graphs, record)
+
+
+def tune(job: Run, graphs: VerifiedGraphs) -> TuningResult:
+    return tune_recipe(
+        graphs, job.inputs.selection, threads=job.options.threads, num_labels=job.num_labels, log=job.log
+    )
+
+
+def choose_sizes(job: Run, scores: Scores, original: OriginalGraphs) -> Sizes:
+    """The options' keep fractions, or the latency-target search's choice (with the recipe tuned for it)."""
+    from attr_compress.search import SearchInputs, search_target
+
+    target = job.options.target
+    if target is None:
+        return Sizes(job.options.keep, job.options.keep_ffn or 1.0)
+    with job.timer.stage(f"search keep / keep-ffn for the target: {target.description}"):
+        tuning = tune(job, original.graphs)
+        inputs = SearchInputs(
+            job.loaded,
+            scores.heads,
+            scores.neurons,
+            target,
+            job.inputs.selection,
+            job.inputs.fit_batches,
+            job.options.recovery,
+        )
+        search = search_target(
+            inputs, tuning.recipe, baseline_graph=original.baseline_int8, threads=job.options.threads, log=job.log
+        )
+        search.save(job.staging / "target_search.json")
+    return Sizes(search.keep, search.keep_ffn, search, tuning)
+
+
+def prune_and_recover(job: Run, scores: Scores, sizes: Sizes) -> Pruned:
+    with job.timer.stage("plan, prune and recover"):
+        heads, neurons = scores.heads, scores.neurons
+        plan = plan_pruning(
+            heads.scores, sizes.keep, heads.order, ffn_scores=neurons and neurons.scores, keep_ffn=sizes.keep_ffn
+        )
+        plan.save(job.staging / "prune_plan.json")
+        save_importance(heads, job.staging, plan)
+        model = prune_model(copy.deepcopy(job.loaded.model), plan)
+        recovery = recover(
+            job.loaded.model,
+            model,
+            job.inputs.fit_batches,
+            job.options.recovery,
+            progress=job.options.progress,
+            log=job.log,
+        )
+        if recovery is not None:
+            recovery.save(job.staging / "recovery.json")
+        save_pruned(model, job.loaded.tokenizer, job.staging / "pruned")
+        # what users get from the folder, reloaded: eager attention for export (every graph is traced from
+        # eager models), transformers' default SDPA for timing like the original
+        eager = load_model(job.staging / "pruned").model
+        sdpa = load_model(job.staging / "pruned", attn_implementation="sdpa").model
+    return Pruned(plan, recovery, eager, sdpa)
+
+
+def export_pruned(job: Run, sizes: Sizes, pruned: Pruned, original: OriginalGraphs) -> Shipped:
+    """Export the pruned model once, choose its int8 recipe (unless the search did), ship it verified."""
+    with job.timer.stage("choose the int8 recipe by measurement, export, parity"):
+        graphs = export_verified(
+            pruned.eager,
+            job.loaded.tokenizer,
+            job.staging / "onnx",
+            TorchRunner("pruned", pruned.eager),
+            job.inputs.parity,
+            log=job.log,
+        )
+        if sizes.search is None:
+            tuning, tuned_on, recipe = tune(job, graphs), "pruned", None
+        else:  # the search judged its candidates as int8 graphs with recipes tuned on the original
+            tuning, tuned_on, recipe = sizes.tuning, "original", Recipe.from_dict(sizes.search.recipe)
+        recipe = recipe or tuning.recipe
+        tuning.save(job.staging / "graph_tuning.json")
+        (tuned,) = quantize_all(original.graphs, [recipe], original.graphs.folder / "tuned")
+        record = ship_int8(
+            graphs,
+            recipe,
+            job.inputs.parity,
+            source="pruned",
+            thread_singles=job.inputs.evaluation.singles,
+            log=job.log,
+        )
+        (job.staging / "onnx" / "model_fused.onnx").unlink(missing_ok=True)
+    return Shipped(record, tuning, tuned_on, tuned)
+
+
+def measure(job: Run, pruned: Pruned, shipped: Shipped, original: OriginalGraphs) -> Measurement:
+    """Every variant side by side; the original's scratch graphs are deleted afterwards."""
+    with job.timer.stage("evaluate accuracy and latency"):
+        threads, disabled = job.options.threads, shipped.recipe.disabled_optimizers
+        onnx = job.staging / "onnx"
+        variants = {
+            ("original", "pytorch-fp32"): TorchRunner(
+                "", load_model(job.options.model, attn_implementation="sdpa").model
+            ),
+            ("original", "onnx-fp32"): OnnxRunner("", original.graphs.fp32, threads=threads),
+            ("original", "onnx-int8"): OnnxRunner("", original.baseline_int8, threads=threads),
+            ("original", "onnx-int8-tuned"): OnnxRunner(
+                "", shipped.original_tuned_int8, threads=threads, disabled_optimizers=disabled
+            ),
+            ("pruned", "pytorch-fp32"): TorchRunner("", pruned.sdpa),
+            ("pruned", "onnx-fp32"): OnnxRunner("", onnx / ONNX_FP32, threads=threads),
+            ("pruned", "onnx-int8-tuned"): OnnxRunner(
+                "", onnx / ONNX_INT8, threads=threads, disabled_optimizers=disabled
+            ),
+        }
+        measurement = evaluate(
+            variants, job.inputs.evaluation, threads=threads, num_labels=job.num_labels, progress=job.options.progress
+        )
+        del variants  # close the original's sessions before deleting its graphs
+        shutil.rmtree(original.graphs.folder)
+    return measurement
+
+
+def compare(job: Run, heads: HeadImportance, keep: float) -> dict[str, Any]:
+    """Other rankings at the same keep level (why these heads)."""
+    from attr_compress.sweep import SweepOptions, why_these_heads
+
+    with job.timer.stage("compare with other rankings"):
+        scoring = replace(job.options.scoring, progress=job.options.progress)
+        options = SweepOptions(
+            ("attention", "random", "taylor"), random_seeds=(0, 1, 2), latency_method=None, scoring=scoring
+        )
+        return why_these_heads(
+            job.loaded, job.inputs.resolved.calibration, job.inputs.evaluation, heads, keep, options, job.log
+        )
+
+
+def build_report(
+    job: Run,
+    scores: Scores,
+    sizes: Sizes,
+    pruned: Pruned,
+    shipped: Shipped,
+    original: OriginalGraphs,
+    measurement: Measurement,
+    comparison: dict[str, Comparison] | None,
+    trees: list[str],
+) -> Report:
+    loaded, plan = job.loaded, pruned.plan
+    kept = heads_per_layer(pruned.sdpa)
+    neurons = scores.neurons
+    shipped_row = next(row for row in measurement.results if row.name == "pruned/onnx-int8-tuned")
+    baseline_row = next(row for row in measurement.results if row.name == "original/onnx-int8")
+    target = job.options.target
+    return Report(
+        model=loaded.path,
+        out=str(job.options.out_folder),
+        options=job.options.record(sizes.keep, sizes.keep_ffn),
+        data=data_summary(job),
+        importance=scores.heads,
+        heads=HeadsSummary(
+            keep=sizes.keep,
+            total=plan.total_heads,
+            kept=plan.kept_heads,
+            kept_per_layer=kept,
+            pruned={str(layer): heads for layer, heads in plan.pruned_heads.items()},
+            empty_layers=[layer for layer, count in enumerate(kept) if count == 0],
+        ),
+        why=WhySummary([len(row) - sum(row) for row in plan.head_mask], comparison),
+        ffn=FfnSummary(
+            keep_ffn=sizes.keep_ffn,
+            total=loaded.config.intermediate_size * loaded.config.num_hidden_layers,
+            kept_per_layer=ffn_widths(pruned.sdpa),
+            aggregation=None if neurons is None else neurons.aggregation,
+            steps=None if neurons is None else neurons.steps,
+        ),
+        recovery=pruned.recovery,
+        target_search=sizes.search,
+        target_met_in_final_measurement=None
+        if target is None
+        else target.met(shipped_row.latency_p50_ms, baseline_row.latency_p50_ms / shipped_row.latency_p50_ms),
+        graph_tuning=shipped.tuning,
+        tuned_on=shipped.tuned_on,
+        parameters={
+            "original": ParameterCounts(**count_parameters(loaded.model)),
+            "pruned": ParameterCounts(**count_parameters(pruned.sdpa)),
+        },
+        export={"pruned": shipped.record, "original": original.record},
+        results=measurement.results,
+        int8_agreement_with_fp32={
+            model: measurement.agreement(f"{model}/{int8}", f"{model}/onnx-fp32")
+            for model, int8 in (("original", "onnx-int8"), ("pruned", "onnx-int8-tuned"))
+        },
+        trees=trees,
+        timings=job.timer.timings,
+        machine=Machine.here(job.options.threads),
+        weights=WeightsInfo(loaded.weights_file, loaded.weights_note, loaded.stored_dtype),
+        versions=library_versions(),
+    )
+
+
+def data_summary(job: Run) -> DataSummary:
+    resolved, calibration = job.inputs.resolved, job.inputs.resolved.calibration
+    evaluation = resolved.evaluation
+    return DataSummary(
+        evaluation=evaluation.path,
+        evaluation_rows=len(evaluation),
+        evaluation_truncated=job.inputs.evaluation.truncated,
+        calibration=calibration.path,
+        calibration_rows_in_file=resolved.calibration_rows,
+        calibration_examples=len(calibration),
+        calibration_truncated=count_truncated(job.loaded, calibration.examples),
+        calibration_shared_with_evaluation=resolved.shared,
+        source=resolved.source,
+        columns={
+            "text": evaluation.text_column,
+            "text_pair": evaluation.text_pair_column,
+            "label": evaluation.label_column,
+        },
+    )

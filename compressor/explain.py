@@ -1,0 +1,49 @@
+"""The explain stage: the paper's attribution trees for the first evaluation examples, as JSON and SVG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from compressor.data import LabelledData
+from compressor.importance import predicted_attribution
+from compressor.modeling import LoadedModel
+from compressor.trees import AttributionTree, build_tree, render_tree_svg
+
+
+def explain(
+    loaded: LoadedModel,
+    data: LabelledData,
+    count: int,
+    folder: str | Path,
+    *,
+    steps: int = 20,
+    rule: str = "left",
+    progress: bool = False,
+) -> list[AttributionTree]:
+    """Trees for the first ``count`` examples (F = predicted-class probability), written to ``folder`` as
+    tree_NNN.json and tree_NNN.svg; returned in order."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    id2label = loaded.config.id2label
+    trees = []
+    for index, example in enumerate(tqdm(data.examples[:count], desc="trees", unit="ex", disable=not progress)):
+        result = predicted_attribution(loaded, example, steps=steps, rule=rule)
+        predicted, gold = id2label.get(result["predicted"]), id2label.get(example.label)
+        meta = {
+            "row": example.row,
+            "text": example.text,
+            "text_pair": example.text_pair,
+            "gold": gold or str(example.label),
+            "predicted": predicted or str(result["predicted"]),
+            "probability": result["probability"],
+            "steps": steps,
+            "title": f"row {example.row}: predicted {predicted} (p={result['probability']:.3f}), gold {gold}",
+        }
+        tree = build_tree(result["attributions"], result["tokens"], meta=meta)
+        name = f"tree_{index + 1:03d}"
+        tree.save(folder / f"{name}.json")
+        render_tree_svg(tree, folder / f"{name}.svg")
+        trees.append(tree)
+    return trees

@@ -1,0 +1,71 @@
+"""The scoring stage: every attention head, and optionally every FFN neuron, scored on calibration data.
+
+``ScoringOptions`` holds every knob and is checked when it is made; ``score_heads`` and ``score_neurons``
+take an in-memory ``LoadedModel`` (see ``LoadedModel.wrap`` for a model and tokenizer you already have).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from compressor.data import LabelledData
+from compressor.errors import InputError, check_counts
+from compressor.importance import DEFAULT_MAX_BATCH_TOKENS, HeadImportance
+from compressor.modeling import LoadedModel, check_device, on_device
+from compressor.neurons import NeuronImportance
+from compressor.neurons import score_neurons as _score_neurons
+from compressor.ranking import RANKERS, make_ranker
+
+QUADRATURE_RULES = ("left", "midpoint", "gauss")
+
+
+@dataclass(frozen=True)
+class ScoringOptions:
+    """How heads and neurons are scored: ranking ``method`` (heads), integration ``steps`` and ``rule``,
+    the calibration sample size ``examples`` and its ``seed``, the attribution batch bound and the device."""
+
+    method: str = "attattr"
+    examples: int = 200
+    steps: int = 20
+    rule: str = "left"
+    seed: int = 0
+    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS
+    device: str = "cpu"
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.method not in RANKERS:
+            raise InputError(f"unknown ranking method '{self.method}'; choose one of {', '.join(sorted(RANKERS))}")
+        if self.rule not in QUADRATURE_RULES:
+            raise InputError(f"--rule must be one of {', '.join(QUADRATURE_RULES)}, got {self.rule!r}")
+        check_counts(examples=self.examples, steps=self.steps, max_batch_tokens=self.max_batch_tokens)
+        if not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise InputError(f"--device must be cpu, cuda or cuda:N, got {self.device!r}")
+
+    @property
+    def engine(self) -> dict[str, Any]:
+        """The keyword arguments every attribution engine takes."""
+        return {
+            "steps": self.steps,
+            "rule": self.rule,
+            "seed": self.seed,
+            "max_batch_tokens": self.max_batch_tokens,
+            "progress": self.progress,
+        }
+
+
+def score_heads(loaded: LoadedModel, data: LabelledData, options: ScoringOptions = ScoringOptions()) -> HeadImportance:
+    """Importance of every attention head on ``data`` by ``options.method`` (attention attribution by default)."""
+    check_device(options.device)
+    with on_device(loaded, options.device):
+        return make_ranker(options.method, loaded, **options.engine).rank(data)
+
+
+def score_neurons(
+    loaded: LoadedModel, data: LabelledData, options: ScoringOptions = ScoringOptions()
+) -> NeuronImportance:
+    """Importance of every FFN intermediate neuron on ``data`` (integrated gradients over the activations)."""
+    check_device(options.device)
+    with on_device(loaded, options.device):
+        return _score_neurons(loaded, data, **options.engine)
