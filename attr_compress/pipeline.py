@@ -468,8 +468,6 @@ def build_report(
     trees: list[str],
 ) -> Report:
     loaded, plan = job.loaded, pruned.plan
-    kept = heads_per_layer(pruned.sdpa)
-    neurons = scores.neurons
     shipped_row = next(row for row in measurement.results if row.name == "pruned/onnx-int8-tuned")
     baseline_row = next(row for row in measurement.results if row.name == "original/onnx-int8")
     target = job.options.target
@@ -479,22 +477,9 @@ def build_report(
         options=job.options.record(sizes.keep, sizes.keep_ffn),
         data=data_summary(job),
         importance=scores.heads,
-        heads=HeadsSummary(
-            keep=sizes.keep,
-            total=plan.total_heads,
-            kept=plan.kept_heads,
-            kept_per_layer=kept,
-            pruned={str(layer): heads for layer, heads in plan.pruned_heads.items()},
-            empty_layers=[layer for layer, count in enumerate(kept) if count == 0],
-        ),
+        heads=heads_summary(plan, sizes.keep, pruned.sdpa),
         why=WhySummary([len(row) - sum(row) for row in plan.head_mask], comparison),
-        ffn=FfnSummary(
-            keep_ffn=sizes.keep_ffn,
-            total=loaded.config.intermediate_size * loaded.config.num_hidden_layers,
-            kept_per_layer=ffn_widths(pruned.sdpa),
-            aggregation=None if neurons is None else neurons.aggregation,
-            steps=None if neurons is None else neurons.steps,
-        ),
+        ffn=ffn_summary(loaded, scores.neurons, sizes.keep_ffn, pruned.sdpa),
         recovery=pruned.recovery,
         target_search=sizes.search,
         target_met_in_final_measurement=None
@@ -517,6 +502,28 @@ def build_report(
         machine=Machine.here(job.options.threads),
         weights=WeightsInfo(loaded.weights_file, loaded.weights_note, loaded.stored_dtype),
         versions=library_versions(),
+    )
+
+
+def heads_summary(plan: PrunePlan, keep: float, model: Any) -> HeadsSummary:
+    kept = heads_per_layer(model)
+    return HeadsSummary(
+        keep=keep,
+        total=plan.total_heads,
+        kept=plan.kept_heads,
+        kept_per_layer=kept,
+        pruned={str(layer): heads for layer, heads in plan.pruned_heads.items()},
+        empty_layers=[layer for layer, count in enumerate(kept) if count == 0],
+    )
+
+
+def ffn_summary(loaded: LoadedModel, neurons: NeuronImportance | None, keep_ffn: float, model: Any) -> FfnSummary:
+    return FfnSummary(
+        keep_ffn=keep_ffn,
+        total=loaded.config.intermediate_size * loaded.config.num_hidden_layers,
+        kept_per_layer=ffn_widths(model),
+        aggregation=None if neurons is None else neurons.aggregation,
+        steps=None if neurons is None else neurons.steps,
     )
 
 
