@@ -176,6 +176,11 @@ def recovery_from(options: dict[str, Any], seed: int) -> Any:
 @click.option("--latency-budget", type=float, help="Choose --keep/--keep-ffn to run within MS milliseconds (batch 1).")
 @click.option("--data", type=click.Path(path_type=str), help="Labelled evaluation set (TSV, CSV, JSONL).")
 @click.option("--calib", type=click.Path(path_type=str), help="Examples to score heads on (default: task train split).")
+@click.option(
+    "--select-data",
+    type=click.Path(path_type=str),
+    help="Held-out labelled rows that choose the recipe, candidate and recovery (default: a seeded part of --data).",
+)
 @click.option("--out", type=click.Path(path_type=str), help="Output folder (default: next to the model).")
 @data_options
 @scoring_options
@@ -186,14 +191,20 @@ def recovery_from(options: dict[str, Any], seed: int) -> Any:
     "--select-examples",
     default=1000,
     show_default=True,
-    help="Calibration examples (another seed) that choose the int8 recipe and the target's candidate.",
+    help="Held-out rows (at most half of --data, another seed) that choose the recipe, candidate and recovery.",
 )
 @recovery_options
 @click.option("--compare", is_flag=True, help="Also rank by attention, random and taylor; report their accuracy.")
 @click.option("--force", is_flag=True, help="Replace an existing output folder written by attr-compress.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def run_command(
-    model: str, data: str | None, calib: str | None, columns: dict[str, str | None], quiet: bool, **options: Any
+    model: str,
+    data: str | None,
+    calib: str | None,
+    select_data: str | None,
+    columns: dict[str, str | None],
+    quiet: bool,
+    **options: Any,
 ) -> None:
     """Score, prune, recover, export, evaluate and report (the whole pipeline)."""
     from attr_compress.pipeline import PipelineOptions, run
@@ -203,7 +214,7 @@ def run_command(
     recovery = recovery_from(options, scoring.seed)
     settings = PipelineOptions(
         model=model,
-        data=DataOptions(data, calib, **columns),
+        data=DataOptions(data, calib, select_data, **columns),
         scoring=scoring,
         recovery=recovery,
         progress=not quiet,

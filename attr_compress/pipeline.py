@@ -248,7 +248,7 @@ def compress(model: str | Path, keep: float | None = None, **options: Any) -> Re
     Keyword options are PipelineOptions fields; ``data``/``calib`` (file paths) go to DataOptions, and
     ``scoring``/``recovery`` take ScoringOptions/RecoveryOptions. Returns the run's Report (figures, paths).
     """
-    data = DataOptions(**{key: options.pop(key) for key in ("data", "calib") if key in options})
+    data = DataOptions(**{key: options.pop(key) for key in ("data", "calib", "select_data") if key in options})
     return run(PipelineOptions(model=str(model), keep=keep, data=data, **{"progress": False, **options}))
 
 
@@ -545,4 +545,8 @@ def data_summary(job: Run) -> DataSummary:
             "text_pair": evaluation.text_pair_column,
             "label": evaluation.label_column,
         },
+        selection=resolved.selection_how,
+        selection_rows=len(resolved.selection),
+        evaluation_row_numbers=[example.row for example in evaluation.examples],
+        selection_row_numbers=[example.row for example in resolved.selection.examples],
     )

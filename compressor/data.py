@@ -71,6 +71,15 @@ class LabelledData:
         chosen = np.sort(rng.choice(len(self.examples), size=n, replace=False))
         return replace(self, examples=tuple(self.examples[int(i)] for i in chosen))
 
+    def split(self, n: int, seed: int) -> tuple[LabelledData, LabelledData]:
+        """A seeded sample of ``n`` rows and the rows left, both in file order: data held apart to choose on."""
+        if not 0 <= n <= len(self.examples):
+            raise ValueError(f"split size must be in [0, {len(self.examples)}], got {n}")
+        chosen = set(np.random.default_rng(seed).choice(len(self.examples), size=n, replace=False).tolist())
+        picked = tuple(example for index, example in enumerate(self.examples) if index in chosen)
+        rest = tuple(example for index, example in enumerate(self.examples) if index not in chosen)
+        return replace(self, examples=picked), replace(self, examples=rest)
+
     def head(self, n: int) -> LabelledData:
         """The first ``n`` rows, for quick smoke runs that must not depend on a seed."""
         if n < 0:

@@ -24,9 +24,18 @@ class DataOptions:
 
     data: str | None = None
     calib: str | None = None
+    select_data: str | None = None
     text_column: str | None = None
     text_pair_column: str | None = None
     label_column: str | None = None
+
+    @property
+    def columns(self) -> dict[str, str | None]:
+        return {
+            "text_column": self.text_column,
+            "text_pair_column": self.text_pair_column,
+            "label_column": self.label_column,
+        }
 
 
 def _datasets_split(task: str, split: str) -> Path | None:
@@ -49,9 +58,10 @@ def _datasets_split(task: str, split: str) -> Path | None:
 
 @dataclass(frozen=True)
 class ResolvedData:
-    """Evaluation data, and three samples of the calibration file: scoring (``calibration``), choosing
-    recipes and targets (``selection``, another seed) and fitting the recovery (``fit``, a third seed).
-    Without a calibration file all three come from the head of the evaluation data (``shared``)."""
+    """The rows a run measures (``evaluation``), the held-out rows it chooses on (``selection``: recipes,
+    the target's candidate, the recovery; never rows the model was trained on) and two samples of the
+    calibration file: scoring (``calibration``) and fitting the recovery (``fit``, another seed). Without a
+    calibration file those two come from the head of the evaluation rows (``shared``)."""
 
     evaluation: LabelledData
     calibration: LabelledData
@@ -59,7 +69,27 @@ class ResolvedData:
     shared: bool
     source: str
     selection: LabelledData
+    selection_how: str
     fit: LabelledData
+
+
+def hold_out_selection(
+    evaluation: LabelledData, options: DataOptions, label2id: dict[str, int], size: int, seed: int
+) -> tuple[LabelledData, LabelledData, str]:
+    """(rows that measure, rows that choose, how they were chosen): ``--select-data`` when given, else a seeded
+    part of the evaluation file (at most half of it), held apart from the rows the report measures on."""
+    if options.select_data is not None:
+        selection = load_labelled_data(options.select_data, label2id, **options.columns).sample(size, seed)
+        return evaluation, selection, f"{len(selection)} rows of --select-data {options.select_data} (seed {seed})"
+    count = min(size, len(evaluation) // 2)
+    if count < 1:
+        raise InputError(
+            f"'{evaluation.path}' has {len(evaluation)} row(s): too few to hold some apart for choosing; "
+            "pass --select-data FILE or more --data rows"
+        )
+    selection, rest = evaluation.split(count, seed)
+    how = f"{count} rows of {evaluation.path} (seed {seed}), held apart from the {len(rest)} rows measured"
+    return rest, selection, how
 
 
 def resolve_data(
@@ -89,19 +119,15 @@ def resolve_data(
             _datasets_split(task, "train") if options.data is None else None
         )
         calib_path = str(found) if found else None
-    columns = {
-        "text_column": options.text_column,
-        "text_pair_column": options.text_pair_column,
-        "label_column": options.label_column,
-    }
+    columns = options.columns
     evaluation = load_labelled_data(data_path, label2id, **columns)
+    evaluation, selection, how = hold_out_selection(evaluation, options, label2id, select_examples, seed + 1)
     if calib_path is None or Path(calib_path).resolve() == Path(data_path).resolve():
         head = evaluation.head
         return ResolvedData(
-            evaluation, head(examples), len(evaluation), True, source, head(select_examples), head(fit_examples)
+            evaluation, head(examples), len(evaluation), True, source, selection, how, head(fit_examples)
         )
     # each sample streams the file once: memory bounded by the sample, not the file
     sample, rows = sample_labelled_data(calib_path, label2id, examples, seed, **columns)
-    selection, _ = sample_labelled_data(calib_path, label2id, select_examples, seed + 1, **columns)
     fit, _ = sample_labelled_data(calib_path, label2id, fit_examples, seed + 2, **columns)
-    return ResolvedData(evaluation, sample, rows, False, source, selection, fit)
+    return ResolvedData(evaluation, sample, rows, False, source, selection, how, fit)

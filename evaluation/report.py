@@ -42,6 +42,10 @@ class DataSummary:
     calibration_shared_with_evaluation: bool
     source: str
     columns: dict[str, str | None]
+    selection: str  # which rows chose the recipe, the target's candidate and the recovery
+    selection_rows: int
+    evaluation_row_numbers: list[int]  # the rows every accuracy in the report is measured on
+    selection_row_numbers: list[int]
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,11 @@ class Report(JsonArtifact):
         return self.result("pruned", "onnx-int8-tuned")
 
     @property
+    def drop_points(self) -> float:
+        """Accuracy points the shipped graph lost against the original in PyTorch fp32, on the same rows."""
+        return (self.result("original", "pytorch-fp32").accuracy - self.shipped.accuracy) * 100
+
+    @property
     def ratios(self) -> dict[str, float]:
         """Speed-ups of the shipped graph, batch-1 p50 and throughput, over the original's baselines."""
         shipped, torch = self.shipped, self.result("original", "pytorch-fp32")
@@ -162,7 +171,7 @@ class Report(JsonArtifact):
         }
 
     def to_dict(self) -> dict[str, Any]:
-        return {**super().to_dict(), "ratios": self.ratios}
+        return {**super().to_dict(), "ratios": self.ratios, "drop_points": self.drop_points}
 
 
 def results_table(results: list[VariantResult], *, reference: str = "original/pytorch-fp32") -> list[str]:
@@ -442,10 +451,22 @@ def checks_section(report: Report) -> list[str]:
     ]
 
 
+def headline(report: Report) -> str:
+    """The verdict in one line: the accuracy drop (bold) and what it bought."""
+    drop, speedup = report.drop_points, report.ratios["speedup_p50_pruned_int8_vs_original_int8"]
+    change = f"-{drop:.2f} points" if drop >= 0 else f"+{-drop:.2f} points"
+    return f"# attr-compress: **{change}** accuracy against the original, {speedup:.2f}x faster than its int8 ONNX"
+
+
 def render_markdown(report: Report) -> str:
-    heads, ffn = report.heads, report.ffn
+    heads, ffn, shipped = report.heads, report.ffn, report.shipped
+    original = report.result("original", "pytorch-fp32")
     lines = [
-        "# attr-compress report",
+        headline(report),
+        "",
+        f"The shipped int8 graph scores {shipped.accuracy:.4f} on {report.data.evaluation_rows} rows of "
+        f"`{report.data.evaluation}` that chose nothing; the original in PyTorch fp32 scores {original.accuracy:.4f} "
+        f"on the same rows. Choices (int8 recipe, target candidate, recovery) were made on {report.data.selection}.",
         "",
         f"Model: `{report.model}`; kept **{heads.kept} of {heads.total} heads** (keep {heads.keep:g}) and "
         f"**{sum(ffn.kept_per_layer):,} of {ffn.total:,} FFN neurons** (keep-ffn {ffn.keep_ffn:g}).",

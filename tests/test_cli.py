@@ -146,7 +146,17 @@ def test_report_holds_the_figures(pipeline_run):
     assert len(importance["scores"]) == 2 and len(importance["scores"][0]) == 4
     assert importance["steps"] == 3 and importance["examples"] == 6 and importance["target"] == "gold-log"
     tree = json.loads((out / "trees/tree_001.json").read_text())
-    assert tree["tokens"][0] == "[CLS]" and tree["meta"]["row"] == 1
+    data = report["data"]
+    assert tree["tokens"][0] == "[CLS]" and tree["meta"]["row"] == data["evaluation_row_numbers"][0]
+    # the rows that chose (recipe, candidate, recovery) are held apart from the rows that measured
+    assert data["selection_rows"] == 6 and data["evaluation_rows"] == 6 == len(data["evaluation_row_numbers"])
+    assert not set(data["selection_row_numbers"]) & set(data["evaluation_row_numbers"])
+    markdown = (out / "report.md").read_text()
+    drop = (results["original/pytorch-fp32"]["accuracy"] - results["pruned/onnx-int8-tuned"]["accuracy"]) * 100
+    assert report["drop_points"] == pytest.approx(drop)
+    assert markdown.splitlines()[0].startswith(
+        f"# attr-compress: **{'-' if drop >= 0 else '+'}{abs(drop):.2f} points**"
+    )
 
 
 def test_latency_budget_run_chooses_and_reports_the_sizes(tiny_model_dir, tiny_data, tmp_path, capsys):
