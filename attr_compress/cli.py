@@ -121,7 +121,7 @@ def cli(debug: bool) -> None:
     # --debug is read by main(), which owns the error boundary.
 
 
-RECOVERY_CHOICES = ("none", "lsq", "distill")  # compressor.recovery.RECOVERY_METHODS, without importing torch
+RECOVERY_CHOICES = ("auto", "none", "lsq", "distill")  # compressor.recovery.RECOVERY_METHODS, without importing torch
 
 
 def recovery_options(command: Any) -> Any:
@@ -130,15 +130,24 @@ def recovery_options(command: Any) -> Any:
             click.option(
                 "--recover",
                 type=click.Choice(RECOVERY_CHOICES),
-                default="none",
+                default="auto",
                 show_default=True,
-                help="After pruning: lsq refits output projections by least squares (no training); distill adds "
-                "a short distillation from the original.",
+                help="After pruning: lsq refits output projections by least squares (no training); distill then "
+                "trains against the original on the training file; auto keeps whichever scores best on held-out "
+                "rows (lsq or distill when FFN neurons are pruned or a target is set, else none or lsq).",
+            ),
+            click.option("--fit-examples", default=1000, show_default=True, help="Calibration examples lsq fits on."),
+            click.option(
+                "--distill-minutes",
+                default=5.0,
+                show_default=True,
+                help="Time box of the distillation, converted to a step count on this machine before it starts.",
             ),
             click.option(
-                "--fit-examples", default=1000, show_default=True, help="Calibration examples --recover fits on."
+                "--distill-steps",
+                type=int,
+                help="Exact number of distillation batches (overrides --distill-minutes; reproducible bit for bit).",
             ),
-            click.option("--distill-steps", default=200, show_default=True, help="Batches of --recover distill."),
         ]
     ):
         command = option(command)
@@ -154,13 +163,13 @@ def scoring_from(options: dict[str, Any], quiet: bool = False) -> Any:
 
 
 def recovery_from(options: dict[str, Any], seed: int) -> Any:
+    """RecoveryOptions from the recovery options (they are removed from ``options``)."""
+    from compressor.distill import DistillOptions
     from compressor.recovery import RecoveryOptions
 
+    distill = DistillOptions(minutes=options.pop("distill_minutes"), steps=options.pop("distill_steps"), seed=seed)
     return RecoveryOptions(
-        method=options.pop("recover"),
-        fit_examples=options.pop("fit_examples"),
-        distill_steps=options.pop("distill_steps"),
-        seed=seed,
+        method=options.pop("recover"), fit_examples=options.pop("fit_examples"), distill=distill, seed=seed
     )
 
 
@@ -174,6 +183,13 @@ def recovery_from(options: dict[str, Any], seed: int) -> Any:
     help="Choose --keep/--keep-ffn to run X times faster than the original int8 ONNX (batch 1, measured here).",
 )
 @click.option("--latency-budget", type=float, help="Choose --keep/--keep-ffn to run within MS milliseconds (batch 1).")
+@click.option(
+    "--max-drop",
+    default=1.0,
+    show_default=True,
+    help="With a target: accuracy points the shipped int8 model may lose against the original on held-out rows; "
+    "if no candidate meets both, nothing is shipped (exit 2).",
+)
 @click.option("--data", type=click.Path(path_type=str), help="Labelled evaluation set (TSV, CSV, JSONL).")
 @click.option("--calib", type=click.Path(path_type=str), help="Examples to score heads on (default: task train split).")
 @click.option(

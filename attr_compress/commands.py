@@ -11,7 +11,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from compressor.artifacts import read_json, write_json
+from compressor.artifacts import write_json
 from compressor.data import load_labelled_data, sample_labelled_data
 from compressor.distributed import is_main_process, process_group
 from compressor.encoded import encode_data, parity_batches
@@ -22,14 +22,14 @@ from compressor.modeling import load_model, read_model_config, to_device
 from compressor.neurons import FFN_IMPORTANCE_FILE, NeuronImportance
 from compressor.outputs import check_output_folder, staged_folder
 from compressor.pruning import PrunePlan, check_unpruned, plan_pruning, prune_model, save_pruned
-from compressor.recovery import RecoveryOptions, RecoveryRecord, encode_for_fit, recover
+from compressor.recovery import RecoveryOptions, RecoveryRecord, TrainingText, encode_for_fit, recover
 from compressor.scoring import ScoringOptions, score_heads, score_neurons
 from evaluation.measure import Measurement, evaluate
 from evaluation.plots import save_importance
 from evaluation.tuning import tune_recipe
 from exporters.onnx_export import ONNX_FP32, ONNX_INT8
 from exporters.recipes import OPTIMUM_BASELINE
-from exporters.runtime import RUNTIME_FILE, OnnxRunner, Runner, TorchRunner
+from exporters.runtime import OnnxRunner, Runner, TorchRunner
 from exporters.verified import ExportRecord, export_verified, ship_int8
 
 Log = Callable[[str], None]
@@ -81,20 +81,25 @@ def prune_folder(
     force: bool = False,
     log: Log = lambda message: None,
 ) -> tuple[PrunePlan, RecoveryRecord | None]:
-    """The pruned Hugging Face folder, prune_plan.json and (with a recovery) recovery.json."""
-    recovery = recovery or RecoveryOptions()
-    if recovery.method != "none" and calib is None:
-        raise InputError(f"--recover {recovery.method} fits on calibration data; pass --calib FILE")
+    """The pruned Hugging Face folder, prune_plan.json and (with a recovery) recovery.json. Here ``auto`` (no
+    held-out rows to measure on) means lsq given --calib, else no recovery for heads alone."""
     heads = HeadImportance.load(importance)
     neurons = NeuronImportance.load(ffn_importance) if ffn_importance else None
     plan = plan_pruning(heads.scores, keep, heads.order, ffn_scores=neurons and neurons.scores, keep_ffn=keep_ffn)
+    recovery = recovery or RecoveryOptions()
+    if recovery.method == "auto":
+        recovery = replace(recovery, method="lsq" if calib is not None or keep_ffn < 1 else "none")
+    if recovery.method != "none" and calib is None:
+        raise InputError(f"--recover {recovery.method} fits on calibration data; pass --calib FILE (or --recover none)")
     check_output_folder(Path(out), force=force)
     loaded = load_model(model)
     pruned = prune_model(copy.deepcopy(loaded.model), plan)
     record = None
     if recovery.method != "none":
         fit, _ = sample_labelled_data(calib, loaded.label2id, recovery.fit_examples, recovery.fit_seed, **columns)
-        record = recover(loaded.model, pruned, encode_for_fit(loaded, fit.examples), recovery, progress=True, log=log)
+        text = TrainingText(loaded, calib, columns)
+        batches = encode_for_fit(loaded, fit.examples)
+        record = recover(loaded.model, pruned, batches, recovery, text=text, progress=True, log=log)
     with staged_folder(out, force=force, contents="prune") as staging:
         save_pruned(pruned, loaded.tokenizer, staging)
         plan.save(staging / "prune_plan.json")
@@ -149,12 +154,8 @@ def folder_runners(folders: tuple[str, ...], threads: int) -> tuple[dict[tuple[s
         graphs = {ONNX_FP32: "onnx-fp32", ONNX_INT8: "onnx-int8"}
         present = [file for file in graphs if (folder / file).is_file()]
         if present:
-            settings = read_json(folder / RUNTIME_FILE, "re-export") if (folder / RUNTIME_FILE).is_file() else {}
             for file in present:
-                disabled = settings.get("disabled_optimizers", []) if file == ONNX_INT8 else ()
-                runners[folder.name, graphs[file]] = OnnxRunner(
-                    file, folder / file, threads=threads, disabled_optimizers=disabled
-                )
+                runners[folder.name, graphs[file]] = OnnxRunner(file, folder / file, threads=threads)
         else:
             loaded = load_model(folder, attn_implementation="sdpa")
             tokenizer_source = tokenizer_source or loaded

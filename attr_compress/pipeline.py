@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from compressor.artifacts import library_versions
+from compressor.distill import distill
 from compressor.encoded import EncodedData, encode_data, parity_batches
 from compressor.errors import InputError, check_counts
 from compressor.explain import explain
@@ -34,7 +35,7 @@ from compressor.pruning import (
     prune_model,
     save_pruned,
 )
-from compressor.recovery import RecoveryOptions, RecoveryRecord, encode_for_fit, recover
+from compressor.recovery import RecoveryOptions, RecoveryRecord, TrainingText, encode_for_fit, recover
 from compressor.scoring import ScoringOptions, score_heads, score_neurons
 from compressor.task_data import DataOptions, ResolvedData, resolve_data
 from evaluation.measure import Measurement, evaluate
@@ -47,6 +48,7 @@ from evaluation.report import (
     Machine,
     ParameterCounts,
     Report,
+    SelectionCheck,
     StageTiming,
     WeightsInfo,
     WhySummary,
@@ -71,6 +73,7 @@ class PipelineOptions:
     keep_ffn: float | None = None
     target_speedup: float | None = None
     latency_budget: float | None = None
+    max_drop: float = 1.0
     out: str | None = None
     data: DataOptions = field(default_factory=DataOptions)
     scoring: ScoringOptions = field(default_factory=ScoringOptions)
@@ -97,6 +100,8 @@ class PipelineOptions:
         check_counts(threads=self.threads, latency_examples=self.latency_examples, select_examples=self.select_examples)
         if self.trees < 0:
             raise InputError(f"--trees must be 0 or more, got {self.trees}")
+        if not self.max_drop >= 0:
+            raise InputError(f"--max-drop must be 0 or more accuracy points, got {self.max_drop}")
 
     @property
     def target(self) -> LatencyTarget | None:
@@ -158,6 +163,7 @@ class RunInputs:
     parity: list[dict[str, np.ndarray]]
     selection: EncodedData
     fit_batches: list[dict[str, torch.Tensor]]
+    training: TrainingText | None  # the calibration file, streamed by distillation (None when data is shared)
 
 
 def prepare_inputs(loaded: LoadedModel, options: PipelineOptions) -> RunInputs:
@@ -174,7 +180,8 @@ def prepare_inputs(loaded: LoadedModel, options: PipelineOptions) -> RunInputs:
     # choices are scored on calibration labels (selection) but timed on the inputs the model will serve
     selection = replace(encode_data(loaded, resolved.selection, singles=0), singles=evaluation.singles)
     fit = encode_for_fit(loaded, resolved.fit.examples) if options.recovery.method != "none" else []
-    return RunInputs(resolved, evaluation, parity_batches(evaluation), selection, fit)
+    training = None if resolved.shared else TrainingText(loaded, resolved.calibration.path, options.data.columns)
+    return RunInputs(resolved, evaluation, parity_batches(evaluation), selection, fit, training)
 
 
 @dataclass(frozen=True)
@@ -242,6 +249,21 @@ class Run:
         return self.loaded.config.num_labels
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What the stages of one run produced, for its report."""
+
+    scores: Scores
+    sizes: Sizes
+    pruned: Pruned
+    shipped: Shipped
+    original: OriginalGraphs
+    check: SelectionCheck
+    measurement: Measurement
+    comparison: dict[str, Comparison] | None
+    trees: list[Any]
+
+
 def compress(model: str | Path, keep: float | None = None, **options: Any) -> Report:
     """Compress a model folder in one call: ``compress("model/", keep=0.5, data="dev.tsv", out="slim/")``.
 
@@ -266,29 +288,12 @@ def run(options: PipelineOptions, log: Log = lambda message: None) -> Report:
         sizes = choose_sizes(job, scores, original)
         pruned = prune_and_recover(job, scores, sizes)
         shipped = export_pruned(job, sizes, pruned, original)
+        check = check_selection(job, sizes)
         measurement = measure(job, pruned, shipped, original)
         comparison = compare(job, scores.heads, sizes.keep) if options.compare else None
-        with timer.stage(f"attribution trees ({min(options.trees, len(job.inputs.resolved.evaluation))} examples)"):
-            trees = explain(
-                loaded,
-                job.inputs.resolved.evaluation,
-                options.trees,
-                staging / "trees",
-                steps=options.scoring.steps,
-                rule=options.scoring.rule,
-                progress=options.progress,
-            )
-        report = build_report(
-            job,
-            scores,
-            sizes,
-            pruned,
-            shipped,
-            original,
-            measurement,
-            comparison,
-            [f"tree_{index + 1:03d}" for index in range(len(trees))],
-        )
+        trees = explain_examples(job)
+        outcome = Outcome(scores, sizes, pruned, shipped, original, check, measurement, comparison, trees)
+        report = build_report(job, outcome)
         report.save(staging / REPORT_FILE)
         (staging / "report.md").write_text(render_markdown(report), encoding="utf-8")
     return report
@@ -341,6 +346,7 @@ def choose_sizes(job: Run, scores: Scores, original: OriginalGraphs) -> Sizes:
         return Sizes(job.options.keep, job.options.keep_ffn or 1.0)
     with job.timer.stage(f"search keep / keep-ffn for the target: {target.description}"):
         tuning = tune(job, original.graphs)
+        judged_by = "none" if job.options.recovery.method == "none" else "lsq"
         inputs = SearchInputs(
             job.loaded,
             scores.heads,
@@ -348,7 +354,9 @@ def choose_sizes(job: Run, scores: Scores, original: OriginalGraphs) -> Sizes:
             target,
             job.inputs.selection,
             job.inputs.fit_batches,
-            job.options.recovery,
+            replace(job.options.recovery, method=judged_by),
+            reference_accuracy=selection_accuracy(job.loaded.model, job.inputs.selection),
+            max_drop=job.options.max_drop,
         )
         search = search_target(
             inputs, tuning.recipe, baseline_graph=original.baseline_int8, threads=job.options.threads, log=job.log
@@ -366,14 +374,7 @@ def prune_and_recover(job: Run, scores: Scores, sizes: Sizes) -> Pruned:
         plan.save(job.staging / "prune_plan.json")
         save_importance(heads, job.staging, plan)
         model = prune_model(copy.deepcopy(job.loaded.model), plan)
-        recovery = recover(
-            job.loaded.model,
-            model,
-            job.inputs.fit_batches,
-            job.options.recovery,
-            progress=job.options.progress,
-            log=job.log,
-        )
+        model, recovery = recover_by_measurement(job, model, recovery_methods(job, plan))
         if recovery is not None:
             recovery.save(job.staging / "recovery.json")
         save_pruned(model, job.loaded.tokenizer, job.staging / "pruned")
@@ -382,6 +383,61 @@ def prune_and_recover(job: Run, scores: Scores, sizes: Sizes) -> Pruned:
         eager = load_model(job.staging / "pruned").model
         sdpa = load_model(job.staging / "pruned", attn_implementation="sdpa").model
     return Pruned(plan, recovery, eager, sdpa)
+
+
+def recovery_methods(job: Run, plan: PrunePlan) -> tuple[str, ...]:
+    """The methods to try: the one asked for, or with auto the ones worth measuring. FFN pruning and latency
+    targets always recover (lsq, and distill when there is a training file); heads alone may not need to."""
+    method = job.options.recovery.method
+    if method != "auto":
+        return (method,)
+    if plan.keep_ffn < 1 or job.options.target is not None:
+        return ("lsq", "distill") if job.inputs.training is not None else ("lsq",)
+    return ("none", "lsq")
+
+
+def selection_accuracy(model: Any, selection: EncodedData) -> float:
+    runner = TorchRunner("candidate", model)
+    predicted = np.concatenate([runner.logits(batch).argmax(-1) for batch in selection.batches])
+    return float((predicted == selection.labels).mean())
+
+
+def recover_by_measurement(job: Run, model: Any, methods: tuple[str, ...]) -> tuple[Any, RecoveryRecord | None]:
+    """Each method in turn on a copy (distill continues from lsq's weights when both run); the one most accurate
+    on the held-out selection rows wins (ties: the cheaper, earlier one)."""
+    options, tried = job.options.recovery, {}
+    for method in methods:
+        if method == "distill" and "lsq" in tried:
+            candidate, record = copy.deepcopy(tried["lsq"][0]), tried["lsq"][1]
+            text = job.inputs.training
+            job.log(f"distilling from the original model on {text.path}")
+            trained = distill(
+                job.loaded.model,
+                candidate,
+                text.loaded,
+                text.path,
+                options.distill,
+                columns=text.columns,
+                progress=job.options.progress,
+            )
+            record = replace(record, method="distill", distill=trained)
+        else:
+            candidate = copy.deepcopy(model)
+            record = recover(
+                job.loaded.model,
+                candidate,
+                job.inputs.fit_batches,
+                replace(options, method=method),
+                text=job.inputs.training,
+                progress=job.options.progress,
+                log=job.log,
+            )
+        tried[method] = (candidate, record, selection_accuracy(candidate, job.inputs.selection))
+    best = max(tried, key=lambda method: (tried[method][2], -methods.index(method)))
+    chosen, record, _ = tried[best]
+    scores = {method: accuracy for method, (_, _, accuracy) in tried.items()}
+    job.log("recovery on the held-out rows: " + ", ".join(f"{m} {a:.4f}" for m, a in scores.items()) + f"; kept {best}")
+    return chosen, None if record is None else replace(record, selection_accuracy=scores)
 
 
 def export_pruned(job: Run, sizes: Sizes, pruned: Pruned, original: OriginalGraphs) -> Shipped:
@@ -414,10 +470,35 @@ def export_pruned(job: Run, sizes: Sizes, pruned: Pruned, original: OriginalGrap
     return Shipped(record, tuning, tuned_on, tuned)
 
 
+def check_selection(job: Run, sizes: Sizes) -> SelectionCheck:
+    """The shipped int8 graph on the held-out selection rows against the original; with a latency target a drop
+    beyond --max-drop ships nothing (one line, exit 2)."""
+    selection = job.inputs.selection
+    shipped = OnnxRunner("shipped", job.staging / "onnx" / ONNX_INT8, threads=job.options.threads)
+    check = SelectionCheck(
+        rows=len(selection.labels),
+        original_accuracy=selection_accuracy(job.loaded.model, selection),
+        shipped_accuracy=float(
+            (
+                np.concatenate([shipped.logits(batch).argmax(-1) for batch in selection.batches]) == selection.labels
+            ).mean()
+        ),
+        max_drop=job.options.max_drop,
+        enforced=sizes.search is not None,
+    )
+    if check.enforced and check.drop_points > check.max_drop:
+        raise InputError(
+            f"no candidate meets both the target ({sizes.search.target}) and --max-drop {check.max_drop:g}: the "
+            f"best, keep {sizes.keep:g} / keep-ffn {sizes.keep_ffn:g}, loses {check.drop_points:.2f} points on "
+            f"{check.rows} held-out rows as int8; nothing was written: relax --max-drop or the target"
+        )
+    return check
+
+
 def measure(job: Run, pruned: Pruned, shipped: Shipped, original: OriginalGraphs) -> Measurement:
     """Every variant side by side; the original's scratch graphs are deleted afterwards."""
     with job.timer.stage("evaluate accuracy and latency"):
-        threads, disabled = job.options.threads, shipped.recipe.disabled_optimizers
+        threads = job.options.threads
         onnx = job.staging / "onnx"
         variants = {
             ("original", "pytorch-fp32"): TorchRunner(
@@ -425,14 +506,10 @@ def measure(job: Run, pruned: Pruned, shipped: Shipped, original: OriginalGraphs
             ),
             ("original", "onnx-fp32"): OnnxRunner("", original.graphs.fp32, threads=threads),
             ("original", "onnx-int8"): OnnxRunner("", original.baseline_int8, threads=threads),
-            ("original", "onnx-int8-tuned"): OnnxRunner(
-                "", shipped.original_tuned_int8, threads=threads, disabled_optimizers=disabled
-            ),
+            ("original", "onnx-int8-tuned"): OnnxRunner("", shipped.original_tuned_int8, threads=threads),
             ("pruned", "pytorch-fp32"): TorchRunner("", pruned.sdpa),
             ("pruned", "onnx-fp32"): OnnxRunner("", onnx / ONNX_FP32, threads=threads),
-            ("pruned", "onnx-int8-tuned"): OnnxRunner(
-                "", onnx / ONNX_INT8, threads=threads, disabled_optimizers=disabled
-            ),
+            ("pruned", "onnx-int8-tuned"): OnnxRunner("", onnx / ONNX_INT8, threads=threads),
         }
         measurement = evaluate(
             variants, job.inputs.evaluation, threads=threads, num_labels=job.num_labels, progress=job.options.progress
@@ -456,17 +533,23 @@ def compare(job: Run, heads: HeadImportance, keep: float) -> dict[str, Any]:
         )
 
 
-def build_report(
-    job: Run,
-    scores: Scores,
-    sizes: Sizes,
-    pruned: Pruned,
-    shipped: Shipped,
-    original: OriginalGraphs,
-    measurement: Measurement,
-    comparison: dict[str, Comparison] | None,
-    trees: list[str],
-) -> Report:
+def explain_examples(job: Run) -> list[Any]:
+    evaluation, options = job.inputs.resolved.evaluation, job.options
+    with job.timer.stage(f"attribution trees ({min(options.trees, len(evaluation))} examples)"):
+        return explain(
+            job.loaded,
+            evaluation,
+            options.trees,
+            job.staging / "trees",
+            steps=options.scoring.steps,
+            rule=options.scoring.rule,
+            progress=options.progress,
+        )
+
+
+def build_report(job: Run, outcome: Outcome) -> Report:
+    scores, sizes, pruned, shipped = outcome.scores, outcome.sizes, outcome.pruned, outcome.shipped
+    original, measurement, check = outcome.original, outcome.measurement, outcome.check
     loaded, plan = job.loaded, pruned.plan
     shipped_row = next(row for row in measurement.results if row.name == "pruned/onnx-int8-tuned")
     baseline_row = next(row for row in measurement.results if row.name == "original/onnx-int8")
@@ -478,13 +561,14 @@ def build_report(
         data=data_summary(job),
         importance=scores.heads,
         heads=heads_summary(plan, sizes.keep, pruned.sdpa),
-        why=WhySummary([len(row) - sum(row) for row in plan.head_mask], comparison),
+        why=WhySummary([len(row) - sum(row) for row in plan.head_mask], outcome.comparison),
         ffn=ffn_summary(loaded, scores.neurons, sizes.keep_ffn, pruned.sdpa),
         recovery=pruned.recovery,
         target_search=sizes.search,
         target_met_in_final_measurement=None
         if target is None
         else target.met(shipped_row.latency_p50_ms, baseline_row.latency_p50_ms / shipped_row.latency_p50_ms),
+        selection_check=check,
         graph_tuning=shipped.tuning,
         tuned_on=shipped.tuned_on,
         parameters={
@@ -497,7 +581,7 @@ def build_report(
             model: measurement.agreement(f"{model}/{int8}", f"{model}/onnx-fp32")
             for model, int8 in (("original", "onnx-int8"), ("pruned", "onnx-int8-tuned"))
         },
-        trees=trees,
+        trees=[f"tree_{index + 1:03d}" for index in range(len(outcome.trees))],
         timings=job.timer.timings,
         machine=Machine.here(job.options.threads),
         weights=WeightsInfo(loaded.weights_file, loaded.weights_note, loaded.stored_dtype),

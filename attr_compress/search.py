@@ -81,7 +81,7 @@ class _Timer:
         shutil.rmtree(self.folder / name)
 
     def runner(self, graph: Path, recipe: Recipe, name: str) -> OnnxRunner:
-        return OnnxRunner(name, graph, threads=self.threads, disabled_optimizers=recipe.disabled_optimizers)
+        return OnnxRunner(name, graph, threads=self.threads)
 
     def time(self, candidate: OnnxRunner) -> dict[str, float]:
         """Candidate p50 ms, baseline p50 ms and the speed-up at batch 1, measured side by side; the speed-up
@@ -111,7 +111,9 @@ class SearchInputs:
     target: LatencyTarget
     selection: EncodedData
     fit_batches: Sequence[dict[str, torch.Tensor]]
-    recovery: RecoveryOptions
+    recovery: RecoveryOptions  # how candidates are judged: lsq (distillation comes after the search)
+    reference_accuracy: float  # the original's (PyTorch fp32) on the selection rows
+    max_drop: float  # accuracy points a candidate may lose against it
 
     def plan(self, keep: float, keep_ffn: float) -> PrunePlan:
         return plan_pruning(
@@ -148,7 +150,7 @@ def search_target(
         raise InputError(
             f"no candidate met the target ({inputs.target.description}) once refitted and re-timed; lower the target"
         )
-    row, chosen = max(choices, key=lambda choice: (choice[1]["selection_accuracy"], choice[1]["speedup"]))
+    row, chosen, reason = _choose(choices, inputs)
     return TargetSearch(
         target=inputs.target.description,
         margin=SEARCH_MARGIN,
@@ -159,10 +161,35 @@ def search_target(
         candidates=list(measured.values()),
         keep=row["keep"],
         keep_ffn=row["keep_ffn"],
-        reason=(
-            f"most accurate int8 graph on the selection data ({chosen['selection_accuracy']:.4f}) among "
-            f"{len(choices)} (candidate, recipe) pairs on the frontier that meet the target; measured "
-            f"{chosen['speedup']:.2f}x ({chosen['p50_ms']:.3f} ms) with {chosen['recipe']['name']}"
+        reason=reason,
+        reference_accuracy=inputs.reference_accuracy,
+        max_drop=inputs.max_drop,
+    )
+
+
+def _choose(
+    choices: list[tuple[dict[str, Any], dict[str, Any]]], inputs: SearchInputs
+) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """The fastest (candidate, recipe) within --max-drop of the original on the selection rows; if none is
+    within it yet, the most accurate (the final recovery may still bring it there; the run checks)."""
+    floor = inputs.reference_accuracy - inputs.max_drop / 100
+    within = [choice for choice in choices if choice[1]["selection_accuracy"] >= floor]
+    bound = (
+        f"within --max-drop {inputs.max_drop:g} of the original's {inputs.reference_accuracy:.4f} on the selection "
+        f"rows (after {inputs.recovery.method} recovery)"
+    )
+    if within:
+        row, chosen = max(within, key=lambda choice: (choice[1]["speedup"], choice[1]["selection_accuracy"]))
+        rule = f"the fastest of {len(within)} (candidate, recipe) pairs that meet the target and stay {bound}"
+    else:
+        row, chosen = max(choices, key=lambda choice: (choice[1]["selection_accuracy"], choice[1]["speedup"]))
+        rule = f"none of {len(choices)} pairs that meet the target stayed {bound}; the most accurate"
+    return (
+        row,
+        chosen,
+        (
+            f"{rule}: int8 {chosen['selection_accuracy']:.4f}, {chosen['speedup']:.2f}x ({chosen['p50_ms']:.3f} ms) "
+            f"with {chosen['recipe']['name']}"
         ),
     )
 

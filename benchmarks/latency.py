@@ -3,10 +3,15 @@
 Variants: the original model as PyTorch fp32 (SDPA attention, as users run it), ONNX fp32 (Optimum's plain
 export), ONNX fp32 after onnxruntime's transformer fusions, ONNX int8 by Optimum's recipe (plain graph,
 per-channel: the baseline of the ratios) and ONNX int8 by the fast recipe (fused graph, onnxruntime's
-quantize_dynamic, per-tensor, MatMul + Attention, session SkipLayerNormFusion off; --recipe-json overrides
-it); then, per --pair KEEP,KEEP_FFN (default --keep 0.5 --keep-ffn 0.3), the pruned model (heads ranked by
-attattr, FFN neurons by integrated gradients, both on --calib-examples calibration rows; LSQ recovery fitted
-on --fit-examples other calibration rows) as PyTorch fp32, ONNX fp32 and ONNX int8 by both recipes.
+quantize_dynamic, per-tensor, MatMul + Attention; --recipe-json overrides it); then, per --pair KEEP,KEEP_FFN
+(default --keep 0.5 --keep-ffn 0.3), the pruned model (heads ranked by attattr, FFN neurons by integrated
+gradients, both on --calib-examples calibration rows; LSQ recovery fitted on --fit-examples other calibration
+rows) as PyTorch fp32, ONNX fp32 and ONNX int8 by both recipes.
+
+Each model is exported once (``export_verified``: the fp32 graph and, where shown or quantised, its fused
+form, each checked against PyTorch within 1e-4; a fused graph that fails is rebuilt without attention fusion)
+and its int8 graphs are quantised from those checked graphs (``quantize_all``). Every ONNX graph runs in a
+default onnxruntime session at the measured thread count.
 
 Batch-1 latency is measured two ways, at each thread count (1 and 2), on the first --latency-examples dev rows:
 
@@ -51,7 +56,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
-import copy
 import json
 import platform
 import sys
@@ -65,33 +69,28 @@ from typing import Any
 import numpy as np
 
 from compressor.artifacts import library_versions, write_json
-from compressor.data import load_labelled_data, sample_labelled_data
-from compressor.encoded import encode_data, parity_batches
+from compressor.data import LabelledData, load_labelled_data, sample_labelled_data
+from compressor.encoded import EncodedData, encode_data, parity_batches
 from compressor.importance import HeadImportance
 from compressor.modeling import LoadedModel, load_model
-from compressor.neurons import NeuronImportance, score_neurons
-from compressor.pruning import count_parameters, plan_pruning, prune_model
-from compressor.ranking import make_ranker
-from compressor.recovery import encode_for_fit, recover
-from evaluation.measure import evaluate_runners, torch_threads
-from exporters.onnx_export import export_onnx
+from compressor.neurons import NeuronImportance
+from compressor.pruning import count_parameters, plan_pruning, prune
+from compressor.recovery import RecoveryOptions, encode_for_fit, recover
+from compressor.scoring import ScoringOptions, score_heads, score_neurons
+from evaluation.measure import evaluate_runners
 from exporters.parity import compare_logits
 from exporters.quantize import cpu_flags
-from exporters.recipes import FUSED_FP32, OPERATOR_SETS, OPTIMUM_BASELINE, Recipe, fuse_graph, quantize_graph
-from exporters.runtime import OnnxRunner, TorchRunner
+from exporters.recipes import OPERATOR_SETS, OPTIMUM_BASELINE, Recipe
+from exporters.runtime import OnnxRunner, TorchRunner, torch_threads
+from exporters.verified import VerifiedGraphs, export_verified, quantize_all
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
-FAST_RECIPE = Recipe(
-    graph="fused",
-    quantizer="onnxruntime",
-    per_channel=False,
-    operators="matmul+attention",
-    disabled_optimizers=("SkipLayerNormFusion",),
-)
+FAST_RECIPE = Recipe(graph="fused", quantizer="onnxruntime", per_channel=False, operators="matmul+attention")
 PYTORCH = "original PyTorch fp32"
 BASELINE = "original ONNX int8 Optimum"
 ATOL = 1e-4
 ISOLATED_WARMUP = 20  # untimed examples before an isolated variant is timed
+PROFILE_WARMUP = 10  # profiled runs left out of the operator profile
 
 
 def log(message: str) -> None:
@@ -100,17 +99,38 @@ def log(message: str) -> None:
 
 @dataclass(frozen=True)
 class Variant:
-    """One row of the tables: a PyTorch model or an ONNX graph with its session settings."""
+    """One row of the tables: a PyTorch model or an ONNX graph."""
 
     name: str
     model: Any = None
     path: Path | None = None
-    disabled_optimizers: tuple[str, ...] = ()
 
     def runner(self, threads: int) -> TorchRunner | OnnxRunner:
         if self.model is not None:
             return TorchRunner(self.name, self.model)
-        return OnnxRunner(self.name, self.path, threads=threads, disabled_optimizers=self.disabled_optimizers)
+        return OnnxRunner(self.name, self.path, threads=threads)
+
+
+@dataclass(frozen=True)
+class Setup:
+    """The models and data every variant is built from and measured on."""
+
+    loaded: LoadedModel  # eager attention: scoring needs the attention probabilities
+    original_sdpa: Any  # the original as users run it (SDPA attention): the timed PyTorch fp32 row
+    dev: LabelledData
+    encoded: EncodedData
+    batches: list[dict[str, np.ndarray]]  # parity batches for the export checks
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Head scores, FFN neuron scores (None when no pair prunes FFN neurons) and the fit batches for LSQ."""
+
+    heads: HeadImportance
+    neurons: NeuronImportance | None
+    fit_inputs: list[dict[str, Any]]
+    fit_examples: int
+    recovery: RecoveryOptions
 
 
 def parse_pair(text: str) -> tuple[float, float]:
@@ -139,6 +159,29 @@ def parse_recipe(text: str) -> Recipe:
     return recipe
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=Path, default=SHARED / "models/minilm-l6-sst2")
+    parser.add_argument("--data", type=Path, default=SHARED / "data/glue/SST-2/dev.tsv")
+    parser.add_argument("--calib", type=Path, default=SHARED / "data/glue/SST-2/train.tsv")
+    parser.add_argument("--keep", type=float, default=0.5, help="fraction of heads kept (without --pair)")
+    parser.add_argument("--keep-ffn", type=float, default=0.3, help="fraction of FFN neurons kept (without --pair)")
+    parser.add_argument("--pair", type=parse_pair, action="append", default=[], help="KEEP,KEEP_FFN; repeatable")
+    parser.add_argument("--importance", type=Path, help="head importance.json to use instead of scoring")
+    parser.add_argument("--ffn-importance", type=Path, help="ffn_importance.json to use instead of scoring")
+    parser.add_argument("--calib-examples", type=int, default=200, help="calibration rows for scoring (seed 0)")
+    parser.add_argument("--fit-examples", type=int, default=1000, help="calibration rows for LSQ recovery (seed 2)")
+    parser.add_argument("--dev-examples", type=int, help="first N dev rows only (default: all)")
+    parser.add_argument("--latency-examples", type=int, default=300, help="dev rows timed at batch 1")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--recipe-json", type=parse_recipe, default=FAST_RECIPE, help="fast recipe (JSON or file)")
+    parser.add_argument("--profile-top", type=int, default=12, help="operator types shown in the profile")
+    parser.add_argument("--out", type=Path, help="write everything as JSON here")
+    args = parser.parse_args(argv)
+    args.pairs = args.pair or [(args.keep, args.keep_ffn)]
+    return args
+
+
 def machine() -> dict[str, Any]:
     model_name = ""
     try:
@@ -158,55 +201,177 @@ def machine() -> dict[str, Any]:
     }
 
 
-def fuse_checked(source: Path, target: Path, reference: TorchRunner, batches: Sequence[dict]) -> dict[str, Any]:
-    """onnxruntime's fusions, checked against PyTorch; rebuilt without attention fusion if the logits differ
-    (the per-layer head-count trap of pruned models), as the shipped export does."""
-    note: dict[str, Any] = {"operators": fuse_graph(source, target), "attention_fusion": True}
-    diff = compare_logits(reference, OnnxRunner("fused", target), batches, atol=ATOL).max_abs_diff
-    if diff > ATOL:
-        note = {
-            "operators": fuse_graph(source, target, attention=False),
-            "attention_fusion": False,
-            "rejected": f"attention fusion broke parity (max abs diff {diff:.3g})",
-        }
-        diff = compare_logits(reference, OnnxRunner("fused", target), batches, atol=ATOL).max_abs_diff
-    note["max_abs_diff"] = diff
-    return note
+def print_machine(recipe: Recipe) -> tuple[dict[str, Any], dict[str, str]]:
+    """Print (and return) the machine, the library versions and both int8 recipes."""
+    info = machine()
+    versions = library_versions()
+    print(f"machine: {info['platform']}, {info['cpu']}, {info['cpu_count']} CPUs ({info['usable_cpus']} usable)")
+    print("versions: " + ", ".join(f"{name} {version}" for name, version in versions.items()))
+    print(f"baseline int8 recipe: {OPTIMUM_BASELINE.name}; fast int8 recipe: {recipe.name}")
+    return info, versions
+
+
+def load_setup(args: argparse.Namespace) -> Setup:
+    """The original model (eager and SDPA), the dev rows, encoded once, and the parity batches."""
+    loaded = load_model(args.model)
+    original_sdpa = load_model(args.model, attn_implementation="sdpa").model
+    dev = load_labelled_data(args.data, loaded.label2id)
+    if args.dev_examples is not None:
+        dev = dev.head(args.dev_examples)
+    encoded = encode_data(loaded, dev, batch_size=32, singles=args.latency_examples)
+    return Setup(loaded, original_sdpa, dev, encoded, parity_batches(encoded))
+
+
+def score_calibration(args: argparse.Namespace, loaded: LoadedModel) -> Calibration:
+    """Head and FFN neuron scores (loaded from --importance/--ffn-importance, else scored on calibration rows,
+    seed 0) and the LSQ fit batches (other calibration rows, the recovery's fit seed)."""
+    heads = HeadImportance.load(args.importance) if args.importance else None
+    neurons = NeuronImportance.load(args.ffn_importance) if args.ffn_importance else None
+    needs_neurons = neurons is None and any(keep_ffn < 1 for _, keep_ffn in args.pairs)
+    if heads is None or needs_neurons:
+        scoring = ScoringOptions(method="attattr", examples=args.calib_examples, seed=0)
+        calibration, _ = sample_labelled_data(args.calib, loaded.label2id, scoring.examples, scoring.seed)
+        if heads is None:
+            log(f"scoring heads ({scoring.method}) on {len(calibration)} calibration examples")
+            heads = score_heads(loaded, calibration, scoring)
+        if needs_neurons:
+            log(f"scoring FFN neurons on {len(calibration)} calibration examples")
+            neurons = score_neurons(loaded, calibration, scoring)
+    recovery = RecoveryOptions(method="lsq", fit_examples=args.fit_examples, seed=0)
+    fit, _ = sample_labelled_data(args.calib, loaded.label2id, recovery.fit_examples, recovery.fit_seed)
+    return Calibration(heads, neurons, encode_for_fit(loaded, fit.examples), len(fit), recovery)
+
+
+def new_report(
+    args: argparse.Namespace, info: dict[str, Any], versions: dict[str, str], setup: Setup, calibration: Calibration
+) -> dict[str, Any]:
+    """The JSON report's skeleton: machine, versions, settings and recipes; results are filled in later."""
+    return {
+        "machine": info,
+        "versions": versions,
+        "settings": {
+            "model": str(args.model),
+            "data": str(args.data),
+            "dev_examples": len(setup.dev),
+            "latency_examples": len(setup.encoded.singles),
+            "calib_examples": args.calib_examples,
+            "fit_examples": calibration.fit_examples,
+            "threads": args.threads,
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+            "isolated_warmup_examples": ISOLATED_WARMUP,
+            "importance": str(args.importance) if args.importance else "attattr (scored here)",
+            "ffn_importance": str(args.ffn_importance) if args.ffn_importance else "score_neurons (scored here)",
+        },
+        "baseline_recipe": OPTIMUM_BASELINE.to_dict(),
+        "fast_recipe": args.recipe_json.to_dict(),
+        "pairs": [],
+        "graphs": {},
+        "results": {},  # round-robin, per thread count
+        "isolated": {},  # batch-1 latency of each variant timed alone, per thread count
+    }
+
+
+def graph_notes(graphs: VerifiedGraphs, int8: dict[str, Path]) -> dict[str, Any]:
+    """What the export checked: max |logit diff| of the fp32 graph and, if fused, of the fused graph kept."""
+    notes: dict[str, Any] = {"onnx_fp32_max_abs_diff": graphs.parity[0]["max_abs_diff"], "parity": graphs.parity}
+    if not graphs.fusion.get("skipped"):
+        notes["fusion"] = {**graphs.fusion, "max_abs_diff": graphs.parity[-1]["max_abs_diff"]}
+    notes["int8_graphs"] = {name: path.name for name, path in int8.items()}
+    return notes
 
 
 def build_graphs(
-    prefix: str,
-    model: Any,
-    loaded: LoadedModel,
-    folder: Path,
-    recipe: Recipe,
-    batches: Sequence[dict],
-    *,
-    with_fused_fp32: bool,
+    prefix: str, model: Any, setup: Setup, folder: Path, recipe: Recipe, *, with_fused_fp32: bool
 ) -> tuple[list[Variant], dict[str, Any]]:
-    """Export ``model`` and build its fp32 (and fused fp32) graph and both int8 graphs in ``folder``."""
-    reference = TorchRunner("pytorch eager", model)
-    log(f"{prefix}: exporting to ONNX")
-    fp32 = export_onnx(model, loaded.tokenizer, folder)
-    notes: dict[str, Any] = {
-        "onnx_fp32_max_abs_diff": compare_logits(reference, OnnxRunner("fp32", fp32), batches).max_abs_diff
+    """Export ``model`` once, checked against PyTorch (``export_verified``: fp32, and fused fp32 when shown or
+    when the fast recipe quantises it), then both int8 graphs from those checked graphs (``quantize_all``)."""
+    graphs = export_verified(
+        model,
+        setup.loaded.tokenizer,
+        folder,
+        TorchRunner("pytorch eager", model),
+        setup.batches,
+        fuse=with_fused_fp32 or recipe.graph == "fused",
+        atol=ATOL,
+        log=lambda message: log(f"{prefix}: {message}"),
+    )
+    log(f"{prefix}: quantising (Optimum recipe, fast recipe)")
+    optimum, fast = quantize_all(graphs, [OPTIMUM_BASELINE, recipe], folder)
+    variants = [Variant(f"{prefix} ONNX fp32", path=graphs.fp32)]
+    if with_fused_fp32 and graphs.fused is not None:
+        variants.append(Variant(f"{prefix} ONNX fp32 fused", path=graphs.fused))
+    variants += [Variant(f"{prefix} ONNX int8 Optimum", path=optimum), Variant(f"{prefix} ONNX int8 fast", path=fast)]
+    return variants, graph_notes(graphs, {"optimum": optimum, "fast": fast})
+
+
+def prune_and_recover(
+    keep: float, keep_ffn: float, setup: Setup, calibration: Calibration
+) -> tuple[Any, Any, dict[str, Any]]:
+    """The pruned model (eager, LSQ-recovered), its SDPA twin with the same weights (the timed PyTorch row) and
+    the pair's entry for the report."""
+    heads, neurons = calibration.heads, calibration.neurons
+    prefix = f"pruned {keep:g}/{keep_ffn:g}"
+    log(f"{prefix}: pruning and LSQ recovery on {calibration.fit_examples} examples")
+    plan = plan_pruning(
+        heads.scores, keep, heads.order, ffn_scores=None if neurons is None else neurons.scores, keep_ffn=keep_ffn
+    )
+    original = setup.loaded.model
+    pruned = prune(original, plan)
+    record = recover(original, pruned, calibration.fit_inputs, calibration.recovery, log=log)
+    pruned_sdpa = prune(setup.original_sdpa, plan)
+    pruned_sdpa.load_state_dict(pruned.state_dict())
+    sdpa_diff = compare_logits(TorchRunner("eager", pruned), TorchRunner("sdpa", pruned_sdpa), setup.batches)
+    entry = {
+        "name": prefix,
+        "keep": keep,
+        "keep_ffn": keep_ffn,
+        "heads_kept": plan.kept_heads,
+        "total_heads": plan.total_heads,
+        "ffn_kept_per_layer": plan.ffn_kept_per_layer,
+        "parameters": count_parameters(pruned)["total"],
+        "original_parameters": count_parameters(original)["total"],
+        "pytorch_sdpa_vs_eager_max_abs_diff": sdpa_diff.max_abs_diff,
+        "recovery": record.to_dict() if record else None,
     }
-    variants = [Variant(f"{prefix} ONNX fp32", path=fp32)]
-    fused = folder / FUSED_FP32
-    if with_fused_fp32 or recipe.graph == "fused":
-        log(f"{prefix}: fusing the fp32 graph")
-        notes["fusion"] = fuse_checked(fp32, fused, reference, batches)
-        if with_fused_fp32:
-            variants.append(Variant(f"{prefix} ONNX fp32 fused", path=fused))
-    log(f"{prefix}: quantising (Optimum recipe)")
-    optimum = folder / "int8_optimum.onnx"
-    notes["quantization_optimum"] = quantize_graph(fp32, optimum, OPTIMUM_BASELINE)
-    variants.append(Variant(f"{prefix} ONNX int8 Optimum", path=optimum))
-    log(f"{prefix}: quantising (fast recipe)")
-    fast = folder / "int8_fast.onnx"
-    notes["quantization_fast"] = quantize_graph(fused if recipe.graph == "fused" else fp32, fast, recipe)
-    variants.append(Variant(f"{prefix} ONNX int8 fast", path=fast, disabled_optimizers=recipe.disabled_optimizers))
-    return variants, notes
+    return pruned, pruned_sdpa, entry
+
+
+def build_variants(
+    pairs: Sequence[tuple[float, float]],
+    setup: Setup,
+    calibration: Calibration,
+    recipe: Recipe,
+    folder: Path,
+    report: dict[str, Any],
+) -> list[Variant]:
+    """Every variant in table order: the original (PyTorch, its graphs), then each pair's pruned model and graphs.
+    Fills the report's "pairs" and "graphs"."""
+    variants = [Variant(PYTORCH, model=setup.original_sdpa)]
+    built, report["graphs"]["original"] = build_graphs(
+        "original", setup.loaded.model, setup, folder / "original", recipe, with_fused_fp32=True
+    )
+    variants += built
+    for keep, keep_ffn in pairs:
+        pruned, pruned_sdpa, entry = prune_and_recover(keep, keep_ffn, setup, calibration)
+        prefix = entry["name"]
+        report["pairs"].append(entry)
+        subfolder = folder / prefix.replace(" ", "_").replace("/", "_")
+        built, report["graphs"][prefix] = build_graphs(prefix, pruned, setup, subfolder, recipe, with_fused_fp32=False)
+        variants += [Variant(f"{prefix} PyTorch fp32", model=pruned_sdpa), *built]
+    return variants
+
+
+def measure_round_robin(
+    variants: Sequence[Variant], encoded: EncodedData, thread_counts: Sequence[int], num_labels: int
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per thread count: accuracy, batch-32 throughput and round-robin batch-1 latency of all variants at once."""
+    results = {}
+    for threads in thread_counts:
+        log(f"measuring {len(variants)} variants with {threads} thread(s)")
+        runners = [variant.runner(threads) for variant in variants]
+        results[str(threads)], _ = evaluate_runners(runners, encoded, threads=threads, num_labels=num_labels)
+        del runners
+    return results
 
 
 def isolated_latency(
@@ -233,10 +398,19 @@ def isolated_latency(
     }
 
 
-def profile_operators(
-    path: Path, disabled: Sequence[str], singles: Sequence[dict[str, np.ndarray]], folder: Path, warmup: int
-) -> dict[str, Any]:
-    """onnxruntime's profiler at batch 1 and 1 thread; the first ``warmup`` runs are left out."""
+def measure_isolated(
+    variants: Sequence[Variant], singles: Sequence[dict[str, np.ndarray]], thread_counts: Sequence[int]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per thread count: batch-1 latency of each variant timed alone, one after the other."""
+    isolated = {}
+    for threads in thread_counts:
+        log(f"timing {len(variants)} variants isolated (one at a time) with {threads} thread(s)")
+        isolated[str(threads)] = {variant.name: isolated_latency(variant, threads, singles) for variant in variants}
+    return isolated
+
+
+def profiled_events(path: Path, singles: Sequence[dict[str, np.ndarray]], folder: Path) -> list[dict[str, Any]]:
+    """onnxruntime's profiler events for every example of ``singles`` at batch 1 and 1 thread."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -246,13 +420,18 @@ def profile_operators(
     options.log_severity_level = 3
     options.enable_profiling = True
     options.profile_file_prefix = str(folder / "profile")
-    session = ort.InferenceSession(
-        str(path), options, providers=["CPUExecutionProvider"], disabled_optimizers=list(disabled)
-    )
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     names = [item.name for item in session.get_inputs()]
     for inputs in singles:
         session.run(None, {name: inputs[name].astype(np.int64) for name in names})
-    events = json.loads(Path(session.end_profiling()).read_text(encoding="utf-8"))
+    return json.loads(Path(session.end_profiling()).read_text(encoding="utf-8"))
+
+
+def profile_operators(
+    path: Path, singles: Sequence[dict[str, np.ndarray]], folder: Path, warmup: int
+) -> dict[str, Any]:
+    """Time per run by operator type, and its share of model_run; the first ``warmup`` runs are left out."""
+    events = profiled_events(path, singles, folder)
     runs = sorted((e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"), key=_ts)
     runs = runs[min(warmup, len(runs) // 2) :]
     start = _ts(runs[0])
@@ -263,8 +442,7 @@ def profile_operators(
             continue
         if _ts(event) < start:
             continue
-        op = event.get("args", {}).get("op_name", "?")
-        entry = per_op.setdefault(op, {"us": 0.0, "count": 0.0})
+        entry = per_op.setdefault(event.get("args", {}).get("op_name", "?"), {"us": 0.0, "count": 0.0})
         entry["us"] += float(event["dur"])
         entry["count"] += 1
     operators = sorted(
@@ -281,7 +459,6 @@ def profile_operators(
     )
     return {
         "graph": path.name,
-        "disabled_optimizers": list(disabled),
         "runs": len(runs),
         "warmup_runs_left_out": len(singles) - len(runs),
         "model_run_us_per_run": run_us / len(runs),
@@ -333,144 +510,8 @@ def isolated_table(
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", type=Path, default=SHARED / "models/minilm-l6-sst2")
-    parser.add_argument("--data", type=Path, default=SHARED / "data/glue/SST-2/dev.tsv")
-    parser.add_argument("--calib", type=Path, default=SHARED / "data/glue/SST-2/train.tsv")
-    parser.add_argument("--keep", type=float, default=0.5, help="fraction of heads kept (without --pair)")
-    parser.add_argument("--keep-ffn", type=float, default=0.3, help="fraction of FFN neurons kept (without --pair)")
-    parser.add_argument("--pair", type=parse_pair, action="append", default=[], help="KEEP,KEEP_FFN; repeatable")
-    parser.add_argument("--importance", type=Path, help="head importance.json to use instead of scoring")
-    parser.add_argument("--ffn-importance", type=Path, help="ffn_importance.json to use instead of scoring")
-    parser.add_argument("--calib-examples", type=int, default=200, help="calibration rows for scoring (seed 0)")
-    parser.add_argument("--fit-examples", type=int, default=1000, help="calibration rows for LSQ recovery (seed 2)")
-    parser.add_argument("--dev-examples", type=int, help="first N dev rows only (default: all)")
-    parser.add_argument("--latency-examples", type=int, default=300, help="dev rows timed at batch 1")
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--recipe-json", type=parse_recipe, default=FAST_RECIPE, help="fast recipe (JSON or file)")
-    parser.add_argument("--profile-top", type=int, default=12, help="operator types shown in the profile")
-    parser.add_argument("--out", type=Path, help="write everything as JSON here")
-    args = parser.parse_args()
-    pairs = args.pair or [(args.keep, args.keep_ffn)]
-    recipe: Recipe = args.recipe_json
-
-    info = machine()
-    versions = library_versions()
-    print(f"machine: {info['platform']}, {info['cpu']}, {info['cpu_count']} CPUs ({info['usable_cpus']} usable)")
-    print("versions: " + ", ".join(f"{name} {version}" for name, version in versions.items()))
-    print(f"baseline int8 recipe: {OPTIMUM_BASELINE.name}; fast int8 recipe: {recipe.name}")
-
-    loaded = load_model(args.model)  # eager attention: scoring needs the attention probabilities
-    original_sdpa = load_model(args.model, attn_implementation="sdpa").model
-    dev = load_labelled_data(args.data, loaded.label2id)
-    if args.dev_examples is not None:
-        dev = dev.head(args.dev_examples)
-    encoded = encode_data(loaded, dev, batch_size=32, singles=args.latency_examples)
-    batches = parity_batches(encoded)
-
-    heads = HeadImportance.load(args.importance) if args.importance else None
-    neurons = NeuronImportance.load(args.ffn_importance) if args.ffn_importance else None
-    if heads is None or (neurons is None and any(keep_ffn < 1 for _, keep_ffn in pairs)):
-        calibration, _ = sample_labelled_data(args.calib, loaded.label2id, args.calib_examples, 0)
-        if heads is None:
-            log(f"scoring heads (attattr) on {len(calibration)} calibration examples")
-            heads = make_ranker("attattr", loaded, seed=0).rank(calibration)
-        if neurons is None and any(keep_ffn < 1 for _, keep_ffn in pairs):
-            log(f"scoring FFN neurons on {len(calibration)} calibration examples")
-            neurons = score_neurons(loaded, calibration, seed=0)
-    fit, _ = sample_labelled_data(args.calib, loaded.label2id, args.fit_examples, 2)
-    fit_inputs = encode_for_fit(loaded, fit.examples)
-
-    report: dict[str, Any] = {
-        "machine": info,
-        "versions": versions,
-        "settings": {
-            "model": str(args.model),
-            "data": str(args.data),
-            "dev_examples": len(dev),
-            "latency_examples": len(encoded.singles),
-            "calib_examples": args.calib_examples,
-            "fit_examples": len(fit),
-            "threads": args.threads,
-            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-            "isolated_warmup_examples": ISOLATED_WARMUP,
-            "importance": str(args.importance) if args.importance else "attattr (scored here)",
-            "ffn_importance": str(args.ffn_importance) if args.ffn_importance else "score_neurons (scored here)",
-        },
-        "baseline_recipe": OPTIMUM_BASELINE.to_dict(),
-        "fast_recipe": recipe.to_dict(),
-        "pairs": [],
-        "graphs": {},
-        "results": {},  # round-robin, per thread count
-        "isolated": {},  # batch-1 latency of each variant timed alone, per thread count
-    }
-    original_parameters = count_parameters(loaded.model)["total"]
-    with tempfile.TemporaryDirectory(prefix="attr-compress-latency-") as scratch:
-        folder = Path(scratch)
-        variants = [Variant(PYTORCH, model=original_sdpa)]
-        final: Variant | None = None
-        built, report["graphs"]["original"] = build_graphs(
-            "original", loaded.model, loaded, folder / "original", recipe, batches, with_fused_fp32=True
-        )
-        variants += built
-        for keep, keep_ffn in pairs:
-            prefix = f"pruned {keep:g}/{keep_ffn:g}"
-            log(f"{prefix}: pruning and LSQ recovery on {len(fit)} examples")
-            plan = plan_pruning(
-                heads.scores,
-                keep,
-                heads.order,
-                ffn_scores=None if neurons is None else neurons.scores,
-                keep_ffn=keep_ffn,
-            )
-            pruned = prune_model(copy.deepcopy(loaded.model), plan)
-            record = recover("lsq", loaded.model, pruned, fit_inputs, examples=len(fit))
-            # the timed PyTorch copy uses SDPA attention like the original; same weights as the eager one
-            pruned_sdpa = prune_model(copy.deepcopy(original_sdpa), plan)
-            pruned_sdpa.load_state_dict(pruned.state_dict())
-            parameters = count_parameters(pruned)["total"]
-            sdpa_diff = compare_logits(TorchRunner("eager", pruned), TorchRunner("sdpa", pruned_sdpa), batches)
-            report["pairs"].append(
-                {
-                    "name": prefix,
-                    "keep": keep,
-                    "keep_ffn": keep_ffn,
-                    "heads_kept": plan.kept_heads,
-                    "total_heads": plan.total_heads,
-                    "ffn_kept_per_layer": plan.ffn_kept_per_layer,
-                    "parameters": parameters,
-                    "original_parameters": original_parameters,
-                    "pytorch_sdpa_vs_eager_max_abs_diff": sdpa_diff.max_abs_diff,
-                    "recovery": record.to_dict() if record else None,
-                }
-            )
-            subfolder = folder / prefix.replace(" ", "_").replace("/", "_")
-            built, report["graphs"][prefix] = build_graphs(
-                prefix, pruned, loaded, subfolder, recipe, batches, with_fused_fp32=False
-            )
-            variants += [Variant(f"{prefix} PyTorch fp32", model=pruned_sdpa), *built]
-            final = final or built[-1]  # the fast-recipe int8 graph of the first pair, profiled below
-
-        names = [variant.name for variant in variants]
-        for threads in args.threads:
-            log(f"measuring {len(variants)} variants with {threads} thread(s)")
-            runners = [variant.runner(threads) for variant in variants]
-            results, _ = evaluate_runners(runners, encoded, threads=threads, num_labels=loaded.config.num_labels)
-            del runners
-            report["results"][str(threads)] = results
-        for threads in args.threads:
-            log(f"timing {len(variants)} variants isolated (one at a time) with {threads} thread(s)")
-            report["isolated"][str(threads)] = {
-                variant.name: isolated_latency(variant, threads, encoded.singles) for variant in variants
-            }
-
-        log(f"profiling {final.name} at batch 1, 1 thread")
-        report["profile"] = {
-            "variant": final.name,
-            **profile_operators(final.path, final.disabled_optimizers, encoded.singles, folder, warmup=10),
-        }
-
+def print_pairs_and_parity(report: dict[str, Any]) -> None:
+    """One line per pruned model (heads, FFN neurons, parameters kept), one per exported model (parity)."""
     print()
     for pair in report["pairs"]:
         kept_ffn = sum(pair["ffn_kept_per_layer"]) if pair["ffn_kept_per_layer"] else None
@@ -488,23 +529,30 @@ def main() -> None:
         print(
             f"parity vs PyTorch (max |logit diff|), {name}: ONNX fp32 {notes['onnx_fp32_max_abs_diff']:.2g}{fused_text}"
         )
-    singles = len(encoded.singles)
+
+
+def print_latency_tables(report: dict[str, Any], names: Sequence[str], data: Path) -> None:
+    """The round-robin tables, then the isolated ones, one per thread count."""
+    settings = report["settings"]
+    singles = settings["latency_examples"]
     print(
-        f"\n{len(dev)} dev examples ({args.data.parent.name}) for accuracy and batch-32 throughput; "
+        f"\n{settings['dev_examples']} dev examples ({data.parent.name}) for accuracy and batch-32 throughput; "
         f"batch-1 latency over the first {singles} (first {min(10, singles // 2)} not counted), round-robin"
     )
-    for threads in args.threads:
+    for threads in settings["threads"]:
         print(f"\n### Round-robin, {threads} thread(s)\n")
         print(table(report["results"][str(threads)], names))
     print(
         f"\nIsolated: each variant alone, {ISOLATED_WARMUP} warm-up examples, then the first {singles} timed back "
         "to back (what a server running one model sees); last column: the round-robin p50 for comparison"
     )
-    for threads in args.threads:
+    for threads in settings["threads"]:
         print(f"\n### Isolated, {threads} thread(s)\n")
         print(isolated_table(report["isolated"][str(threads)], report["results"][str(threads)], names))
 
-    profile = report["profile"]
+
+def print_profile(profile: dict[str, Any], top: int) -> None:
+    """The operator profile: model_run and kernel time per run, then the ``top`` operator types by time."""
     print(
         f"\n### Operator profile: {profile['variant']}, batch 1, 1 thread, {profile['runs']} runs "
         "(profiling overhead inflates absolute times)\n"
@@ -513,8 +561,31 @@ def main() -> None:
     print(f"model_run {run_us:.0f} us per run, of which kernels {kernel_us:.0f} us ({kernel_us / run_us:.0%})\n")
     print("| op type | us per run | count per run | share of model_run |")
     print("|---|---:|---:|---:|")
-    for row in profile["operators"][: args.profile_top]:
+    for row in profile["operators"][:top]:
         print(f"| {row['op']} | {row['us_per_run']:.1f} | {row['count_per_run']:.0f} | {row['share_of_run']:.1%} |")
+
+
+def main() -> None:
+    args = parse_args()
+    recipe: Recipe = args.recipe_json
+    info, versions = print_machine(recipe)
+    setup = load_setup(args)
+    calibration = score_calibration(args, setup.loaded)
+    report = new_report(args, info, versions, setup, calibration)
+    with tempfile.TemporaryDirectory(prefix="attr-compress-latency-") as scratch:
+        folder = Path(scratch)
+        variants = build_variants(args.pairs, setup, calibration, recipe, folder, report)
+        num_labels = setup.loaded.config.num_labels
+        report["results"] = measure_round_robin(variants, setup.encoded, args.threads, num_labels)
+        report["isolated"] = measure_isolated(variants, setup.encoded.singles, args.threads)
+        profiled = next(v for v in variants if v.name == f"{report['pairs'][0]['name']} ONNX int8 fast")
+        log(f"profiling {profiled.name} at batch 1, 1 thread")
+        profile = profile_operators(profiled.path, setup.encoded.singles, folder, warmup=PROFILE_WARMUP)
+        report["profile"] = {"variant": profiled.name, **profile}
+    names = [variant.name for variant in variants]
+    print_pairs_and_parity(report)
+    print_latency_tables(report, names, args.data)
+    print_profile(report["profile"], args.profile_top)
     if args.out:
         write_json(report, args.out)
         print(f"\nwrote {args.out}")

@@ -20,7 +20,14 @@ import numpy as np
 
 from compressor.errors import InputError
 
-__all__ = ["Example", "LabelledData", "find_glue_split", "load_labelled_data", "sample_labelled_data"]
+__all__ = [
+    "Example",
+    "LabelledData",
+    "find_glue_split",
+    "load_labelled_data",
+    "sample_labelled_data",
+    "stream_examples",
+]
 
 # Column schemas tried in order when no column option is given: (text, text pair, label).
 _SCHEMAS: tuple[tuple[str, str | None, str], ...] = (
@@ -133,6 +140,20 @@ def sample_labelled_data(
     for example in stream:
         reservoir.add(example)
     return stream.labelled(reservoir.in_file_order()), stream.count
+
+
+def stream_examples(
+    path: str | Path,
+    label2id: dict[str, int],
+    *,
+    text_column: str | None = None,
+    text_pair_column: str | None = None,
+    label_column: str | None = None,
+) -> Iterator[Example]:
+    """The validated examples of a data file, one at a time, in file order: a file of any size in O(1) memory."""
+    yield from _ExampleStream(
+        path, label2id, text_column=text_column, text_pair_column=text_pair_column, label_column=label_column
+    )
 
 
 def find_glue_split(task: str, split: str, glue_dir: str | Path | None) -> Path | None:

@@ -7,15 +7,16 @@ Post-Training Pruning Framework for Transformers"), folded into the weights so t
 plain BERT. Inputs come from the pruned model's own earlier layers (already refitted), targets from the
 original model, so each layer also corrects the drift of the layers below it.
 
-``distill``: the LSQ fit, then a short distillation of the pruned model's logits towards the original's
-on calibration text (KL divergence, AdamW), with progress shown.
+``distill``: the LSQ fit, then distillation from the original over the task's training file
+(``compressor/distill.py``). ``auto`` (the default) is resolved by the pipeline: it tries the methods and
+keeps the one that scores best on held-out selection rows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,11 +26,12 @@ from tqdm.auto import tqdm
 
 from compressor.artifacts import JsonArtifact
 from compressor.data import Example
+from compressor.distill import DistillOptions, DistillRecord, distill
 from compressor.errors import InputError, check_counts
 from compressor.importance import DEFAULT_MAX_BATCH_TOKENS, length_batches
 from compressor.modeling import LoadedModel, encode
 
-RECOVERY_METHODS = ("none", "lsq", "distill")
+RECOVERY_METHODS = ("auto", "none", "lsq", "distill")
 DEFAULT_RIDGE = 1e-3
 
 
@@ -44,7 +46,8 @@ class RecoveryRecord(JsonArtifact):
     tokens: int
     ridge: float
     layers: list[dict[str, Any]]
-    distill: dict[str, Any] | None = None
+    distill: DistillRecord | None = None
+    selection_accuracy: dict[str, float] | None = None  # with --recover auto: each method tried, on held-out rows
 
 
 def encode_for_fit(loaded: LoadedModel, examples: Sequence[Example]) -> list[dict[str, torch.Tensor]]:
@@ -172,68 +175,21 @@ def recover_lsq(
     return report
 
 
-def distill(
-    original: nn.Module,
-    pruned: nn.Module,
-    batches: Sequence[dict[str, torch.Tensor]],
-    *,
-    steps: int,
-    learning_rate: float = 3e-5,
-    temperature: float = 2.0,
-    seed: int = 0,
-    progress: bool = False,
-) -> dict[str, Any]:
-    """Train ``pruned`` (in place) for ``steps`` batches to match the original's softened class distribution.
-
-    Dropout stays off (eval mode) so a short run on little data is deterministic for a given seed.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        teacher = [torch.log_softmax(original(**batch).logits / temperature, dim=-1) for batch in batches]
-    parameters = [p for p in pruned.parameters()]
-    for parameter in parameters:
-        parameter.requires_grad_(True)
-    optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.0)
-    losses = []
-    pruned.eval()
-    try:
-        for _ in tqdm(range(steps), desc="distillation", unit="step", disable=not progress):
-            index = int(torch.randint(len(batches), (1,), generator=generator))
-            student = torch.log_softmax(pruned(**batches[index]).logits / temperature, dim=-1)
-            loss = nn.functional.kl_div(student, teacher[index], log_target=True, reduction="batchmean")
-            loss = loss * temperature**2
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            losses.append(float(loss.detach()))
-    finally:
-        for parameter in parameters:
-            parameter.requires_grad_(False)
-    window = max(1, min(10, len(losses)))
-    return {
-        "steps": steps,
-        "learning_rate": learning_rate,
-        "temperature": temperature,
-        "loss_first": float(np.mean(losses[:window])) if losses else None,
-        "loss_last": float(np.mean(losses[-window:])) if losses else None,
-    }
-
-
 @dataclass(frozen=True)
 class RecoveryOptions:
-    """``method`` (one of RECOVERY_METHODS), the calibration examples it fits on (``fit_examples``, sampled
-    with ``seed`` + 2 by the pipeline), distillation steps, and the LSQ ridge."""
+    """``method`` (one of RECOVERY_METHODS), the calibration examples LSQ fits on (``fit_examples``, sampled with
+    ``fit_seed``), the distillation's settings, and the LSQ ridge."""
 
-    method: str = "none"
+    method: str = "auto"
     fit_examples: int = 1000
-    distill_steps: int = 200
+    distill: DistillOptions = field(default_factory=DistillOptions)
     seed: int = 0
     ridge: float = DEFAULT_RIDGE
 
     def __post_init__(self) -> None:
         if self.method not in RECOVERY_METHODS:
             raise InputError(f"--recover must be one of {', '.join(RECOVERY_METHODS)}, got {self.method!r}")
-        check_counts(fit_examples=self.fit_examples, distill_steps=self.distill_steps)
+        check_counts(fit_examples=self.fit_examples)
         if self.ridge < 0:
             raise InputError(f"the ridge must be 0 or more, got {self.ridge}")
 
@@ -243,27 +199,42 @@ class RecoveryOptions:
         return self.seed + 2
 
 
+@dataclass(frozen=True)
+class TrainingText:
+    """Where distillation reads its text: a labelled file (labels unused) and the columns, tokenised by ``loaded``."""
+
+    loaded: LoadedModel
+    path: str
+    columns: dict[str, str | None] = field(default_factory=dict)
+
+
 def recover(
     original: nn.Module,
     pruned: nn.Module,
     batches: Sequence[dict[str, torch.Tensor]],
     options: RecoveryOptions,
     *,
+    text: TrainingText | None = None,
     progress: bool = False,
     log: Callable[[str], None] = lambda message: None,
 ) -> RecoveryRecord | None:
-    """Apply ``options.method`` to ``pruned`` in place, fitted on ``batches`` (``encode_for_fit``); None for "none"."""
+    """Apply ``options.method`` to ``pruned`` in place: LSQ fitted on ``batches`` (``encode_for_fit``), then for
+    "distill" a distillation over ``text``; None for "none". "auto" is chosen by measurement in the pipeline."""
     if options.method == "none":
         return None
+    if options.method == "auto":
+        raise InputError("--recover auto is chosen by measurement inside a run; call recover with lsq or distill")
+    if options.method == "distill" and text is None:
+        raise InputError("--recover distill trains on the task's training file; pass --calib FILE")
     tokens = int(sum(int(batch["attention_mask"].sum()) for batch in batches))
     examples = sum(int(batch["input_ids"].shape[0]) for batch in batches)
     log(f"refitting output projections by least squares on {examples} examples ({tokens} tokens)")
     layers = recover_lsq(original, pruned, batches, ridge=options.ridge, progress=progress)
     distilled = None
     if options.method == "distill":
-        log(f"distilling from the original model for {options.distill_steps} steps")
+        log(f"distilling from the original model on {text.path}")
         distilled = distill(
-            original, pruned, batches, steps=options.distill_steps, seed=options.seed, progress=progress
+            original, pruned, text.loaded, text.path, options.distill, columns=text.columns, progress=progress
         )
     return RecoveryRecord(
         method=options.method, examples=examples, tokens=tokens, ridge=options.ridge, layers=layers, distill=distilled

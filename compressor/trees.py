@@ -16,9 +16,10 @@ from typing import Any
 
 import matplotlib
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
-from matplotlib.colors import ListedColormap, Normalize
+from matplotlib.colors import Colormap, ListedColormap, Normalize
 from matplotlib.figure import Figure
 
 TREE_KIND = "attribution-tree"
@@ -224,11 +225,26 @@ def render_tree_svg(tree: AttributionTree, path: str | Path) -> None:
     whole sentence is repeated faintly underneath so the reader sees which tokens were dropped.
     """
     path = Path(path)
-    n = len(tree.tokens)
     depths = tree.depth()
-    max_depth = max(depths.values())
-    sentence_y = -(max_depth + 1.1)
+    sentence_y = -(max(depths.values()) + 1.1)
+    fig, ax = _tree_canvas(tree, depths, sentence_y)
+    norm, cmap = _edge_colour_scale(tree)
+    if tree.edges:
+        # Added before the edges are placed: the colour bar shrinks the axes, which changes
+        # the data-to-display transform used below to put labels on the curved arrows.
+        _add_score_colourbar(fig, ax, norm, cmap)
+    _draw_tree_nodes(ax, tree, depths)
+    for edge in tree.edges:
+        _draw_tree_edge(ax, edge, depths, norm, cmap)
+    _draw_sentence(ax, tree, depths, sentence_y)
+    ax.set_title(str(tree.meta.get("title", "")), fontsize=11, parse_math=False)
+    _save_tree_svg(fig, path)
 
+
+def _tree_canvas(tree: AttributionTree, depths: dict[int, int], sentence_y: float) -> tuple[Figure, Axes]:
+    """A figure sized so labels do not collide, with bare axes spanning the tokens and the sentence row."""
+    n = len(tree.tokens)
+    max_depth = max(depths.values())
     # One column per token, wide enough that neighbouring labels at the same depth do not collide.
     longest = max(len(f"{tree.tokens[i]} ({i})") for i in depths)
     width = max(6.0, max(0.9, 0.075 * longest + 0.25) * n + 2.0)
@@ -239,21 +255,29 @@ def render_tree_svg(tree: AttributionTree, path: str | Path) -> None:
     ax.set_axis_off()
     ax.set_xlim(-0.8, n - 0.2)
     ax.set_ylim(sentence_y - 1.0, 0.6)
+    return fig, ax
 
+
+def _edge_colour_scale(tree: AttributionTree) -> tuple[Normalize, Colormap]:
+    """Map edge scores (never below the threshold) to colours; a valid range even with no edges."""
     scores = [edge.score for edge in tree.edges]
     low = tree.threshold if not scores else min(tree.threshold, min(scores))
     high = max(scores) if scores else low + 1.0
     norm = Normalize(vmin=low, vmax=high if high > low else low + 1e-9)
     # Skip the palest third of the palette so weak (but above-threshold) edges stay visible.
     cmap = ListedColormap(matplotlib.colormaps["YlGnBu"](np.linspace(0.35, 1.0, 256)))
+    return norm, cmap
 
-    if tree.edges:
-        # Added before the edges are placed: the colour bar shrinks the axes, which changes
-        # the data-to-display transform used below to put labels on the curved arrows.
-        mappable = ScalarMappable(norm=norm, cmap=cmap)
-        colourbar = fig.colorbar(mappable, ax=ax, fraction=0.03, pad=0.01)
-        colourbar.set_label("attribution score (layer-normalised)", fontsize=8)
 
+def _add_score_colourbar(fig: Figure, ax: Axes, norm: Normalize, cmap: Colormap) -> None:
+    """A slim colour bar so edge colours can be read as attribution scores."""
+    mappable = ScalarMappable(norm=norm, cmap=cmap)
+    colourbar = fig.colorbar(mappable, ax=ax, fraction=0.03, pad=0.01)
+    colourbar.set_label("attribution score (layer-normalised)", fontsize=8)
+
+
+def _draw_tree_nodes(ax: Axes, tree: AttributionTree, depths: dict[int, int]) -> None:
+    """Boxed "token (index)" labels at each node's depth, the root highlighted so it stands out."""
     node_box = {"boxstyle": "round,pad=0.3", "facecolor": "#f4f4f4", "edgecolor": "#555555"}
     for index in tree.nodes():
         is_root = index == tree.root
@@ -271,48 +295,60 @@ def render_tree_svg(tree: AttributionTree, path: str | Path) -> None:
             parse_math=False,
         )
 
-    to_display = ax.transData
-    for edge in tree.edges:
-        start = (edge.parent, -depths[edge.parent])
-        end = (edge.child, -depths[edge.child])
-        colour = cmap(norm(edge.score))
-        strength = float(np.clip(norm(edge.score), 0.0, 1.0))
-        # Bow each arrow upwards, less for long spans, so it does not run along the row of
-        # nodes at the child's depth; the bend stays a few tenths of an inch whatever the span.
-        span = end[0] - start[0]
-        rad = -math.copysign(min(0.2, 0.4 / abs(span)), span)
-        ax.annotate(
-            "",
-            xy=end,
-            xytext=start,
-            zorder=2,
-            arrowprops={
-                "arrowstyle": "-|>",
-                "color": colour,
-                "lw": 1.0 + 2.5 * strength,
-                "shrinkA": 14,
-                "shrinkB": 14,
-                "connectionstyle": f"arc3,rad={rad}",
-            },
-        )
-        # The label sits on the curve's midpoint: half-way between the chord's midpoint and
-        # arc3's control point, which is defined in display coordinates.
-        (x1, y1), (x2, y2) = to_display.transform([start, end])
-        control = ((x1 + x2) / 2 + rad * (y2 - y1), (y1 + y2) / 2 - rad * (x2 - x1))
-        label_xy = to_display.inverted().transform([((x1 + x2) / 2 + control[0]) / 2, ((y1 + y2) / 2 + control[1]) / 2])
-        ax.text(
-            label_xy[0],
-            label_xy[1],
-            f"L{edge.layer + 1}",
-            ha="center",
-            va="center",
-            fontsize=7,
-            color=colour,
-            zorder=4,
-            parse_math=False,
-            bbox={"boxstyle": "round,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.8},
-        )
 
+def _draw_tree_edge(ax: Axes, edge: TreeEdge, depths: dict[int, int], norm: Normalize, cmap: Colormap) -> None:
+    """A curved arrow from parent to child, coloured and thickened by score, labelled with its layer."""
+    start = (edge.parent, -depths[edge.parent])
+    end = (edge.child, -depths[edge.child])
+    colour = cmap(norm(edge.score))
+    strength = float(np.clip(norm(edge.score), 0.0, 1.0))
+    # Bow each arrow upwards, less for long spans, so it does not run along the row of
+    # nodes at the child's depth; the bend stays a few tenths of an inch whatever the span.
+    span = end[0] - start[0]
+    rad = -math.copysign(min(0.2, 0.4 / abs(span)), span)
+    ax.annotate(
+        "",
+        xy=end,
+        xytext=start,
+        zorder=2,
+        arrowprops={
+            "arrowstyle": "-|>",
+            "color": colour,
+            "lw": 1.0 + 2.5 * strength,
+            "shrinkA": 14,
+            "shrinkB": 14,
+            "connectionstyle": f"arc3,rad={rad}",
+        },
+    )
+    label_xy = _arc_midpoint(ax, start, end, rad)
+    ax.text(
+        label_xy[0],
+        label_xy[1],
+        f"L{edge.layer + 1}",
+        ha="center",
+        va="center",
+        fontsize=7,
+        color=colour,
+        zorder=4,
+        parse_math=False,
+        bbox={"boxstyle": "round,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.8},
+    )
+
+
+def _arc_midpoint(ax: Axes, start: tuple[float, float], end: tuple[float, float], rad: float) -> np.ndarray:
+    """Data coordinates of an arc3 curve's midpoint, so the layer label sits on the arrow itself.
+
+    The midpoint is half-way between the chord's midpoint and arc3's control point, which is
+    defined in display coordinates; hence the round trip through ``ax.transData``.
+    """
+    to_display = ax.transData
+    (x1, y1), (x2, y2) = to_display.transform([start, end])
+    control = ((x1 + x2) / 2 + rad * (y2 - y1), (y1 + y2) / 2 - rad * (x2 - x1))
+    return to_display.inverted().transform([((x1 + x2) / 2 + control[0]) / 2, ((y1 + y2) / 2 + control[1]) / 2])
+
+
+def _draw_sentence(ax: Axes, tree: AttributionTree, depths: dict[int, int], sentence_y: float) -> None:
+    """The whole sentence under a rule, tokens outside the tree greyed, so dropped tokens show."""
     in_tree = set(depths)
     for index, token in enumerate(tree.tokens):
         ax.text(
@@ -330,8 +366,9 @@ def render_tree_svg(tree: AttributionTree, path: str | Path) -> None:
         )
     ax.axhline(sentence_y + 0.35, color="#dddddd", lw=0.8, zorder=0)
 
-    ax.set_title(str(tree.meta.get("title", "")), fontsize=11, parse_math=False)
 
+def _save_tree_svg(fig: Figure, path: Path) -> None:
+    """Write SVG with real text, a fixed id salt and no date, so reruns give byte-identical files."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "attr-compress"}):
         fig.savefig(path, format="svg", bbox_inches="tight", metadata={"Date": None})

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
@@ -41,20 +42,43 @@ def plot_head_importance(
     and a negative head is as informative as a strongly positive one. Pruned heads are hatched
     so the plan can be checked against the scores at a glance.
     """
+    values, mask = _heatmap_inputs(scores, pruned)
+    limit = _symmetric_limit(values)
+    fig, ax = _draw_heatmap(values, limit, title)
+    _annotate_cells(ax, values, limit)
+    if mask is not None:
+        _hatch_pruned_heads(fig, ax, mask)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+
+
+def _heatmap_inputs(
+    scores: Sequence[Sequence[float]], pruned: Sequence[Sequence[bool]] | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Scores and optional pruned mask as same-shape matrices, so bad input fails before drawing."""
     values = _as_matrix(scores, "scores", float)
     mask = None
     if pruned is not None:
         mask = _as_matrix(pruned, "pruned", bool)
         if mask.shape != values.shape:
             raise ValueError(f"pruned has shape {mask.shape} but scores has shape {values.shape}")
-    n_layers, n_heads = values.shape
+    return values, mask
 
+
+def _symmetric_limit(values: np.ndarray) -> float:
+    """Largest finite |score|, or 1.0 when there is none, so the colour scale is never empty."""
     finite = values[np.isfinite(values)]
     limit = float(np.abs(finite).max()) if finite.size else 0.0
     if limit == 0.0:
         limit = 1.0
-    norm = Normalize(vmin=-limit, vmax=limit)
+    return limit
 
+
+def _draw_heatmap(values: np.ndarray, limit: float, title: str) -> tuple[Figure, Axes]:
+    """The coloured grid with colour bar, 1-based head/layer ticks and title, on a figure sized to the grid."""
+    n_layers, n_heads = values.shape
+    norm = Normalize(vmin=-limit, vmax=limit)
     size = (max(5.0, 0.6 * n_heads + 2.8), max(3.0, 0.42 * n_layers + 2.0))
     fig = Figure(figsize=size, layout="constrained")
     FigureCanvasAgg(fig)
@@ -67,7 +91,12 @@ def plot_head_importance(
     ax.set_yticks(range(n_layers), [f"layer {layer + 1}" for layer in range(n_layers)], fontsize=8)
     ax.set_xlabel("head", fontsize=9)
     ax.set_title(title, fontsize=11, parse_math=False)
+    return fig, ax
 
+
+def _annotate_cells(ax: Axes, values: np.ndarray, limit: float) -> None:
+    """Print each score in its cell so exact values can be read, legible on any cell colour."""
+    n_layers, n_heads = values.shape
     font_size = 7 if n_heads <= 16 else 5
     for layer in range(n_layers):
         for head in range(n_heads):
@@ -87,32 +116,30 @@ def plot_head_importance(
                 path_effects=[withStroke(linewidth=1.5, foreground="black" if dark else "white")],
             )
 
-    if mask is not None:
-        for layer, head in zip(*np.nonzero(mask), strict=True):
-            ax.add_patch(
-                Rectangle(
-                    (head - 0.5, layer - 0.5),
-                    1.0,
-                    1.0,
-                    fill=False,
-                    hatch="///",
-                    edgecolor="#333333",
-                    linewidth=0.0,
-                    alpha=0.45,
-                    zorder=2,
-                )
-            )
-        handle = Patch(
-            facecolor="white",
-            edgecolor="#333333",
-            hatch="///",
-            label=f"pruned ({int(mask.sum())} of {mask.size} heads)",
-        )
-        fig.legend(handles=[handle], loc="outside lower center", frameon=False, fontsize=8)
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+def _hatch_pruned_heads(fig: Figure, ax: Axes, mask: np.ndarray) -> None:
+    """Hatch the pruned cells and add a legend with the count, so the plan reads against the scores."""
+    for layer, head in zip(*np.nonzero(mask), strict=True):
+        ax.add_patch(
+            Rectangle(
+                (head - 0.5, layer - 0.5),
+                1.0,
+                1.0,
+                fill=False,
+                hatch="///",
+                edgecolor="#333333",
+                linewidth=0.0,
+                alpha=0.45,
+                zorder=2,
+            )
+        )
+    handle = Patch(
+        facecolor="white",
+        edgecolor="#333333",
+        hatch="///",
+        label=f"pruned ({int(mask.sum())} of {mask.size} heads)",
+    )
+    fig.legend(handles=[handle], loc="outside lower center", frameon=False, fontsize=8)
 
 
 def save_importance(importance: HeadImportance, folder: Path, plan: PrunePlan | None = None) -> None:

@@ -116,6 +116,22 @@ class WeightsInfo:
 
 
 @dataclass(frozen=True)
+class SelectionCheck:
+    """The shipped int8 graph against the original (PyTorch fp32) on the held-out selection rows: the check
+    --max-drop enforces with a latency target, before anything is shipped."""
+
+    rows: int
+    original_accuracy: float
+    shipped_accuracy: float
+    max_drop: float
+    enforced: bool
+
+    @property
+    def drop_points(self) -> float:
+        return (self.original_accuracy - self.shipped_accuracy) * 100
+
+
+@dataclass(frozen=True)
 class Report(JsonArtifact):
     """Everything a run measured and decided; ``report.json`` is ``to_dict()``, report.md ``render_markdown``."""
 
@@ -133,6 +149,7 @@ class Report(JsonArtifact):
     recovery: RecoveryRecord | None
     target_search: TargetSearch | None
     target_met_in_final_measurement: bool | None
+    selection_check: SelectionCheck
     graph_tuning: TuningResult
     tuned_on: str
     parameters: dict[str, ParameterCounts]
@@ -285,8 +302,17 @@ def recovery_section(recovery: RecoveryRecord | None) -> list[str]:
         d = recovery.distill
         lines += [
             "",
-            f"Then distillation: {d['steps']} steps, lr {d['learning_rate']:g}, temperature {d['temperature']:g}; "
-            f"loss {d['loss_first']:.4f} -> {d['loss_last']:.4f}.",
+            f"Then distillation from the original on `{d.data}`: {d.steps:,} steps of {d.batch_size} "
+            f"({d.examples:,} examples, {d.seconds:.0f} s on {d.threads} threads; step count from "
+            f"--distill-{d.planned_from}), logits at temperature {d.temperature:g} plus every layer's hidden states "
+            f"(weight {d.hidden_weight:g}), lr {d.learning_rate:g}, seed {d.seed}; loss {d.loss_first:.4f} -> "
+            f"{d.loss_last:.4f}.",
+        ]
+    if recovery.selection_accuracy:
+        tried = ", ".join(f"{method} {accuracy:.4f}" for method, accuracy in recovery.selection_accuracy.items())
+        lines += [
+            "",
+            f"Chosen by measurement on the held-out selection rows (PyTorch fp32): {tried}; kept `{recovery.method}`.",
         ]
     return [*lines, ""]
 
@@ -362,6 +388,19 @@ def tuning_section(report: Report) -> list[str]:
     return [*lines, ""]
 
 
+def selection_line(check: SelectionCheck) -> str:
+    verdict = (
+        f"within --max-drop {check.max_drop:g}, checked before shipping"
+        if check.enforced
+        else "for information (--max-drop applies to latency targets)"
+    )
+    return (
+        f"On the {check.rows} held-out selection rows the shipped int8 graph scores {check.shipped_accuracy:.4f} "
+        f"against the original's {check.original_accuracy:.4f} (PyTorch fp32): {check.drop_points:+.2f} points "
+        f"lost, {verdict}."
+    )
+
+
 def accuracy_section(report: Report) -> list[str]:
     first, ratios = report.results[0], report.ratios
     return [
@@ -381,6 +420,8 @@ def accuracy_section(report: Report) -> list[str]:
         "Speed-ups of the pruned int8 model (batch-1 p50): "
         f"{ratios['speedup_p50_pruned_int8_vs_original_pytorch_fp32']:.2f}x over the original in PyTorch fp32, "
         f"{ratios['speedup_p50_pruned_int8_vs_original_int8']:.2f}x over the original int8 ONNX.",
+        "",
+        selection_line(report.selection_check),
         "",
     ]
 

@@ -57,3 +57,5 @@ class TargetSearch(JsonArtifact):
     keep: float
     keep_ffn: float
     reason: str
+    reference_accuracy: float  # the original's (PyTorch fp32) on the selection rows
+    max_drop: float

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +22,14 @@ from exporters.recipes import OPERATOR_SETS, OPTIMUM_BASELINE, Recipe
 from exporters.runtime import OnnxRunner
 from exporters.verified import VerifiedGraphs, quantize_all
 
-SKIP_LAYER_NORM = ("SkipLayerNormFusion",)
 DEFAULT_TOLERANCE = 0.01  # one point: 10 of the default 1000 selection examples
 
 
 def candidate_recipes(fused: bool = True) -> list[Recipe]:
     graphs = ("plain", "fused") if fused else ("plain",)
-    recipes = [OPTIMUM_BASELINE, replace(OPTIMUM_BASELINE, disabled_optimizers=SKIP_LAYER_NORM)]
-    for graph, per_channel, operators, disabled in itertools.product(
-        graphs, (True, False), OPERATOR_SETS, ((), SKIP_LAYER_NORM)
-    ):
-        recipes.append(Recipe(graph, "onnxruntime", per_channel, operators, disabled))
+    recipes = [OPTIMUM_BASELINE]
+    for graph, per_channel, operators in itertools.product(graphs, (True, False), OPERATOR_SETS):
+        recipes.append(Recipe(graph, "onnxruntime", per_channel, operators))
     return recipes
 
 
@@ -72,7 +69,7 @@ def tune_recipe(
     log(f"tuning the int8 recipe: quantising for {len(recipes)} recipes")
     with tempfile.TemporaryDirectory(prefix="attr-compress-tuning-") as scratch:
         runners = [
-            OnnxRunner(recipe.name, graph, threads=threads, disabled_optimizers=recipe.disabled_optimizers)
+            OnnxRunner(recipe.name, graph, threads=threads)
             for recipe, graph in zip(recipes, quantize_all(graphs, recipes, Path(scratch)), strict=True)
         ]
         results, _ = evaluate_runners(runners, selection, threads=threads, num_labels=num_labels, progress=progress)

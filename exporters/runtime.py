@@ -37,8 +37,9 @@ class TorchRunner:
 RUNTIME_FILE = "runtime.json"
 
 
-def create_session(path: str | Path, *, threads: int = 1, disabled_optimizers: Sequence[str] = ()) -> Any:
-    """An onnxruntime CPU session with a fixed thread count and, optionally, some session fusions turned off."""
+def create_session(path: str | Path, *, threads: int = 1) -> Any:
+    """An onnxruntime CPU session with a fixed thread count, otherwise as a default session builds it (every
+    graph optimisation on): the shipped graphs need no session flags."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -46,9 +47,25 @@ def create_session(path: str | Path, *, threads: int = 1, disabled_optimizers: S
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3
-    return ort.InferenceSession(
-        str(path), options, providers=["CPUExecutionProvider"], disabled_optimizers=list(disabled_optimizers)
-    )
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def default_session_operators(path: str | Path) -> dict[str, int]:
+    """Operator counts of the graph a default onnxruntime session runs for ``path`` (after its own fusions):
+    what users get from ``InferenceSession(path)`` or Optimum's ORTModel, whatever the file holds."""
+    import tempfile
+    from collections import Counter
+
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory(prefix="attr-compress-session-") as scratch:
+        options = ort.SessionOptions()
+        options.optimized_model_filepath = str(Path(scratch) / "optimized.onnx")
+        options.log_severity_level = 3
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        graph = onnx.load(options.optimized_model_filepath).graph
+    return dict(sorted(Counter(node.op_type for node in graph.node).items()))
 
 
 def load_session(onnx_dir: str | Path, *, threads: int | None = None) -> Any:
@@ -61,19 +78,16 @@ def load_session(onnx_dir: str | Path, *, threads: int | None = None) -> Any:
     return create_session(
         folder / settings["file"],
         threads=threads or settings["intra_op_num_threads"],
-        disabled_optimizers=settings["disabled_optimizers"],
     )
 
 
 class OnnxRunner:
     """An onnxruntime CPU session (see ``create_session``), fed only the inputs the graph declares."""
 
-    def __init__(
-        self, name: str, path: str | Path, *, threads: int = 1, disabled_optimizers: Sequence[str] = ()
-    ) -> None:
+    def __init__(self, name: str, path: str | Path, *, threads: int = 1) -> None:
         self.name = name
         self.path = Path(path)
-        self.session = create_session(path, threads=threads, disabled_optimizers=disabled_optimizers)
+        self.session = create_session(path, threads=threads)
         self.input_names = [item.name for item in self.session.get_inputs()]
 
     def logits(self, inputs: dict[str, np.ndarray]) -> np.ndarray:

@@ -20,7 +20,7 @@ from compressor.errors import VerificationError
 from exporters.onnx_export import ONNX_INT8, export_onnx
 from exporters.parity import compare_logits, prediction_agreement, require_parity
 from exporters.recipes import FUSED_FP32, Recipe, fuse_graph, quantize_graph
-from exporters.runtime import RUNTIME_FILE, OnnxRunner, Runner, batch1_latency
+from exporters.runtime import RUNTIME_FILE, OnnxRunner, Runner, batch1_latency, default_session_operators
 
 EXPORT_RECORD = "export_record.json"
 Log = Callable[[str], None]
@@ -65,6 +65,7 @@ class ExportRecord(JsonArtifact):
     int8_agreement: float
     versions: dict[str, str]
     thread_latency_ms: dict[str, float] | None = None
+    default_session_operators: dict[str, int] | None = None  # what a plain InferenceSession runs
 
 
 def export_verified(
@@ -142,7 +143,7 @@ def ship_int8(
     int8_path = graphs.folder / ONNX_INT8
     quantization = quantize_graph(graphs.source(recipe), int8_path, recipe)
     fp32 = OnnxRunner("onnx-fp32", graphs.fp32)
-    int8 = OnnxRunner("onnx-int8", int8_path, disabled_optimizers=recipe.disabled_optimizers)
+    int8 = OnnxRunner("onnx-int8", int8_path)
     agreement = prediction_agreement(fp32, int8, batches)
     del int8, fp32
     if not np.isfinite(agreement):
@@ -155,7 +156,6 @@ def ship_int8(
     settings = {
         "file": ONNX_INT8,
         "intra_op_num_threads": threads,
-        "disabled_optimizers": list(recipe.disabled_optimizers),
         "recipe": recipe.to_dict(),
     }
     write_json(settings, graphs.folder / RUNTIME_FILE)
@@ -169,6 +169,7 @@ def ship_int8(
         int8_agreement=agreement,
         versions=library_versions(),
         thread_latency_ms=thread_latency,
+        default_session_operators=default_session_operators(int8_path),
     )
     record.save(graphs.folder / EXPORT_RECORD)
     return record
@@ -177,7 +178,5 @@ def ship_int8(
 def _thread_latency(graph: Path, recipe: Recipe, singles: Sequence[dict[str, np.ndarray]]) -> dict[str, float]:
     """Batch-1 p50 of one graph at 1 .. min(4, CPUs) onnxruntime threads, measured side by side."""
     counts = range(1, min(4, os.cpu_count() or 1) + 1)
-    runners = [
-        OnnxRunner(f"{count}", graph, threads=count, disabled_optimizers=recipe.disabled_optimizers) for count in counts
-    ]
+    runners = [OnnxRunner(f"{count}", graph, threads=count) for count in counts]
     return {name: row["latency_p50_ms"] for name, row in batch1_latency(runners, singles).items()}

@@ -114,7 +114,7 @@ def test_report_holds_the_figures(pipeline_run):
         for part in ("attention_output", "ffn_output"):
             assert layer[part]["error_after"] <= layer[part]["error_before"]
     tuning = report["graph_tuning"]
-    assert len(tuning["candidates"]) == 18 and tuning["chosen"]["name"] in {c["name"] for c in tuning["candidates"]}
+    assert len(tuning["candidates"]) == 9 and tuning["chosen"]["name"] in {c["name"] for c in tuning["candidates"]}
     chosen = next(c for c in tuning["candidates"] if c["name"] == tuning["chosen"]["name"])
     assert chosen["eligible"] and chosen["latency_p50_ms"] == min(
         c["latency_p50_ms"] for c in tuning["candidates"] if c["eligible"]
@@ -162,23 +162,35 @@ def test_report_holds_the_figures(pipeline_run):
 def test_latency_budget_run_chooses_and_reports_the_sizes(tiny_model_dir, tiny_data, tmp_path, capsys):
     args = pipeline_args(tiny_model_dir, tiny_data, tmp_path / "slim", "--trees", "0", "--recover", "lsq")
     del args[args.index("--keep") : args.index("--keep") + 2]
-    code, out, err = run([*args, "--latency-budget", "1000"], capsys)  # every candidate meets 1 s
+    code, out, err = run([*args, "--latency-budget", "1000", "--max-drop", "100"], capsys)  # every candidate meets
     assert code == 0, err
     report = json.loads((tmp_path / "slim/report.json").read_text())
     search = report["target_search"]
     assert report["target_met_in_final_measurement"] and search["margin"] >= 1
-    # the most accurate int8 graph among frontier candidates that all meet the budget
-    best = max(result["selection_accuracy"] for row in search["candidates"] for result in row.get("int8", []))
-    chosen = next(
-        row for row in search["candidates"] if (row["keep"], row["keep_ffn"]) == (search["keep"], search["keep_ffn"])
-    )
-    assert max(result["selection_accuracy"] for result in chosen["int8"]) == best
+    # every frontier candidate meets the budget and the (huge) drop: the fastest int8 graph wins
+    trials = [(row, trial) for row in search["candidates"] for trial in row.get("int8", [])]
+    row, fastest = max(trials, key=lambda pair: (pair[1]["speedup"], pair[1]["selection_accuracy"]))
+    assert (search["keep"], search["keep_ffn"]) == (row["keep"], row["keep_ffn"]) and search["recipe"] == fastest[
+        "recipe"
+    ]
     assert report["heads"]["keep"] == report["options"]["keep"] == search["keep"]
     runtime = json.loads((tmp_path / "slim/onnx/runtime.json").read_text())
     assert runtime["recipe"] == search["recipe"] and report["tuned_on"] == "original"
+    check = report["selection_check"]
+    assert check["enforced"] and check["max_drop"] == 100 and check["rows"] == 6
     assert (tmp_path / "slim/target_search.json").is_file() and "## Latency target" in (
         tmp_path / "slim/report.md"
     ).read_text()
+
+
+def test_a_target_beyond_the_drop_ships_nothing(tiny_model_dir, tiny_data, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("attr_compress.pipeline.selection_accuracy", lambda model, selection: 2.0)  # unreachable
+    args = pipeline_args(tiny_model_dir, tiny_data, tmp_path / "slim", "--trees", "0", "--recover", "lsq")
+    del args[args.index("--keep") : args.index("--keep") + 2]
+    code, out, err = run([*args, "--latency-budget", "1000"], capsys)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and "and --max-drop 1: the best, keep" in err
+    assert "relax --max-drop or the target" in err and list(tmp_path.iterdir()) == []
 
 
 def test_stages_run_alone_and_chain(tiny_model_dir, tiny_data, tmp_path, capsys):

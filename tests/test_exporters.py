@@ -5,14 +5,14 @@ import torch
 from compressor.errors import VerificationError
 from compressor.modeling import load_model
 from compressor.pruning import plan_pruning, prune_model, save_pruned
-from exporters.onnx_export import ONNX_FP32, ONNX_INT8
+from exporters.onnx_export import ONNX_FP32, ONNX_INT8, export_onnx
 from exporters.parity import compare_logits, prediction_agreement, require_parity
-from exporters.recipes import Recipe
-from exporters.runtime import RUNTIME_FILE, OnnxRunner, TorchRunner, load_session
+from exporters.recipes import Recipe, fuse_graph
+from exporters.runtime import RUNTIME_FILE, OnnxRunner, TorchRunner, default_session_operators, load_session
 from exporters.verified import EXPORT_RECORD, ExportRecord, export_verified, ship_int8
 from tests.conftest import tiny_model, write_tokenizer
 
-FAST = Recipe("fused", "onnxruntime", False, "matmul+attention", ("SkipLayerNormFusion",))
+FAST = Recipe("fused", "onnxruntime", False, "matmul+attention")
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +109,47 @@ def test_prediction_agreement_counts_examples(pruned_with_empty_layer):
     _, onnx_dir, _, batches = pruned_with_empty_layer
     runner = OnnxRunner("onnx", onnx_dir / ONNX_FP32)
     assert prediction_agreement(runner, runner, batches) == 1.0
+
+
+def test_the_shipped_graph_runs_fast_in_a_default_session(pruned_with_empty_layer):
+    """No session flags: a plain InferenceSession keeps Add + LayerNormalization (the fast kernels) and gives
+    the same logits as our own session; Optimum's ORTModel loads the int8 file too."""
+    import onnxruntime as ort
+    from optimum.onnxruntime import ORTModelForSequenceClassification
+
+    model, onnx_dir, record, batches = pruned_with_empty_layer
+    operators = record.default_session_operators
+    assert operators == default_session_operators(onnx_dir / ONNX_INT8)
+    assert "SkipLayerNormalization" not in operators and operators["LayerNormalization"] == 4
+    assert {"Attention", "DynamicQuantizeMatMul"} & set(operators) or "MatMulInteger" in operators
+    plain = ort.InferenceSession(str(onnx_dir / ONNX_INT8))
+    feeds = {item.name: batches[1][item.name].astype(np.int64) for item in plain.get_inputs()}
+    np.testing.assert_array_equal(plain.run(None, feeds)[0], load_session(onnx_dir).run(None, feeds)[0])
+    ort_model = ORTModelForSequenceClassification.from_pretrained(onnx_dir, file_name=ONNX_INT8)
+    inputs = {key: torch.from_numpy(value) for key, value in batches[1].items()}
+    np.testing.assert_allclose(ort_model(**inputs).logits.numpy(), plain.run(None, feeds)[0], atol=1e-6)
+
+
+def test_layer_norm_adds_are_guarded_bit_for_bit(tmp_path):
+    """The Add -> Sum rewrite changes no number: the guarded graph equals the unguarded one run without the
+    session's SkipLayerNormalization fusion, exactly."""
+    import onnx
+    import onnxruntime as ort
+
+    model = tiny_model()
+    tokenizer = write_tokenizer(tmp_path / "tok")
+    encoded = dict(tokenizer(["the movie was great and fun", "i hate it"], padding=True, return_tensors="np"))
+    fp32 = export_onnx(model, tokenizer, tmp_path / "onnx")
+    fuse_graph(fp32, tmp_path / "guarded.onnx")
+    unguarded = onnx.load(tmp_path / "guarded.onnx")
+    for node in unguarded.graph.node:
+        if node.op_type == "Sum":
+            node.op_type = "Add"
+    onnx.save(unguarded, tmp_path / "unguarded.onnx")
+    assert sum(node.op_type == "Sum" for node in onnx.load(tmp_path / "guarded.onnx").graph.node) == 4
+    guarded_logits = OnnxRunner("guarded", tmp_path / "guarded.onnx").logits(encoded)
+    unfused = ort.InferenceSession(str(tmp_path / "unguarded.onnx"), disabled_optimizers=["SkipLayerNormFusion"])
+    feeds = {item.name: encoded[item.name].astype(np.int64) for item in unfused.get_inputs()}
+    np.testing.assert_array_equal(guarded_logits, unfused.run(None, feeds)[0])
+    assert "SkipLayerNormalization" in default_session_operators(tmp_path / "unguarded.onnx")
+    assert "SkipLayerNormalization" not in default_session_operators(tmp_path / "guarded.onnx")

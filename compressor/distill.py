@@ -1,0 +1,260 @@
+"""Distillation from the original model (the teacher) into the pruned one (the student), streamed over the
+task's whole training file: the recovery that re-trains.
+
+The student matches the teacher's softened class distribution (KL divergence at a temperature) and, layer by
+layer, its hidden states (same depth and width after pruning, so layer i matches layer i: TinyBERT's and
+CoFi's layer-wise loss without a projection). Training text is streamed from the file through a seeded
+shuffle buffer, epoch after epoch, so memory stays bounded whatever the file's size.
+
+The work is planned in steps: ``steps`` when given (bit-for-bit reproducible with the same seed), else as
+many as fit in ``minutes`` on this machine, estimated from a short timing probe before training (the
+record says how many ran, so a run can be repeated exactly with that step count).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from compressor.artifacts import JsonArtifact
+from compressor.data import Example, stream_examples
+from compressor.errors import InputError
+from compressor.modeling import LoadedModel, encode
+
+SHUFFLE_BUFFER = 8192
+
+
+@dataclass(frozen=True)
+class DistillOptions:
+    """How long and how hard to distil. ``steps`` (batches) wins over ``minutes`` when both are given."""
+
+    minutes: float = 5.0
+    steps: int | None = None
+    batch_size: int = 32
+    learning_rate: float = 1e-4
+    warmup: float = 0.05  # fraction of the steps with a linearly rising learning rate, then linear decay
+    temperature: float = 2.0
+    hidden_weight: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps is None and not self.minutes > 0:
+            raise InputError(f"--distill-minutes must be above 0, got {self.minutes}")
+        if self.steps is not None and self.steps < 1:
+            raise InputError(f"--distill-steps must be at least 1, got {self.steps}")
+        if self.batch_size < 1 or not self.learning_rate > 0 or not self.temperature > 0:
+            raise InputError(
+                "distillation needs a batch size of at least 1 and a positive learning rate and temperature"
+            )
+        if not 0 <= self.warmup < 1 or self.hidden_weight < 0:
+            raise InputError("distillation warm-up must be in [0, 1) and the hidden-state weight 0 or more")
+
+
+@dataclass(frozen=True)
+class DistillRecord(JsonArtifact):
+    """What the distillation did: steps, examples, time, settings and the loss at the start and the end."""
+
+    kind = "distillation"
+
+    data: str
+    steps: int
+    planned_from: str  # "steps" or "minutes"
+    examples: int
+    seconds: float
+    threads: int
+    batch_size: int
+    learning_rate: float
+    temperature: float
+    hidden_weight: float
+    seed: int
+    loss_first: float
+    loss_last: float
+
+
+def training_batches(
+    loaded: LoadedModel, path: str | Path, batch_size: int, seed: int, columns: dict[str, str | None]
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Tokenised batches of the file's examples, shuffled within a seeded buffer, over and over (epochs)."""
+    for epoch in itertools.count():
+        rng = np.random.default_rng([seed, epoch])
+        batch: list[Example] = []
+        for example in _shuffled(stream_examples(path, loaded.label2id, **columns), rng):
+            batch.append(example)
+            if len(batch) == batch_size:
+                yield dict(encode(loaded, batch))
+                batch = []
+
+
+def _shuffled(examples: Iterator[Example], rng: np.random.Generator) -> Iterator[Example]:
+    """A seeded buffer shuffle: each example leaves the buffer at a random position once it is full."""
+    buffer: list[Example] = []
+    for example in examples:
+        if len(buffer) < SHUFFLE_BUFFER:
+            buffer.append(example)
+            continue
+        index = int(rng.integers(len(buffer)))
+        buffer[index], example = example, buffer[index]
+        yield example
+    rng.shuffle(buffer)
+    yield from buffer
+
+
+def distillation_loss(
+    student: object, teacher: object, attention_mask: torch.Tensor, options: DistillOptions
+) -> torch.Tensor:
+    """T^2 KL(teacher || student) on softened logits + ``hidden_weight`` x the mean over layers of the squared
+    hidden-state error on real tokens, relative to the teacher's energy there (scale-free across layers)."""
+    temperature = options.temperature
+    loss = (
+        nn.functional.kl_div(
+            torch.log_softmax(student.logits / temperature, dim=-1),
+            torch.log_softmax(teacher.logits / temperature, dim=-1),
+            log_target=True,
+            reduction="batchmean",
+        )
+        * temperature**2
+    )
+    if options.hidden_weight == 0:
+        return loss
+    real = attention_mask.bool()
+    errors = [
+        ((mine[real] - theirs[real]) ** 2).mean() / (theirs[real] ** 2).mean().clamp_min(1e-12)
+        for mine, theirs in zip(student.hidden_states[1:], teacher.hidden_states[1:], strict=True)
+    ]
+    return loss + options.hidden_weight * torch.stack(errors).mean()
+
+
+class _Schedule:
+    """Linear warm-up to the learning rate, then linear decay to zero at the last step."""
+
+    def __init__(self, total: int, warmup: float) -> None:
+        self.total, self.warmup = total, max(1, int(warmup * total))
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        return max(0.0, (self.total - step) / max(1, self.total - self.warmup))
+
+
+def _train_step(
+    teacher: nn.Module, student: nn.Module, batch: dict[str, torch.Tensor], optimizer, options: DistillOptions
+) -> float:
+    with torch.no_grad():
+        target = teacher(**batch, output_hidden_states=True)
+    loss = distillation_loss(student(**batch, output_hidden_states=True), target, batch["attention_mask"], options)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
+def plan_steps(
+    teacher: nn.Module, student: nn.Module, batches: Sequence[dict[str, torch.Tensor]], options: DistillOptions
+) -> int:
+    """How many steps fit in ``options.minutes``: forward and backward timed on a throw-away copy of the
+    student (the student itself is untouched, so the probe does not change the result)."""
+    import copy
+
+    probe = copy.deepcopy(student)
+    parameters = _trainable(probe)
+    optimizer = torch.optim.AdamW(parameters, lr=0.0)
+    _train_step(teacher, probe, batches[0], optimizer, options)  # warm-up: allocation, kernels
+    started = time.perf_counter()
+    for batch in batches[1:]:
+        _train_step(teacher, probe, batch, optimizer, options)
+    per_step = (time.perf_counter() - started) / max(1, len(batches) - 1)
+    return max(1, int(options.minutes * 60 / per_step))
+
+
+def _trainable(model: nn.Module) -> list[nn.Parameter]:
+    """Everything but the embeddings, which keep the original's (shared vocabulary, most of the parameters)."""
+    parameters = []
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(".embeddings." not in f".{name}")
+        if parameter.requires_grad:
+            parameters.append(parameter)
+    return parameters
+
+
+def distill(
+    teacher: nn.Module,
+    student: nn.Module,
+    loaded: LoadedModel,
+    data: str | Path,
+    options: DistillOptions,
+    *,
+    columns: dict[str, str | None] | None = None,
+    progress: bool = False,
+) -> DistillRecord:
+    """Train ``student`` in place against ``teacher`` on the examples of the file ``data`` (streamed, shuffled
+    with ``options.seed``), with every CPU core; dropout stays off. The tokenizer is ``loaded``'s."""
+    threads = os.cpu_count() or 1
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    torch.manual_seed(options.seed)
+    batches = training_batches(loaded, data, options.batch_size, options.seed, columns or {})
+    try:
+        steps = options.steps or plan_steps(
+            teacher,
+            student,
+            list(
+                itertools.islice(training_batches(loaded, data, options.batch_size, options.seed + 1, columns or {}), 6)
+            ),
+            options,
+        )
+        record = _run(teacher, student, batches, steps, options, progress)
+    finally:
+        torch.set_num_threads(previous)
+        for parameter in student.parameters():
+            parameter.requires_grad_(False)
+    return DistillRecord(
+        data=str(data),
+        planned_from="steps" if options.steps else "minutes",
+        threads=threads,
+        batch_size=options.batch_size,
+        learning_rate=options.learning_rate,
+        temperature=options.temperature,
+        hidden_weight=options.hidden_weight,
+        seed=options.seed,
+        **record,
+    )
+
+
+def _run(
+    teacher: nn.Module,
+    student: nn.Module,
+    batches: Iterator[dict[str, torch.Tensor]],
+    steps: int,
+    options: DistillOptions,
+    progress: bool,
+) -> dict[str, float | int]:
+    student.eval()  # dropout off: the student starts from a fitted model, and runs repeat exactly
+    optimizer = torch.optim.AdamW(_trainable(student), lr=options.learning_rate, weight_decay=0.01)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _Schedule(steps, options.warmup))
+    losses, examples, started = [], 0, time.perf_counter()
+    bar = tqdm(total=steps, desc="distillation", unit="step", disable=not progress)
+    for batch in itertools.islice(batches, steps):
+        losses.append(_train_step(teacher, student, batch, optimizer, options))
+        scheduler.step()
+        examples += int(batch["input_ids"].shape[0])
+        bar.update(1)
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+    bar.close()
+    window = max(1, min(20, len(losses)))
+    return {
+        "steps": len(losses),
+        "examples": examples,
+        "seconds": round(time.perf_counter() - started, 1),
+        "loss_first": float(np.mean(losses[:window])) if losses else math.nan,
+        "loss_last": float(np.mean(losses[-window:])) if losses else math.nan,
+    }
