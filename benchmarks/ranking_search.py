@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,8 @@ from compressor.encoded import encode_data
 from compressor.importance import attribution_statistics
 from compressor.modeling import load_model
 from compressor.pruning import plan_pruning
-from compressor.ranking import AttAttrIterative, Taylor, layer_l2_normalised
+from compressor.ranking import AttAttrIterative, layer_l2_normalised
+from compressor.scoring import ScoringOptions, score_heads
 from evaluation.masked import masked_metrics
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -45,7 +47,7 @@ def main() -> None:
     train = load_labelled_data(SHARED / "data/glue/SST-2/train.tsv", loaded.label2id)
     calibration = train.sample(args.examples, 0)
     chosen = {e.row for e in calibration.examples}
-    rest = type(train)(**{**train.__dict__, "examples": tuple(e for e in train.examples if e.row not in chosen)})
+    rest = replace(train, examples=tuple(e for e in train.examples if e.row not in chosen))
     holdout = rest.sample(args.holdout, 1)
     encoded = encode_data(loaded, holdout, singles=0)
 
@@ -71,7 +73,7 @@ def main() -> None:
         candidates[f"iterative/{pair}"] = importance.array
         orders[f"iterative/{pair}"] = importance.order
     started = time.perf_counter()
-    candidates["taylor"] = Taylor(loaded).rank(calibration).array
+    candidates["taylor"] = score_heads(loaded, calibration, ScoringOptions(method="taylor")).array
     costs["taylor"] = time.perf_counter() - started
 
     full = masked_metrics(loaded.model, encoded, [None], with_f1=False)[0]["accuracy"]

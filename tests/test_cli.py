@@ -8,7 +8,7 @@ import pytest
 from attr_compress.cli import EXIT_CODES, main
 from compressor.errors import VerificationError
 from exporters.parity import ParityResult
-from tests.conftest import write_tsv
+from tests.conftest import SENTENCES, write_tsv
 
 
 def run(argv, capsys):
@@ -461,3 +461,17 @@ def test_gpu_requested_without_one_exits_2_before_any_work(tiny_model_dir, tiny_
     code, _, err = run(pipeline_args(tiny_model_dir, tiny_data, tmp_path / "out", "--device", "cuda"), capsys)
     assert code == 2 and "asked for a GPU but none is available" in err
     assert "score heads" not in err and list(tmp_path.iterdir()) == []
+
+
+def test_auto_recovery_tries_lsq_and_distillation_and_keeps_the_better(tiny_model_dir, tiny_data, tmp_path, capsys):
+    train = write_tsv(tmp_path / "train.tsv", SENTENCES * 4)
+    args = pipeline_args(tiny_model_dir, tiny_data, tmp_path / "slim", "--keep-ffn", "0.5", "--distill-steps", "4")
+    args[args.index("--calib") + 1] = train
+    code, out, err = run(args, capsys)
+    assert code == 0, err
+    recovery = json.loads((tmp_path / "slim/recovery.json").read_text())
+    tried = recovery["selection_accuracy"]
+    assert set(tried) == {"lsq", "distill"} and recovery["method"] == max(tried, key=lambda m: (tried[m], m == "lsq"))
+    if recovery["method"] == "distill":
+        assert recovery["distill"]["steps"] == 4 and recovery["distill"]["planned_from"] == "steps"
+    assert "Chosen by measurement on the held-out selection rows" in (tmp_path / "slim/report.md").read_text()
