@@ -475,3 +475,20 @@ def test_auto_recovery_tries_lsq_and_distillation_and_keeps_the_better(tiny_mode
     if recovery["method"] == "distill":
         assert recovery["distill"]["steps"] == 4 and recovery["distill"]["planned_from"] == "steps"
     assert "Chosen by measurement on the held-out selection rows" in (tmp_path / "slim/report.md").read_text()
+
+
+def test_select_data_file_chooses_and_all_data_rows_measure(tiny_model_dir, tiny_data, tmp_path, capsys):
+    select = write_tsv(tmp_path / "select.tsv", SENTENCES[:5])
+    code, out, err = run(
+        [*pipeline_args(tiny_model_dir, tiny_data, tmp_path / "slim"), "--select-data", select], capsys
+    )
+    assert code == 0, err
+    data = json.loads((tmp_path / "slim/report.json").read_text())["data"]
+    assert data["evaluation_rows"] == len(SENTENCES) and data["selection_rows"] == 5
+    assert "--select-data" in data["selection"]
+    code, out, err = run(
+        [*pipeline_args(tiny_model_dir, tiny_data, tmp_path / "other"), "--select-data", tmp_path / "missing.tsv"],
+        capsys,
+    )
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "missing.tsv" in err
+    assert not (tmp_path / "other").exists()

@@ -372,3 +372,14 @@ def test_fuzz_returns_or_raises_input_error(
     assert len(data) > 0
     assert all(ex.label in label2id.values() for ex in data.examples)
     assert all(ex.text.strip() for ex in data.examples)
+
+
+def test_split_holds_rows_apart_reproducibly(tmp_path: Path) -> None:
+    data = load_labelled_data(
+        write_file(tmp_path, "d.tsv", "sentence\tlabel\n" + "".join(f"s{i}\t1\n" for i in range(10))), BINARY
+    )
+    chosen, rest = data.split(4, seed=1)
+    assert len(chosen) == 4 and len(rest) == 6
+    assert not {e.row for e in chosen.examples} & {e.row for e in rest.examples}
+    assert [e.row for e in rest.examples] == sorted(e.row for e in rest.examples)  # file order kept
+    assert data.split(4, seed=1) == (chosen, rest) and data.split(4, seed=2) != (chosen, rest)
