@@ -15,7 +15,7 @@ $(BIN)/attr-compress: pyproject.toml
 install: $(BIN)/attr-compress
 
 demo: install
-	GLUE_DIR=$(SHARED)/data/glue $(BIN)/attr-compress $(SHARED)/models/minilm-l6-sst2 --target-speedup 2.5 --recover lsq --compare --out demo-out --force
+	GLUE_DIR=$(SHARED)/data/glue $(BIN)/attr-compress $(SHARED)/models/minilm-l6-sst2 --target-speedup 2.5 --compare --out demo-out --force
 
 test: install
 	$(BIN)/ruff check .
