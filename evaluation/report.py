@@ -367,8 +367,8 @@ def tuning_section(report: Report) -> list[str]:
         "",
         f"Shipped: **{export.recipe['name']}**. Tuned on the {report.tuned_on} model"
         + (" (the latency-target search then judged each frontier candidate as an int8 graph)" if by_search else "")
-        + f". Tuning chose **{tuning.chosen['name']}**: {tuning.reason}. {tuning.fusion_note}. The session "
-        "settings are in `onnx/runtime.json`; `exporters.runtime.load_session('onnx')` applies them.",
+        + f". Tuning chose **{tuning.chosen['name']}**: {tuning.reason}. {tuning.fusion_note}. Every graph was "
+        "timed in a default onnxruntime session (no session flags); `onnx/runtime.json` suggests a thread count.",
         "",
         "| recipe | selection accuracy | p50 ms | throughput/s | eligible |",
         "|---|---|---|---|---|",

@@ -104,7 +104,8 @@ def fuse_graph(source: str | Path, target: str | Path, *, attention: bool = True
 
 
 def quantize_graph(source: str | Path, target: str | Path, recipe: Recipe) -> dict[str, Any]:
-    """Dynamic int8 quantisation of ``source`` into ``target`` following ``recipe``."""
+    """Dynamic int8 quantisation of ``source`` into ``target`` following ``recipe``. Our own quantisations are
+    guarded (``guard_layer_norm_adds``); Optimum's recipe is left exactly as Optimum makes it (the baseline)."""
     source, target = Path(source), Path(target)
     if recipe.quantizer == "optimum":
         return quantize_dynamic(source.parent, per_channel=recipe.per_channel, source=source.name, target=target)[1]
@@ -121,6 +122,9 @@ def quantize_graph(source: str | Path, target: str | Path, recipe: Recipe) -> di
             op_types_to_quantize=list(OPERATOR_SETS[recipe.operators]),
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
+    quantized = onnx.load(str(target))
+    if guard_layer_norm_adds(quantized):  # plain graphs: the fused ones were guarded before quantisation
+        onnx.save(quantized, str(target))
     return {
         "quantizer": "onnxruntime.quantization.quantize_dynamic",
         "per_channel": recipe.per_channel,

@@ -121,6 +121,8 @@ def test_report_holds_the_figures(pipeline_run):
     )
     runtime = json.loads((out / "onnx/runtime.json").read_text())
     assert runtime["recipe"]["name"] == tuning["chosen"]["name"] and report["tuned_on"] == "pruned"
+    operators = report["export"]["pruned"]["default_session_operators"]  # what a plain InferenceSession runs
+    assert operators and "SkipLayerNormalization" not in operators and "disabled_optimizers" not in runtime
     threads = report["export"]["pruned"]["thread_latency_ms"]  # measured on the shipped graph
     assert threads["1"] > 0 and threads[str(runtime["intra_op_num_threads"])] == min(threads.values())
     assert report["options"]["keep"] == report["heads"]["keep"] == 0.5 and report["options"]["keep_ffn"] == 0.5

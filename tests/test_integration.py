@@ -46,7 +46,8 @@ def test_demo_model_end_to_end(tmp_path):
         assert exit_info.code in (None, 0)
     report = json.loads((out / "report.json").read_text())
     assert report["heads"]["total"] == 72 and report["heads"]["kept"] == 36
-    assert report["data"]["evaluation_rows"] == 48 and report["data"]["calibration_examples"] == 8
+    assert report["data"]["evaluation_rows"] == 24 == report["data"]["selection_rows"]  # 48 rows, half held apart
+    assert report["data"]["calibration_examples"] == 8
     assert report["data"]["calibration_rows_in_file"] == 67349
     original = next(row for row in report["results"] if (row["model"], row["runtime"]) == ("original", "pytorch-fp32"))
     assert original["accuracy"] >= 0.8  # a real fine-tuned model
