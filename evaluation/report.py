@@ -480,6 +480,14 @@ def checks_section(report: Report) -> list[str]:
         )
     if "rejected" in pruned.fusion:
         lines.append(f"- fusion: {pruned.fusion['rejected']}")
+    if pruned.default_session_operators is not None:
+        operators = pruned.default_session_operators
+        fused = operators.get("SkipLayerNormalization", 0)
+        lines.append(
+            f"- a default onnxruntime session runs the int8 graph with {operators.get('LayerNormalization', 0)} "
+            f"LayerNormalization and {fused} SkipLayerNormalization node(s)"
+            + ("" if fused else " (no session flags needed for speed)")
+        )
     agreement = report.int8_agreement_with_fp32
     weights = report.weights
     return [
