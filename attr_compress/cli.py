@@ -139,7 +139,7 @@ def recovery_options(command: Any) -> Any:
             click.option("--fit-examples", default=1000, show_default=True, help="Calibration examples lsq fits on."),
             click.option(
                 "--distill-minutes",
-                default=5.0,
+                default=7.0,
                 show_default=True,
                 help="Time box of the distillation, converted to a step count on this machine before it starts.",
             ),

@@ -38,7 +38,7 @@ from exporters.runtime import OnnxRunner, Runner, TorchRunner, batch1_latency, t
 from exporters.verified import export_verified, quantize_all
 
 HEAD_KEEPS = (1.0, 0.75, 0.5, 0.4, 0.3, 0.2)
-FFN_KEEPS = (1.0, 0.75, 0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1, 0.05)
+FFN_KEEPS = (1.0, 0.75, 0.5, 0.45, 0.4, 0.35, 0.3, 0.25, 0.2, 0.15, 0.1, 0.05)
 Log = Callable[[str], None]
 
 

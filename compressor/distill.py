@@ -39,7 +39,7 @@ LENGTH_GROUP = 50  # batches whose examples are sorted by length together: littl
 class DistillOptions:
     """How long and how hard to distil. ``steps`` (batches) wins over ``minutes`` when both are given."""
 
-    minutes: float = 5.0
+    minutes: float = 7.0
     steps: int | None = None
     batch_size: int = 32
     learning_rate: float = 1e-4
