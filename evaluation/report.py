@@ -396,8 +396,8 @@ def selection_line(check: SelectionCheck) -> str:
     )
     return (
         f"On the {check.rows} held-out selection rows the shipped int8 graph scores {check.shipped_accuracy:.4f} "
-        f"against the original's {check.original_accuracy:.4f} (PyTorch fp32): {check.drop_points:+.2f} points "
-        f"lost, {verdict}."
+        f"against the original's {check.original_accuracy:.4f} (PyTorch fp32): a drop of {check.drop_points:.2f} "
+        f"points, {verdict}."
     )
 
 
