@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from exporters.runtime import default_session_operators
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
-def p50_round_robin(runs: dict[str, callable], inputs: list, warmup: int = 10) -> dict[str, float]:
+def p50_round_robin(runs: dict[str, Callable[[dict], object]], inputs: list, warmup: int = 10) -> dict[str, float]:
     times: dict[str, list[float]] = {name: [] for name in runs}
     for index, example in enumerate(inputs):
         for name, run in runs.items():
