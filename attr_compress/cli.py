@@ -46,6 +46,13 @@ def say(message: str) -> None:
     click.echo(message, err=True)
 
 
+def with_options(command: Any, options: list[Any]) -> Any:
+    """``command`` decorated by ``options`` in the order they are listed (so --help lists them that way)."""
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 def data_options(command: Any) -> Any:
     """Column options shared by every command that reads labelled data, passed on as one ``columns`` dict."""
 
@@ -56,19 +63,19 @@ def data_options(command: Any) -> Any:
         columns = {"text_column": text_column, "text_pair_column": text_pair_column, "label_column": label_column}
         return command(*args, columns=columns, **kwargs)
 
-    for option in reversed(
+    return with_options(
+        with_columns,
         [
             click.option("--text-column", help="Column with the (first) text; detected for GLUE files."),
             click.option("--text-pair-column", help="Column with the second text of pair tasks."),
             click.option("--label-column", help="Column with the gold label."),
-        ]
-    ):
-        with_columns = option(with_columns)
-    return with_columns
+        ],
+    )
 
 
 def scoring_options(command: Any) -> Any:
-    for option in reversed(
+    return with_options(
+        command,
         [
             click.option(
                 "--method",
@@ -97,10 +104,8 @@ def scoring_options(command: Any) -> Any:
                 show_default=True,
                 help="Bound on examples x steps x tokens per attribution batch (memory).",
             ),
-        ]
-    ):
-        command = option(command)
-    return command
+        ],
+    )
 
 
 model_argument = click.argument("model", type=click.Path(path_type=str))
@@ -125,7 +130,8 @@ RECOVERY_CHOICES = ("auto", "none", "lsq", "distill")  # compressor.recovery.REC
 
 
 def recovery_options(command: Any) -> Any:
-    for option in reversed(
+    return with_options(
+        command,
         [
             click.option(
                 "--recover",
@@ -148,10 +154,8 @@ def recovery_options(command: Any) -> Any:
                 type=int,
                 help="Exact number of distillation batches (overrides --distill-minutes; reproducible bit for bit).",
             ),
-        ]
-    ):
-        command = option(command)
-    return command
+        ],
+    )
 
 
 def scoring_from(options: dict[str, Any], quiet: bool = False) -> Any:

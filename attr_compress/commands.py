@@ -140,7 +140,7 @@ def export_folder(
             log(f"int8 recipe: {tuning.recipe.name} ({tuning.reason})")
         recipe = tuning.recipe if tuning else OPTIMUM_BASELINE
         record = ship_int8(graphs, recipe, batches, source=str(model), thread_singles=encoded.singles, log=log)
-        (staging / "model_fused.onnx").unlink(missing_ok=True)
+        graphs.drop_fused()
     return record
 
 

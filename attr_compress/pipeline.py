@@ -38,7 +38,7 @@ from compressor.pruning import (
 from compressor.recovery import RecoveryOptions, RecoveryRecord, TrainingText, encode_for_fit, recover
 from compressor.scoring import ScoringOptions, score_heads, score_neurons
 from compressor.task_data import DataOptions, ResolvedData, resolve_data
-from evaluation.measure import Measurement, evaluate
+from evaluation.measure import Measurement, accuracy, evaluate
 from evaluation.plots import save_importance
 from evaluation.report import (
     Comparison,
@@ -397,9 +397,7 @@ def recovery_methods(job: Run, plan: PrunePlan) -> tuple[str, ...]:
 
 
 def selection_accuracy(model: Any, selection: EncodedData) -> float:
-    runner = TorchRunner("candidate", model)
-    predicted = np.concatenate([runner.logits(batch).argmax(-1) for batch in selection.batches])
-    return float((predicted == selection.labels).mean())
+    return accuracy(TorchRunner("candidate", model), selection)
 
 
 def recover_by_measurement(job: Run, model: Any, methods: tuple[str, ...]) -> tuple[Any, RecoveryRecord | None]:
@@ -466,7 +464,7 @@ def export_pruned(job: Run, sizes: Sizes, pruned: Pruned, original: OriginalGrap
             thread_singles=job.inputs.evaluation.singles,
             log=job.log,
         )
-        (job.staging / "onnx" / "model_fused.onnx").unlink(missing_ok=True)
+        graphs.drop_fused()
     return Shipped(record, tuning, tuned_on, tuned)
 
 
@@ -478,11 +476,7 @@ def check_selection(job: Run, sizes: Sizes) -> SelectionCheck:
     check = SelectionCheck(
         rows=len(selection.labels),
         original_accuracy=selection_accuracy(job.loaded.model, selection),
-        shipped_accuracy=float(
-            (
-                np.concatenate([shipped.logits(batch).argmax(-1) for batch in selection.batches]) == selection.labels
-            ).mean()
-        ),
+        shipped_accuracy=accuracy(shipped, selection),
         max_drop=job.options.max_drop,
         enforced=sizes.search is not None,
     )

@@ -32,9 +32,10 @@ from compressor.modeling import LoadedModel
 from compressor.neurons import NeuronImportance
 from compressor.pruning import PrunePlan, plan_pruning, prune_model
 from compressor.recovery import RecoveryOptions, recover
+from evaluation.measure import accuracy
 from evaluation.target import SEARCH_MARGIN, LatencyTarget, TargetSearch
 from exporters.recipes import Recipe
-from exporters.runtime import OnnxRunner, Runner, TorchRunner, batch1_latency, torch_threads
+from exporters.runtime import OnnxRunner, TorchRunner, batch1_latency, torch_threads
 from exporters.verified import export_verified, quantize_all
 
 HEAD_KEEPS = (1.0, 0.75, 0.5, 0.4, 0.3, 0.2)
@@ -94,11 +95,6 @@ class _Timer:
             "baseline_p50_ms": theirs["latency_p50_ms"],
             "speedup": float(np.median(theirs["samples_ms"] / ours["samples_ms"])),
         }
-
-
-def _accuracy(runner: Runner, selection: EncodedData) -> float:
-    predicted = np.concatenate([runner.logits(batch).argmax(-1) for batch in selection.batches])
-    return float((predicted == selection.labels).mean())
 
 
 @dataclass(frozen=True)
@@ -243,7 +239,7 @@ def _judge(
     log(f"latency target: accuracy of keep {keep:g} / keep-ffn {keep_ffn:g} after {inputs.recovery.method} recovery")
     model = prune_model(copy.deepcopy(inputs.loaded.model), inputs.plan(keep, keep_ffn))
     recover(inputs.loaded.model, model, inputs.fit_batches, inputs.recovery)
-    row["selection_accuracy_fp32"] = _accuracy(TorchRunner("fp32", model), inputs.selection)
+    row["selection_accuracy_fp32"] = accuracy(TorchRunner("fp32", model), inputs.selection)
     row["int8"] = []
     variants = (recipe, replace(recipe, per_channel=not recipe.per_channel))
     name = f"recovered-{keep:g}-{keep_ffn:g}"
@@ -256,7 +252,7 @@ def _judge(
                 "recipe": variant.to_dict(),
                 **timing,
                 "meets_target": met,
-                "selection_accuracy": _accuracy(runner, inputs.selection),
+                "selection_accuracy": accuracy(runner, inputs.selection),
             }
         )
     timer.discard(name)

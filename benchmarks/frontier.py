@@ -21,8 +21,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from attr_compress.pipeline import (
     PipelineOptions,
     Run,
@@ -37,17 +35,13 @@ from compressor.modeling import load_model
 from compressor.pruning import plan_pruning, prune
 from compressor.recovery import RecoveryOptions, recover
 from compressor.task_data import DataOptions
+from evaluation.measure import accuracy
 from exporters.onnx_export import ONNX_INT8
 from exporters.recipes import Recipe
 from exporters.runtime import OnnxRunner, TorchRunner, batch1_latency, torch_threads
 from exporters.verified import export_verified, ship_int8
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
-
-
-def accuracy(runner: Any, encoded: Any) -> float:
-    predicted = np.concatenate([runner.logits(batch).argmax(-1) for batch in encoded.batches])
-    return float((predicted == encoded.labels).mean())
 
 
 def shipped_graph(job: Run, model: Any, recipe: Recipe, folder: Path) -> Path:

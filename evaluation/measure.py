@@ -34,6 +34,15 @@ class VariantResult:
         return f"{self.model}/{self.runtime}"
 
 
+def predict(runner: Runner, encoded: EncodedData) -> np.ndarray:
+    """Predicted classes over every padded batch, in example order."""
+    return np.concatenate([runner.logits(batch).argmax(-1) for batch in encoded.batches])
+
+
+def accuracy(runner: Runner, encoded: EncodedData) -> float:
+    return float((predict(runner, encoded) == encoded.labels).mean())
+
+
 @dataclass(frozen=True)
 class _Named:
     """A runner under the variant's name, without renaming the runner itself."""
@@ -94,7 +103,7 @@ def evaluate_runners(
         for runner in tqdm(runners, desc="accuracy", unit="model", disable=not progress):
             runner.logits(encoded.batches[0])
             started = time.perf_counter()
-            predicted = np.concatenate([runner.logits(batch).argmax(-1) for batch in encoded.batches])
+            predicted = predict(runner, encoded)
             elapsed = time.perf_counter() - started
             predictions[runner.name] = predicted
             results[runner.name] = {

@@ -40,6 +40,11 @@ class VerifiedGraphs:
     parity: list[dict[str, Any]]
     fusion: dict[str, Any]
 
+    def drop_fused(self) -> None:
+        """Delete the fused fp32 graph: only a step towards int8 graphs, never shipped."""
+        if self.fused is not None:
+            self.fused.unlink(missing_ok=True)
+
     def source(self, recipe: Recipe) -> Path:
         """The fp32 graph ``recipe`` quantises."""
         if recipe.graph == "plain":
