@@ -38,7 +38,9 @@ from compressor.pruning import (
 from compressor.recovery import RecoveryOptions, RecoveryRecord, TrainingText, encode_for_fit, recover
 from compressor.scoring import ScoringOptions, score_heads, score_neurons
 from compressor.task_data import DataOptions, ResolvedData, resolve_data
+from compressor.trees import AttributionTree
 from evaluation.measure import Measurement, accuracy, evaluate
+from evaluation.page import render_html
 from evaluation.plots import save_importance
 from evaluation.report import (
     Comparison,
@@ -261,7 +263,7 @@ class Outcome:
     check: SelectionCheck
     measurement: Measurement
     comparison: dict[str, Comparison] | None
-    trees: list[Any]
+    trees: list[AttributionTree]
 
 
 def compress(model: str | Path, keep: float | None = None, **options: Any) -> Report:
@@ -296,6 +298,7 @@ def run(options: PipelineOptions, log: Log = lambda message: None) -> Report:
         report = build_report(job, outcome)
         report.save(staging / REPORT_FILE)
         (staging / "report.md").write_text(render_markdown(report), encoding="utf-8")
+        (staging / "report.html").write_text(render_html(report, trees), encoding="utf-8")
     return report
 
 
@@ -527,7 +530,7 @@ def compare(job: Run, heads: HeadImportance, keep: float) -> dict[str, Any]:
         )
 
 
-def explain_examples(job: Run) -> list[Any]:
+def explain_examples(job: Run) -> list[AttributionTree]:
     evaluation, options = job.inputs.resolved.evaluation, job.options
     with job.timer.stage(f"attribution trees ({min(options.trees, len(evaluation))} examples)"):
         return explain(

@@ -31,6 +31,7 @@ from compressor.scoring import ScoringOptions, score_heads
 from evaluation.curves import accuracy_curves, area_under_curve
 from evaluation.masked import masked_metrics
 from evaluation.measure import evaluate_runners
+from evaluation.page import render_sweep_html
 from evaluation.plots import plot_sweep_accuracy, plot_sweep_frontier
 from evaluation.report import Comparison, sweep_markdown
 from exporters.onnx_export import ONNX_INT8
@@ -211,6 +212,7 @@ def sweep(
         result = run_sweep(loaded, evaluation, calibration, options, log)
         write_json(result, staging / "sweep.json")
         (staging / "sweep.md").write_text(sweep_markdown(result), encoding="utf-8")
+        (staging / "sweep.html").write_text(render_sweep_html(result), encoding="utf-8")
         plot_sweep_accuracy(result, staging / "sweep_accuracy.png")
         if result["latency"]:
             plot_sweep_frontier(result, staging / "sweep_frontier.png")

@@ -1,0 +1,463 @@
+"""report.html: the whole run on one self-contained page (inline SVG and CSS, no script, no network).
+
+Rendered from the same ``Report`` object as report.md, plus the attribution trees themselves. Order follows
+the decision a reader makes: the verdict, what the speed cost (accuracy against latency, every variant and
+every target-search candidate), which heads and neurons went and how recovery closed the gap, why the model
+still answers (trees), then the int8 recipe, the parity checks and the provenance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from html import escape
+from typing import Any
+
+import numpy as np
+
+from compressor.trees import AttributionTree
+from evaluation.report import VARIANT_LABELS, Report
+from evaluation.svg import PALETTE, Point, grouped_columns, lines, scatter, svg_open
+
+STYLE = """
+body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1b1b1b;background:#fafafa}
+main{max-width:1040px;margin:0 auto;padding:16px}
+h1{font-size:1.5em;margin:.2em 0}h2{font-size:1.15em;margin:1.6em 0 .4em;border-bottom:1px solid #ddd}
+.verdict{font-size:1.1em;background:#fff;border:1px solid #ddd;border-radius:8px;padding:12px 16px}
+.verdict b.drop{color:#b00020}.verdict b.gain{color:#1a7f37}
+figure{margin:8px 0 16px;background:#fff;border:1px solid #e3e3e3;border-radius:8px;padding:8px}
+figcaption{font-size:.9em;color:#555;margin-top:4px}
+svg.chart{width:100%;max-width:760px;height:auto;display:block;margin:0 auto}
+svg.tree-svg{max-width:100%;height:auto}
+.bar-row{display:flex;flex-wrap:wrap;align-items:center;gap:2px 8px;margin:6px 0}
+.bar-name{flex:0 0 15em;text-align:right}.bar{display:inline-block;height:18px;background:#7f7f7f}
+.bar.pruned{background:#1f77b4}.bar-text{white-space:nowrap}
+@media (max-width:600px){.bar-name{flex-basis:100%;text-align:left}}
+svg text{font-family:system-ui,sans-serif;fill:#222}
+.grid{stroke:#e6e6e6}.tick{font-size:13px;fill:#555}.axis{font-size:14px}
+.mark-label{font-size:14px;font-weight:600}.bar-label,.bar-value{font-size:13px}
+.mark:hover circle,.mark:hover rect{stroke:#000;stroke-width:2}
+.scroll{overflow-x:auto}
+table{border-collapse:collapse;font-size:.9em;background:#fff}
+td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;white-space:nowrap}
+.tree{margin:10px 0 18px}.tree p{margin:2px 0;overflow-wrap:anywhere}
+.legend{font-size:.85em;color:#555}
+.chips{line-height:2}.chip{display:inline-block;padding:0 6px;margin:0 3px 3px 0;border-radius:4px;font-size:.9em}
+.chip.out{background:#eee;color:#999}.edge-label{font-size:11px;fill:#a00}
+svg.heads{max-width:100%;height:auto;display:block;margin:0 auto}
+"""
+
+
+def render_html(report: Report, trees: Sequence[AttributionTree]) -> str:
+    sections = [
+        verdict_section(report),
+        frontier_section(report),
+        heads_map_section(report),
+        ffn_and_recovery_section(report),
+        trees_section(trees),
+        recipe_section(report),
+        checks_section(report),
+        provenance_section(report),
+    ]
+    return _page(f"attr-compress: {report.model}", "".join(sections))
+
+
+def _page(title: str, body: str) -> str:
+    """A standalone document: inline style, and a content policy that forbids every request."""
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">"
+        f"<title>{escape(title)}</title><style>{STYLE}</style></head><body><main>{body}</main></body></html>\n"
+    )
+
+
+def verdict_section(report: Report) -> str:
+    shipped, original = report.shipped, report.result("original", "pytorch-fp32")
+    optimum = report.result("original", "onnx-int8")
+    ratios, drop = report.ratios, report.drop_points
+    change = f"-{drop:.2f}" if drop >= 0 else f"+{-drop:.2f}"
+    params = report.parameters
+    line = (
+        f'<p class="verdict" id="verdict">Accuracy <b class="{"drop" if drop > 0 else "gain"}">{change} points</b> '
+        f"({shipped.accuracy:.4f} against the original's {original.accuracy:.4f}), "
+        f"<b>{ratios['speedup_p50_pruned_int8_vs_original_int8']:.2f}x</b> faster than the original's Optimum int8 "
+        f"ONNX and <b>{ratios['speedup_p50_pruned_int8_vs_original_pytorch_fp32']:.2f}x</b> faster than PyTorch fp32 "
+        f"(batch 1, p50), {_count(params['pruned'].total)} parameters instead of "
+        f"{_count(params['original'].total)}. Measured on {report.data.evaluation_rows} rows that chose nothing.</p>"
+    )
+    rows = [(original, "PyTorch fp32 (original)"), (optimum, "Optimum int8 ONNX (original)"), (shipped, "shipped int8")]
+    longest = max(row.latency_p50_ms for row, _ in rows)
+    bars = "".join(
+        f'<div class="bar-row" title="{escape(row.name)}: p50 {row.latency_p50_ms:.3f} ms, p90 '
+        f'{row.latency_p90_ms:.3f} ms, accuracy {row.accuracy:.4f}"><span class="bar-name">{label}</span>'
+        f'<span class="bar {row.model}" style="width:{max(1.0, 45 * row.latency_p50_ms / longest):.1f}%"></span>'
+        f'<span class="bar-text">{row.latency_p50_ms:.2f} ms, accuracy {row.accuracy:.4f}</span></div>'
+        for row, label in rows
+    )
+    figure = _figure(f'<div class="bars">{bars}</div>', "Batch-1 p50 latency on this machine (shorter is faster).")
+    return f"<h1>attr-compress report</h1><p>{escape(report.model)}</p>{line}{figure}"
+
+
+def frontier_section(report: Report) -> str:
+    points = [
+        Point(
+            row.latency_p50_ms,
+            row.accuracy,
+            str(number),
+            f"{row.name}: accuracy {row.accuracy:.4f}, p50 {row.latency_p50_ms:.3f} ms (evaluation rows)",
+            PALETTE[row.model],
+            ring=row.name == "pruned/onnx-int8-tuned",
+        )
+        for number, row in enumerate(report.results, 1)
+    ]
+    legend = _table(
+        ["#", "model", "runtime", "accuracy", "p50 ms"],
+        [
+            [
+                str(number),
+                row.model,
+                escape(VARIANT_LABELS[row.runtime]),
+                f"{row.accuracy:.4f}",
+                f"{row.latency_p50_ms:.3f}",
+            ]
+            for number, row in enumerate(report.results, 1)
+        ],
+    )
+    caption = (
+        "Filled, numbered: every variant measured on the evaluation rows (grey original, blue pruned). Hollow orange: "
+        "target-search candidates after recovery, timed in the search and scored on the selection rows. Ringed: "
+        "shipped / chosen. Latency on a log scale. Hover a mark for its figures."
+    )
+    chart = scatter(
+        points + _candidate_points(report), "batch-1 p50 latency, ms (log)", "accuracy", "accuracy against latency"
+    )
+    return f'<h2>Accuracy against latency</h2><div id="frontier">{_figure(chart, caption)}{legend}</div>'
+
+
+def _candidate_points(report: Report) -> list[Point]:
+    search = report.target_search
+    if search is None:
+        return []
+    points = []
+    for row in search.candidates:
+        for result in row.get("int8", []):
+            chosen = (row["keep"], row["keep_ffn"], result["recipe"]) == (search.keep, search.keep_ffn, search.recipe)
+            hover = (
+                f"keep {row['keep']:g} / keep-ffn {row['keep_ffn']:g}, {result['recipe']['name']}: selection accuracy "
+                f"{result['selection_accuracy']:.4f}, {result['p50_ms']:.3f} ms, {result['speedup']:.2f}x"
+                + (" (chosen)" if chosen else "")
+            )
+            points.append(
+                Point(
+                    result["p50_ms"],
+                    result["selection_accuracy"],
+                    "",
+                    hover,
+                    PALETTE["candidate"],
+                    hollow=True,
+                    ring=chosen,
+                )
+            )
+    return points
+
+
+def heads_map_section(report: Report) -> str:
+    scores = report.importance.array
+    layers, heads = scores.shape
+    rank = np.empty(scores.size, dtype=int)
+    rank[np.argsort(-scores.ravel(), kind="stable")] = np.arange(1, scores.size + 1)
+    pruned = {(int(layer), head) for layer, row in report.heads.pruned.items() for head in row}
+    cell, left, top = 40, 70, 24
+    width, height = left + heads * cell + 10, top + layers * cell + 10
+    parts = [svg_open(width, height, "head importance map", "heads").replace("<svg ", f'<svg width="{width}" ', 1)]
+    parts += [
+        f'<text class="tick" x="{left + (h + 0.5) * cell:.0f}" y="16" text-anchor="middle">h{h + 1}</text>'
+        for h in range(heads)
+    ]
+    peak = scores.max() or 1.0
+    for layer in range(layers):
+        parts.append(
+            f'<text class="tick" x="{left - 8}" y="{top + (layer + 0.6) * cell:.0f}" '
+            f'text-anchor="end">layer {layer + 1}</text>'
+        )
+        for head in range(heads):
+            kept = (layer, head) not in pruned
+            parts.append(
+                _head_cell(
+                    layer,
+                    head,
+                    scores[layer, head],
+                    peak,
+                    int(rank[layer * heads + head]),
+                    scores.size,
+                    kept,
+                    left + head * cell,
+                    top + layer * cell,
+                    cell,
+                )
+            )
+    parts.append("</svg>")
+    caption = (
+        f"{report.heads.kept} of {report.heads.total} heads kept (coloured by importance, "
+        f"{escape(report.importance.method)}); pruned heads are grey with a cross. Hover: score and global rank."
+    )
+    return f'<h2>Which heads went</h2><div id="heads">{_figure("".join(parts), caption)}</div>'
+
+
+def _head_cell(
+    layer: int, head: int, score: float, peak: float, rank: int, total: int, kept: bool, x: float, y: float, size: int
+) -> str:
+    shade = max(0.08, score / peak)
+    fill = f"rgba(31,119,180,{shade:.3f})" if kept else "#d9d9d9"
+    cross = (
+        ""
+        if kept
+        else (
+            f'<path d="M{x + 10} {y + 10}L{x + size - 12} {y + size - 12}M{x + size - 12} {y + 10}'
+            f'L{x + 10} {y + size - 12}" stroke="#888" stroke-width="1.5"/>'
+        )
+    )
+    hover = (
+        f"layer {layer + 1}, head {head + 1}: score {score:.4f}, rank {rank} of {total}, {'kept' if kept else 'pruned'}"
+    )
+    return (
+        f'<g class="mark head-cell" data-kept="{int(kept)}"><title>{hover}</title>'
+        f'<rect x="{x + 1}" y="{y + 1}" width="{size - 2}" height="{size - 2}" rx="3" fill="{fill}" '
+        f'stroke="#fff"/>{cross}</g>'
+    )
+
+
+def ffn_and_recovery_section(report: Report) -> str:
+    ffn = report.ffn
+    layers = [f"layer {i + 1}" for i in range(len(ffn.kept_per_layer))]
+    width = ffn.total // len(ffn.kept_per_layer)
+    parts = [
+        _figure(
+            grouped_columns(
+                layers, {"FFN neurons kept": ffn.kept_per_layer}, [PALETTE["pruned"]], "FFN width per layer", "neurons"
+            ),
+            f"FFN neurons kept per layer, of {width} (keep-ffn {ffn.keep_ffn:g}).",
+        )
+    ]
+    if report.recovery is not None and report.recovery.layers:
+        parts.append(_recovery_figure(report))
+    return f'<h2>FFN widths and recovery</h2><div id="recovery">{"".join(parts)}</div>'
+
+
+def _recovery_figure(report: Report) -> str:
+    recovery = report.recovery
+    categories = [f"layer {row['layer'] + 1}" for row in recovery.layers]
+    series = {
+        f"{part} {when}": [row[f"{part}_output"][f"error_{when}"] for row in recovery.layers]
+        for part in ("attention", "ffn")
+        for when in ("before", "after")
+    }
+    colours = ["#c6dbef", "#2171b5", "#fdd0a2", "#d94801"]
+    chart = grouped_columns(categories, series, colours, "recovery error per layer", "relative error")
+    chosen = ""
+    if recovery.selection_accuracy:
+        tried = ", ".join(f"{name} {value:.4f}" for name, value in recovery.selection_accuracy.items())
+        chosen = f" Methods tried, accuracy on the selection rows: {escape(tried)}; kept: {escape(recovery.method)}."
+    return _figure(
+        chart,
+        "Relative reconstruction error of each sub-layer's output against the original, before and "
+        f"after the least-squares refit.{chosen}",
+    )
+
+
+def trees_section(trees: Sequence[AttributionTree]) -> str:
+    if not trees:
+        return "<h2>Attribution trees</h2><p>No trees were requested (--trees 0).</p>"
+    body = "".join(_tree_block(tree) for tree in trees)
+    legend = (
+        '<p class="legend">How information flows to the root token through the layers (Hao et al., '
+        "Algorithm 1): an arrow child to parent at layer L, its colour and width the attribution score; "
+        "the sentence's tokens below are tinted by their strongest edge, grey when outside the tree.</p>"
+    )
+    return f'<h2>Why it still answers: attribution trees</h2>{legend}<div id="trees">{body}</div>'
+
+
+def _tree_block(tree: AttributionTree) -> str:
+    meta = tree.meta
+    pair = f" <i>[pair]</i> {escape(str(meta['text_pair']))}" if meta.get("text_pair") else ""
+    verdict = (
+        f"row {meta.get('row', '?')}: predicted <b>{escape(str(meta.get('predicted')))}</b> "
+        f"(p={float(meta.get('probability', 0)):.3f}), gold {escape(str(meta.get('gold')))}"
+    )
+    strength = _token_strength(tree)
+    chips = "".join(_token_chip(token, strength.get(index)) for index, token in enumerate(tree.tokens))
+    return (
+        f'<figure class="tree"><p>{verdict}</p><p>{escape(str(meta.get("text", "")))}{pair}</p>'
+        f'<div class="scroll">{tree_svg(tree)}</div><p class="chips">{chips}</p></figure>'
+    )
+
+
+def tree_svg(tree: AttributionTree) -> str:
+    """The tree's tokens left to right in sentence order, each at its depth; arcs parent -> child, each labelled
+    at the child with the layer it flows through (one incoming edge per child, so labels never collide)."""
+    depths = tree.depth()
+    order = sorted(depths)
+    widths = {index: max(40, 8 * len(tree.tokens[index]) + 14) for index in order}
+    centres, x = {}, 10.0
+    for index in order:
+        centres[index] = x + widths[index] / 2
+        x += widths[index] + 8
+    row, top = 64, 20
+    width, height = int(x + 2), int(top + max(depths.values()) * row + 20)
+    parts = [
+        f'<svg class="tree-svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        f'role="img" aria-label="attribution tree" xmlns="http://www.w3.org/2000/svg">'
+    ]
+    parts += [_tree_edge(edge, centres, depths, row, top) for edge in tree.edges]
+    parts += [
+        _tree_node(tree.tokens[index], centres[index], top + depths[index] * row, index == tree.root) for index in order
+    ]
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _token_strength(tree: AttributionTree) -> dict[int, float]:
+    strength = {tree.root: 1.0}
+    for edge in tree.edges:
+        for token in (edge.parent, edge.child):
+            strength[token] = max(strength.get(token, 0.0), edge.score)
+    return strength
+
+
+def _tree_edge(edge: Any, centres: dict[int, float], depths: dict[int, int], row: int, top: int) -> str:
+    x1, y1 = centres[edge.parent], top + depths[edge.parent] * row + 10
+    x2, y2 = centres[edge.child], top + depths[edge.child] * row - 12
+    colour = f"rgba(214,39,40,{0.35 + 0.65 * min(1.0, edge.score):.2f})"
+    hover = f"{escape(str(edge.child))} -> {escape(str(edge.parent))} at layer {edge.layer + 1}: score {edge.score:.3f}"
+    return (
+        f'<g class="mark"><title>{hover}</title><path d="M{x1:.1f} {y1:.1f}C{x1:.1f} {y1 + 30:.1f} '
+        f'{x2:.1f} {y2 - 30:.1f} {x2:.1f} {y2:.1f}" fill="none" stroke="{colour}" '
+        f'stroke-width="{1 + 3 * edge.score:.2f}"/><text class="edge-label" x="{x2 + 4:.1f}" y="{y2 - 4:.1f}">'
+        f"L{edge.layer + 1}</text></g>"
+    )
+
+
+def _tree_node(token: str, x: float, y: float, root: bool) -> str:
+    width = max(36, 8 * len(token) + 10)
+    fill, stroke = ("#ffe8a3", "#b8860b") if root else ("#f4f4f4", "#666")
+    return (
+        f'<rect x="{x - width / 2:.1f}" y="{y - 12:.1f}" width="{width}" height="22" rx="5" fill="{fill}" '
+        f'stroke="{stroke}"/><text x="{x:.1f}" y="{y + 4:.1f}" font-size="13" text-anchor="middle">'
+        f"{escape(token)}</text>"
+    )
+
+
+def _token_chip(token: str, strength: float | None) -> str:
+    if strength is None:
+        return f'<span class="chip out" title="outside the tree">{escape(token)}</span>'
+    return (
+        f'<span class="chip" style="background:rgba(214,39,40,{0.15 + 0.6 * strength:.2f})" '
+        f'title="strongest attribution {strength:.3f}">{escape(token)}</span>'
+    )
+
+
+def recipe_section(report: Report) -> str:
+    tuning = report.graph_tuning
+    header = ["recipe", "eligible", "accuracy", "p50 ms", "throughput/s", "operators"]
+    rows = [
+        [
+            ("<b>" if c["name"] == tuning.chosen.get("name") else "") + escape(c["name"]),
+            "yes" if c.get("eligible") else "no",
+            f"{c['accuracy']:.4f}",
+            f"{c['latency_p50_ms']:.3f}",
+            f"{c['throughput_per_s']:.0f}",
+            escape(str(c.get("operators", ""))),
+        ]
+        for c in tuning.candidates
+    ]
+    return f"<h2>int8 recipe</h2><p>{escape(tuning.reason)} (scored on {escape(report.tuned_on)})</p>" + _table(
+        header, rows
+    )
+
+
+def checks_section(report: Report) -> str:
+    rows = [
+        [
+            model,
+            escape(check["candidate"]),
+            escape(check["reference"]),
+            f"{check['max_abs_diff']:.2e}",
+            f"{check['atol']:g}",
+            "passed" if check["passed"] else "FAILED",
+        ]
+        for model, record in sorted(report.export.items())
+        for check in record.parity
+    ]
+    check = report.selection_check
+    selection = (
+        f"<p>Selection check: shipped int8 {check.shipped_accuracy:.4f} against the original's "
+        f"{check.original_accuracy:.4f} on {check.rows} selection rows ({check.drop_points:.2f} points; "
+        f"--max-drop {check.max_drop:g}{', enforced' if check.enforced else ''}).</p>"
+    )
+    header = ["model", "graph", "against", "max |diff|", "tolerance", "result"]
+    return "<h2>Parity checks</h2>" + selection + _table(header, rows)
+
+
+def provenance_section(report: Report) -> str:
+    options = {key: value for key, value in sorted(report.options.items()) if not isinstance(value, dict)}
+    items = [
+        ("model", report.model),
+        ("evaluation rows", f"{report.data.evaluation_rows} of {report.data.evaluation}"),
+        ("selection rows", report.data.selection),
+        ("calibration", f"{report.data.calibration_examples} examples of {report.data.calibration}"),
+        ("machine", f"{report.machine.processor}, {report.machine.cpu_count} CPUs, {report.machine.threads} thread(s)"),
+        ("versions", ", ".join(f"{name} {version}" for name, version in sorted(report.versions.items()))),
+        ("options", ", ".join(f"{name}={value}" for name, value in options.items())),
+        ("stage timings", ", ".join(f"{t.stage} {t.seconds:.1f} s" for t in report.timings)),
+    ]
+    rows = [[escape(name), f'<span style="white-space:normal">{escape(str(value))}</span>'] for name, value in items]
+    return "<h2>Provenance</h2>" + _table(["what", "value"], rows)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    head = "".join(f"<th>{escape(cell)}</th>" for cell in header)
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    return f'<div class="scroll"><table><tr>{head}</tr>{body}</table></div>'
+
+
+def _count(number: int) -> str:
+    return f"{number / 1e6:.1f}M" if number >= 1e6 else f"{number / 1e3:.1f}k"
+
+
+def _figure(content: str, caption: str) -> str:
+    return f"<figure>{content}<figcaption>{caption}</figcaption></figure>"
+
+
+SERIES_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
+
+
+def render_sweep_html(sweep: dict[str, Any]) -> str:
+    """sweep.html: accuracy against the fraction of heads pruned, one line per ranking method, and the table."""
+    pruned = [1 - keep for keep in sweep["keeps"]]
+    series = {method: curve["accuracy"] for method, curve in sweep["methods"].items()}
+    chart = lines(
+        pruned, series, SERIES_COLOURS, "accuracy per method", "fraction of heads pruned (masked)", "accuracy"
+    )
+    header = ["method", *[f"{fraction:.0%}" for fraction in pruned], "AUC", "seconds"]
+    rows = [
+        [
+            escape(method),
+            *[f"{value:.4f}" for value in curve["accuracy"]],
+            f"{curve['auc']:.4f}",
+            f"{curve['seconds']:.1f}",
+        ]
+        for method, curve in sweep["methods"].items()
+    ]
+    intro = (
+        f"<p>Model {escape(sweep['model'])}; accuracy on {escape(sweep['evaluation'])} ({sweep['evaluation_rows']} "
+        f"rows) with the lowest-ranked heads masked, no re-training; heads scored on {sweep['calibration_examples']} "
+        f"examples of {escape(sweep['calibration'])}. Unpruned accuracy {sweep['unpruned']['accuracy']:.4f}.</p>"
+    )
+    caption = "Accuracy as heads are masked in each method's order of importance. Hover a point for its value."
+    return _page(
+        f"attr-compress sweep: {sweep['model']}",
+        "<h1>attr-compress sweep</h1>"
+        + intro
+        + f'<div id="sweep">{_figure(chart, caption)}</div>'
+        + _table(header, rows),
+    )
