@@ -188,6 +188,11 @@ def recovery_from(options: dict[str, Any], seed: int) -> Any:
 )
 @click.option("--latency-budget", type=float, help="Choose --keep/--keep-ffn to run within MS milliseconds (batch 1).")
 @click.option(
+    "--drop-layers",
+    default="",
+    help="Comma-separated layers (1-based) to remove whole, e.g. 6 or 5,6; with a target the search may drop some.",
+)
+@click.option(
     "--max-drop",
     default=1.0,
     show_default=True,
@@ -232,6 +237,7 @@ def run_command(
 
     scoring = scoring_from(options, quiet)
     recovery = recovery_from(options, scoring.seed)
+    options["drop_layers"] = layer_list(options.pop("drop_layers"))
     settings = PipelineOptions(
         model=model,
         data=DataOptions(data, calib, select_data, **columns),
@@ -242,6 +248,14 @@ def run_command(
     )
     report = run(settings, log=say if not quiet else lambda message: None)
     click.echo(summary(report))
+
+
+def layer_list(text: str) -> tuple[int, ...]:
+    """'5,6' -> (4, 5): 1-based layer numbers as the user counts them, 0-based inside."""
+    try:
+        return tuple(int(part) - 1 for part in text.split(",") if part.strip())
+    except ValueError:
+        raise InputError(f"--drop-layers takes comma-separated layer numbers like 5,6; got {text!r}") from None
 
 
 def summary(report: Any) -> str:

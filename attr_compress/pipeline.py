@@ -26,11 +26,13 @@ from compressor.neurons import FFN_IMPORTANCE_FILE, NeuronImportance
 from compressor.outputs import REPORT_FILE, staged_folder
 from compressor.pruning import (
     PrunePlan,
+    check_drop_layers,
     check_keep,
     check_unpruned,
     count_parameters,
     ffn_widths,
     heads_per_layer,
+    model_layer_spans,
     plan_pruning,
     prune_model,
     save_pruned,
@@ -75,6 +77,7 @@ class PipelineOptions:
     keep_ffn: float | None = None
     target_speedup: float | None = None
     latency_budget: float | None = None
+    drop_layers: tuple[int, ...] = ()  # whole layers removed (0-based); with a target, the search chooses
     max_drop: float = 1.0
     out: str | None = None
     data: DataOptions = field(default_factory=DataOptions)
@@ -89,8 +92,10 @@ class PipelineOptions:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.target is not None and (self.keep is not None or self.keep_ffn is not None):
-            raise InputError("a latency target chooses --keep and --keep-ffn; pass either them or the target, not both")
+        if self.target is not None and (self.keep is not None or self.keep_ffn is not None or self.drop_layers):
+            raise InputError(
+                "a latency target chooses --keep, --keep-ffn and --drop-layers; pass either them or the target"
+            )
         if self.target is None and self.keep is None:
             raise InputError(
                 "pass --keep (fraction of heads kept) or a latency target (--target-speedup/--latency-budget)"
@@ -123,7 +128,7 @@ class PipelineOptions:
         model = Path(self.model).resolve()
         return model.parent / f"{model.name}-attr-{label}"
 
-    def record(self, keep: float, keep_ffn: float) -> dict[str, Any]:
+    def record(self, sizes: Sizes) -> dict[str, Any]:
         """The options as the report lists them, with the keep values used (a target chooses them)."""
         scoring = {key: value for key, value in asdict(self.scoring).items() if key != "progress"}
         recovery = asdict(self.recovery)
@@ -131,7 +136,8 @@ class PipelineOptions:
         top = {
             key: value for key, value in asdict(self).items() if key not in ("data", "scoring", "recovery", "progress")
         }
-        return {**top, **scoring, **recovery, "keep": keep, "keep_ffn": keep_ffn}
+        chosen = {"keep": sizes.keep, "keep_ffn": sizes.keep_ffn, "drop_layers": list(sizes.drop_layers)}
+        return {**top, **scoring, **recovery, **chosen}
 
 
 class StageTimer:
@@ -211,6 +217,7 @@ class Sizes:
 
     keep: float
     keep_ffn: float
+    drop_layers: tuple[int, ...] = ()
     search: TargetSearch | None = None
     tuning: TuningResult | None = None
 
@@ -284,6 +291,7 @@ def run(options: PipelineOptions, log: Log = lambda message: None) -> Report:
         with timer.stage("load model and data"):
             loaded = load_model(options.model)
             check_unpruned(loaded.model)
+            check_drop_layers(options.drop_layers, loaded.config.num_hidden_layers)
             job = Run(options, loaded, prepare_inputs(loaded, options), staging, timer, log)
         scores = score(job)
         original = export_original(job)
@@ -346,7 +354,7 @@ def choose_sizes(job: Run, scores: Scores, original: OriginalGraphs) -> Sizes:
 
     target = job.options.target
     if target is None:
-        return Sizes(job.options.keep, job.options.keep_ffn or 1.0)
+        return Sizes(job.options.keep, job.options.keep_ffn or 1.0, job.options.drop_layers)
     with job.timer.stage(f"search keep / keep-ffn for the target: {target.description}"):
         tuning = tune(job, original.graphs)
         judged_by = "none" if job.options.recovery.method == "none" else "lsq"
@@ -365,14 +373,19 @@ def choose_sizes(job: Run, scores: Scores, original: OriginalGraphs) -> Sizes:
             inputs, tuning.recipe, baseline_graph=original.baseline_int8, threads=job.options.threads, log=job.log
         )
         search.save(job.staging / "target_search.json")
-    return Sizes(search.keep, search.keep_ffn, search, tuning)
+    return Sizes(search.keep, search.keep_ffn, tuple(search.dropped_layers), search, tuning)
 
 
 def prune_and_recover(job: Run, scores: Scores, sizes: Sizes) -> Pruned:
     with job.timer.stage("plan, prune and recover"):
         heads, neurons = scores.heads, scores.neurons
         plan = plan_pruning(
-            heads.scores, sizes.keep, heads.order, ffn_scores=neurons and neurons.scores, keep_ffn=sizes.keep_ffn
+            heads.scores,
+            sizes.keep,
+            heads.order,
+            ffn_scores=neurons and neurons.scores,
+            keep_ffn=sizes.keep_ffn,
+            drop_layers=sizes.drop_layers,
         )
         plan.save(job.staging / "prune_plan.json")
         save_importance(heads, job.staging, plan)
@@ -394,7 +407,7 @@ def recovery_methods(job: Run, plan: PrunePlan) -> tuple[str, ...]:
     method = job.options.recovery.method
     if method != "auto":
         return (method,)
-    if plan.keep_ffn < 1 or job.options.target is not None:
+    if plan.keep_ffn < 1 or plan.dropped_layers or job.options.target is not None:
         return ("lsq", "distill") if job.inputs.training is not None else ("lsq",)
     return ("none", "lsq")
 
@@ -554,7 +567,7 @@ def build_report(job: Run, outcome: Outcome) -> Report:
     return Report(
         model=loaded.path,
         out=str(job.options.out_folder),
-        options=job.options.record(sizes.keep, sizes.keep_ffn),
+        options=job.options.record(sizes),
         data=data_summary(job),
         importance=scores.heads,
         heads=heads_summary(plan, sizes.keep, pruned.sdpa),
@@ -586,15 +599,25 @@ def build_report(job: Run, outcome: Outcome) -> Report:
     )
 
 
+def per_original_layer(model: Any, counts: list[int]) -> list[int]:
+    """Per-layer counts of a pruned model, spread back over the original layers (dropped ones: 0)."""
+    record = getattr(model.config, "attr_compress", None) or {}
+    spread = [0] * record.get("original_layers", len(counts))
+    for (first, _), count in zip(model_layer_spans(model), counts, strict=True):
+        spread[first] = count
+    return spread
+
+
 def heads_summary(plan: PrunePlan, keep: float, model: Any) -> HeadsSummary:
-    kept = heads_per_layer(model)
+    kept = per_original_layer(model, heads_per_layer(model))
     return HeadsSummary(
         keep=keep,
         total=plan.total_heads,
         kept=plan.kept_heads,
         kept_per_layer=kept,
         pruned={str(layer): heads for layer, heads in plan.pruned_heads.items()},
-        empty_layers=[layer for layer, count in enumerate(kept) if count == 0],
+        empty_layers=[layer for layer, count in enumerate(kept) if count == 0 and layer not in plan.dropped_layers],
+        dropped_layers=plan.dropped_layers,
     )
 
 
@@ -602,7 +625,7 @@ def ffn_summary(loaded: LoadedModel, neurons: NeuronImportance | None, keep_ffn:
     return FfnSummary(
         keep_ffn=keep_ffn,
         total=loaded.config.intermediate_size * loaded.config.num_hidden_layers,
-        kept_per_layer=ffn_widths(model),
+        kept_per_layer=per_original_layer(model, ffn_widths(model)),
         aggregation=None if neurons is None else neurons.aggregation,
         steps=None if neurons is None else neurons.steps,
     )

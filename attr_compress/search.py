@@ -1,12 +1,22 @@
 """Pick --keep and --keep-ffn for a latency target, by measuring candidates on this machine.
 
 A target is a speed-up over the original model's int8 ONNX (Optimum's recipe) or a batch-1 latency
-budget. Candidates are (head keep, FFN keep) pairs from a grid. Fewer heads or neurons never make a
-model slower, so the search walks the grid's staircase: for each head keep, the largest FFN keep that
-meets the target, found from the previous row's answer with about one measurement per step. Each
-frontier candidate is then pruned, recovered, exported with the search's int8 recipe and with the same
-recipe at the other weight granularity (per-channel / per-tensor), re-timed and scored on the selection
-data; the most accurate int8 graph that meets the target wins, and its recipe is the one shipped.
+budget. Candidates are (head keep, FFN keep, dropped layers) from a grid. Fewer heads or neurons never
+make a model slower, so the search walks the grid's staircase: for each head keep, the largest FFN keep
+that meets the target, found from the previous row's answer with about one measurement per step.
+
+Whole layers cost time of their own at batch 1 (LayerNorms, quantisation of activations, attention set-up:
+on MiniLM-L6 at 2.5x, removing a layer that had kept 4 heads and no FFN neuron saved 12% of the latency).
+So the search also tries dropping the one and the two layers whose FFN neurons carry the least attribution
+(IG in units of the output, comparable across layers), with the heads and neurons they held going to the
+other layers. Their staircases are walked under a latency model fitted on this machine's measurements
+(ms per head, per FFN neuron and per layer, least squares), so each row costs about one confirming
+measurement.
+
+Each frontier candidate is then pruned and recovered and scored in PyTorch fp32 on the selection data;
+the best few are exported with the search's int8 recipe and with the same recipe at the other weight
+granularity (per-channel / per-tensor), re-timed and scored again; the fastest int8 graph within
+--max-drop wins (else the most accurate), and its recipe is the one shipped.
 
 Every step is a stage call: ``plan_pruning`` -> ``prune_model`` -> ``recover`` -> ``export_verified`` ->
 ``quantize_all`` -> timing and accuracy.
@@ -33,14 +43,16 @@ from compressor.neurons import NeuronImportance
 from compressor.pruning import PrunePlan, plan_pruning, prune_model
 from compressor.recovery import RecoveryOptions, recover
 from evaluation.measure import accuracy
-from evaluation.target import SEARCH_MARGIN, LatencyTarget, TargetSearch
+from evaluation.target import SEARCH_MARGIN, LatencyModel, LatencyTarget, TargetSearch
 from exporters.recipes import Recipe
 from exporters.runtime import OnnxRunner, TorchRunner, batch1_latency, torch_threads
 from exporters.verified import export_verified, quantize_all
 
 HEAD_KEEPS = (1.0, 0.75, 0.5, 0.4, 0.3, 0.2)
 FFN_KEEPS = (1.0, 0.75, 0.5, 0.45, 0.4, 0.35, 0.3, 0.25, 0.2, 0.15, 0.1, 0.05)
+INT8_JUDGED = 4  # frontier candidates (best fp32 selection accuracy after recovery) built and timed in int8
 Log = Callable[[str], None]
+Key = tuple[float, float, tuple[int, ...]]  # (keep, keep_ffn, dropped layers)
 
 
 class _Timer:
@@ -70,7 +82,7 @@ class _Timer:
 
     def measure(self, plan: PrunePlan) -> dict[str, float]:
         """Prune by ``plan``, build the int8 graph with the search's recipe and time it (``time``)."""
-        name = f"keep{plan.keep:g}-ffn{plan.keep_ffn:g}"
+        name = f"keep{plan.keep:g}-ffn{plan.keep_ffn:g}-drop{'-'.join(map(str, plan.dropped_layers))}"
         model = prune_model(copy.deepcopy(self.loaded.model), plan)
         (graph,) = self.build(model, [self.recipe], name)
         timing = self.time(self.runner(graph, self.recipe, name))
@@ -111,10 +123,24 @@ class SearchInputs:
     reference_accuracy: float  # the original's (PyTorch fp32) on the selection rows
     max_drop: float  # accuracy points a candidate may lose against it
 
-    def plan(self, keep: float, keep_ffn: float) -> PrunePlan:
+    def plan(self, key: Key) -> PrunePlan:
+        keep, keep_ffn, drops = key
         return plan_pruning(
-            self.heads.scores, keep, self.heads.order, ffn_scores=self.neurons.scores, keep_ffn=keep_ffn
+            self.heads.scores,
+            keep,
+            self.heads.order,
+            ffn_scores=self.neurons.scores,
+            keep_ffn=keep_ffn,
+            drop_layers=drops,
         )
+
+    def drop_options(self) -> list[tuple[int, ...]]:
+        """None, then the one and the two layers whose FFN neurons carry the least attribution (3+ layers)."""
+        mass = self.neurons.array.sum(axis=1)
+        if len(mass) < 3:
+            return [()]
+        order = [int(layer) for layer in np.argsort(mass, kind="stable")]
+        return [(), tuple(sorted(order[:1])), tuple(sorted(order[:2]))]
 
 
 def search_target(
@@ -126,22 +152,28 @@ def search_target(
     timing_examples: int = 100,
     log: Log = lambda message: None,
 ) -> TargetSearch:
-    """Measure the staircase of (keep, keep_ffn) candidates and choose the most accurate that meets the target.
+    """Measure the staircases of candidates and choose the fastest within --max-drop that meets the target.
 
     ``baseline_graph`` is the original model's int8 graph by Optimum's recipe, the reference of every speed-up.
     Latency is measured on the first ``timing_examples`` of ``inputs.selection.singles`` (the pipeline puts the
     evaluation inputs there: latency depends on their lengths); accuracy on ``inputs.selection.batches``.
     """
-    measured: dict[tuple[float, float], dict[str, Any]] = {}
+    measured: dict[Key, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="attr-compress-target-") as scratch:
         singles = inputs.selection.singles[:timing_examples]
         timer = _Timer(inputs.loaded, recipe, singles, threads, Path(scratch), baseline_graph)
-        frontier = _staircase(inputs, timer, measured, log)
-        choices = [
-            choice
-            for keep, keep_ffn in frontier
-            for choice in _judge(inputs, timer, measured[keep, keep_ffn], recipe, log)
-        ]
+        stairs = _Stairs(inputs, timer, measured, log)
+        frontier = stairs.walk(())
+        if not frontier:
+            fastest = min(measured.values(), key=lambda row: row["p50_ms"])
+            raise InputError(
+                f"no candidate meets the target ({inputs.target.description}); the fastest measured, keep "
+                f"{fastest['keep']:g} / keep-ffn {fastest['keep_ffn']:g}, ran {fastest['p50_ms']:.3f} ms "
+                f"({fastest['speedup']:.2f}x); lower the target"
+            )
+        for drops in inputs.drop_options()[1:]:
+            frontier += stairs.walk_predicted(drops, frontier[0])
+        choices = _judge(inputs, timer, measured, frontier, recipe, log)
     if not choices:
         raise InputError(
             f"no candidate met the target ({inputs.target.description}) once refitted and re-timed; lower the target"
@@ -160,6 +192,8 @@ def search_target(
         reason=reason,
         reference_accuracy=inputs.reference_accuracy,
         max_drop=inputs.max_drop,
+        dropped_layers=list(row["drop_layers"]),
+        latency_model=stairs.latency_model(),
     )
 
 
@@ -180,69 +214,129 @@ def _choose(
     else:
         row, chosen = max(choices, key=lambda choice: (choice[1]["selection_accuracy"], choice[1]["speedup"]))
         rule = f"none of {len(choices)} pairs that meet the target stayed {bound}; the most accurate"
+    drops = ", ".join(str(layer + 1) for layer in row["drop_layers"])
     return (
         row,
         chosen,
         (
-            f"{rule}: int8 {chosen['selection_accuracy']:.4f}, {chosen['speedup']:.2f}x ({chosen['p50_ms']:.3f} ms) "
+            f"{rule}: keep {row['keep']:g} / keep-ffn {row['keep_ffn']:g}"
+            + (f", layer(s) {drops} dropped" if drops else "")
+            + f", int8 {chosen['selection_accuracy']:.4f}, {chosen['speedup']:.2f}x ({chosen['p50_ms']:.3f} ms) "
             f"with {chosen['recipe']['name']}"
         ),
     )
 
 
-def _staircase(
-    inputs: SearchInputs, timer: _Timer, measured: dict[tuple[float, float], dict[str, Any]], log: Log
-) -> list[tuple[float, float]]:
-    """For each head keep, the largest FFN keep that meets the target (every measurement lands in ``measured``)."""
+class _Stairs:
+    """Measures candidates (each lands in ``measured``) and walks the staircase of one drop option."""
 
-    def meets(keep: float, keep_ffn: float) -> bool:
-        if (keep, keep_ffn) not in measured:
-            row = {"keep": keep, "keep_ffn": keep_ffn, **timer.measure(inputs.plan(keep, keep_ffn))}
-            row["meets_target"] = inputs.target.met(row["p50_ms"], row["speedup"], SEARCH_MARGIN)
-            measured[keep, keep_ffn] = row
-            verdict = "meets" if row["meets_target"] else "misses"
-            log(
-                f"latency target: keep {keep:g} / keep-ffn {keep_ffn:g}: {row['p50_ms']:.3f} ms, "
-                f"{row['speedup']:.2f}x the original int8 ({verdict} the target)"
+    def __init__(self, inputs: SearchInputs, timer: _Timer, measured: dict[Key, dict[str, Any]], log: Log) -> None:
+        self.inputs, self.timer, self.measured, self.log = inputs, timer, measured, log
+        self.width = inputs.neurons.array.shape[1]
+
+    def meets(self, key: Key) -> bool:
+        if key not in self.measured:
+            plan = self.inputs.plan(key)
+            keep, keep_ffn, drops = key
+            row: dict[str, Any] = {
+                "keep": keep,
+                "keep_ffn": keep_ffn,
+                "drop_layers": list(drops),
+                **self.timer.measure(plan),
+            }
+            row.update(structure_counts(plan, self.width))
+            row["meets_target"] = self.inputs.target.met(row["p50_ms"], row["speedup"], SEARCH_MARGIN)
+            self.measured[key] = row
+            self.log(
+                f"latency target: {_label(key)}: {row['p50_ms']:.3f} ms, "
+                f"{row['speedup']:.2f}x the original int8 ({'meets' if row['meets_target'] else 'misses'} the target)"
             )
-        return measured[keep, keep_ffn]["meets_target"]
+        return self.measured[key]["meets_target"]
 
-    frontier: list[tuple[float, float]] = []
-    step: int | None = None  # index in FFN_KEEPS of the previous row's answer
-    for keep in HEAD_KEEPS:
-        if step is None:
-            step = next((index for index, keep_ffn in enumerate(FFN_KEEPS) if meets(keep, keep_ffn)), None)
+    def walk(self, drops: tuple[int, ...]) -> list[Key]:
+        """For each head keep, the largest FFN keep that meets the target, each row starting from the last."""
+        frontier: list[Key] = []
+        step: int | None = None  # index in FFN_KEEPS of the previous row's answer
+        for keep in HEAD_KEEPS:
             if step is None:
-                continue
-        elif not meets(keep, FFN_KEEPS[step]):
-            continue  # noise against monotonicity: this row has no confirmed answer
-        while step > 0 and meets(keep, FFN_KEEPS[step - 1]):
-            step -= 1
-        frontier.append((keep, FFN_KEEPS[step]))
-    if not frontier:
-        fastest = min(measured.values(), key=lambda row: row["p50_ms"])
-        raise InputError(
-            f"no candidate meets the target ({inputs.target.description}); the fastest measured, keep "
-            f"{fastest['keep']:g} / keep-ffn {fastest['keep_ffn']:g}, ran {fastest['p50_ms']:.3f} ms "
-            f"({fastest['speedup']:.2f}x); lower the target"
-        )
-    return frontier
+                step = next((i for i, keep_ffn in enumerate(FFN_KEEPS) if self.meets((keep, keep_ffn, drops))), None)
+                if step is None:
+                    continue
+            elif not self.meets((keep, FFN_KEEPS[step], drops)):
+                continue  # noise against monotonicity: this row has no confirmed answer
+            while step > 0 and self.meets((keep, FFN_KEEPS[step - 1], drops)):
+                step -= 1
+            frontier.append((keep, FFN_KEEPS[step], drops))
+        return frontier
+
+    def walk_predicted(self, drops: tuple[int, ...], calibration: Key) -> list[Key]:
+        """The staircase with ``drops``: one calibrating measurement (a known answer with the layers dropped),
+        then per head keep the largest FFN keep the fitted latency model says meets the target, confirmed by
+        measurement (stepping to smaller FFN keeps while it misses)."""
+        self.meets((calibration[0], calibration[1], drops))
+        frontier: list[Key] = []
+        for keep in HEAD_KEEPS:
+            model = self.latency_model()
+            step = next(
+                (i for i, keep_ffn in enumerate(FFN_KEEPS) if self._predicted_to_meet(model, (keep, keep_ffn, drops))),
+                None,
+            )
+            while step is not None and step < len(FFN_KEEPS) and not self.meets((keep, FFN_KEEPS[step], drops)):
+                step += 1
+            if step is not None and step < len(FFN_KEEPS):
+                frontier.append((keep, FFN_KEEPS[step], drops))
+        return frontier
+
+    def _predicted_to_meet(self, model: LatencyModel, key: Key) -> bool:
+        p50 = model.predict(**structure_counts(self.inputs.plan(key), self.width))
+        baseline = float(np.median([row["baseline_p50_ms"] for row in self.measured.values()]))
+        return self.inputs.target.met(p50, baseline / p50, SEARCH_MARGIN)
+
+    def latency_model(self) -> LatencyModel:
+        return LatencyModel.fit(list(self.measured.values()))
+
+
+def structure_counts(plan: PrunePlan, width: int) -> dict[str, int]:
+    """What batch-1 latency depends on: heads, FFN neurons (``width`` per layer when unpruned), layers kept."""
+    neurons = plan.ffn_kept_per_layer
+    layers = len(plan.kept_layers)
+    return {
+        "heads": plan.kept_heads,
+        "neurons": sum(neurons) if neurons is not None else layers * width,
+        "layers": layers,
+    }
 
 
 def _judge(
-    inputs: SearchInputs, timer: _Timer, row: dict[str, Any], recipe: Recipe, log: Log
+    inputs: SearchInputs,
+    timer: _Timer,
+    measured: dict[Key, dict[str, Any]],
+    frontier: list[Key],
+    recipe: Recipe,
+    log: Log,
 ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """Prune and recover one frontier candidate, build its int8 graphs at both weight granularities (refitted
-    weights can quantise worse than the original's), re-time and score them; the (row, result) pairs that
-    meet the target."""
-    keep, keep_ffn = row["keep"], row["keep_ffn"]
-    log(f"latency target: accuracy of keep {keep:g} / keep-ffn {keep_ffn:g} after {inputs.recovery.method} recovery")
-    model = prune_model(copy.deepcopy(inputs.loaded.model), inputs.plan(keep, keep_ffn))
-    recover(inputs.loaded.model, model, inputs.fit_batches, inputs.recovery)
-    row["selection_accuracy_fp32"] = accuracy(TorchRunner("fp32", model), inputs.selection)
+    """Recover every frontier candidate and score it in fp32 on the selection rows; build, re-time and score the
+    int8 graphs of the ``INT8_JUDGED`` best. The (row, int8 result) pairs that meet the target."""
+    models = {}
+    for key in frontier:
+        row = measured[key]
+        log(f"latency target: accuracy of {_label(key)} after {inputs.recovery.method} recovery")
+        model = prune_model(copy.deepcopy(inputs.loaded.model), inputs.plan(key))
+        recover(inputs.loaded.model, model, inputs.fit_batches, inputs.recovery)
+        row["selection_accuracy_fp32"] = accuracy(TorchRunner("fp32", model), inputs.selection)
+        models[key] = model
+    best = sorted(frontier, key=lambda key: -measured[key]["selection_accuracy_fp32"])[:INT8_JUDGED]
+    return [pair for key in best for pair in _judge_int8(inputs, timer, measured[key], models[key], recipe)]
+
+
+def _judge_int8(
+    inputs: SearchInputs, timer: _Timer, row: dict[str, Any], model: Any, recipe: Recipe
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """The candidate's int8 graphs at both weight granularities (refitted weights can quantise worse than the
+    original's), re-timed and scored."""
     row["int8"] = []
     variants = (recipe, replace(recipe, per_channel=not recipe.per_channel))
-    name = f"recovered-{keep:g}-{keep_ffn:g}"
+    name = f"recovered-{row['keep']:g}-{row['keep_ffn']:g}-{'-'.join(map(str, row['drop_layers']))}"
     for variant, graph in zip(variants, timer.build(model, variants, name), strict=True):
         runner = timer.runner(graph, variant, f"{name}-{variant.name}")
         timing = timer.time(runner)
@@ -257,3 +351,9 @@ def _judge(
         )
     timer.discard(name)
     return [(row, result) for result in row["int8"] if result["meets_target"]]
+
+
+def _label(key: Key) -> str:
+    keep, keep_ffn, drops = key
+    dropped = f" / layers {','.join(str(layer + 1) for layer in drops)} dropped" if drops else ""
+    return f"keep {keep:g} / keep-ffn {keep_ffn:g}{dropped}"

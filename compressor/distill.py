@@ -30,6 +30,7 @@ from compressor.artifacts import JsonArtifact
 from compressor.data import Example, stream_examples
 from compressor.errors import InputError
 from compressor.modeling import LoadedModel, encode, token_lengths
+from compressor.pruning import model_layer_spans
 
 SHUFFLE_BUFFER = 8192
 LENGTH_GROUP = 50  # batches whose examples are sorted by length together: little padding, still shuffled
@@ -114,10 +115,17 @@ def _shuffled(examples: Iterator[Example], rng: np.random.Generator) -> Iterator
 
 
 def distillation_loss(
-    student: object, teacher: object, attention_mask: torch.Tensor, options: DistillOptions
+    student: object,
+    teacher: object,
+    attention_mask: torch.Tensor,
+    options: DistillOptions,
+    teacher_layers: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """T^2 KL(teacher || student) on softened logits + ``hidden_weight`` x the mean over layers of the squared
-    hidden-state error on real tokens, relative to the teacher's energy there (scale-free across layers)."""
+    hidden-state error on real tokens, relative to the teacher's energy there (scale-free across layers).
+
+    Student layer i matches teacher layer ``teacher_layers[i]`` (0-based; by default layer i): with dropped
+    layers, the last layer of the span it stands for."""
     temperature = options.temperature
     loss = (
         nn.functional.kl_div(
@@ -133,9 +141,14 @@ def distillation_loss(
     real = attention_mask.bool()
     errors = [
         ((mine[real] - theirs[real]) ** 2).mean() / (theirs[real] ** 2).mean().clamp_min(1e-12)
-        for mine, theirs in zip(student.hidden_states[1:], teacher.hidden_states[1:], strict=True)
+        for mine, theirs in zip(student.hidden_states[1:], _matched(teacher.hidden_states, teacher_layers), strict=True)
     ]
     return loss + options.hidden_weight * torch.stack(errors).mean()
+
+
+def _matched(states: Sequence[torch.Tensor], layers: Sequence[int] | None) -> Sequence[torch.Tensor]:
+    """The teacher's hidden states after ``layers`` (hidden_states[0] is the embeddings' output)."""
+    return states[1:] if layers is None else [states[layer + 1] for layer in layers]
 
 
 class _Schedule:
@@ -155,7 +168,10 @@ def _train_step(
 ) -> float:
     with torch.no_grad():
         target = teacher(**batch, output_hidden_states=True)
-    loss = distillation_loss(student(**batch, output_hidden_states=True), target, batch["attention_mask"], options)
+    ends = [last for _, last in model_layer_spans(student)]
+    loss = distillation_loss(
+        student(**batch, output_hidden_states=True), target, batch["attention_mask"], options, teacher_layers=ends
+    )
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], 1.0)

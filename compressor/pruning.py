@@ -9,6 +9,13 @@ its context is exactly zero, so the attention block adds only its output bias to
 an empty layer would. ``config.pruned_heads`` then lists all but that head, and ``config.attr_compress``
 records the true head counts. A layer that loses every FFN neuron likewise keeps one silent neuron.
 
+Whole layers can be dropped (``drop_layers``): a dropped layer's heads and neurons count as pruned, the
+layer is removed from the encoder and ``config.num_hidden_layers`` shrinks, so each kept layer now stands in
+for the dropped ones after it (its *span*). The kept layer takes the output LayerNorm of the last layer of
+its span, so recovery can fit it to that layer's output and the next layer (or the classifier) reads
+activations normalised as before. ``config.attr_compress["source_layers"]`` records which original layer
+each kept one was.
+
 FFN widths differ per layer after pruning, which a plain BertConfig cannot describe. The saved folder
 therefore pads every layer to the widest one with zero neurons (GELU(0) = 0, so the output is unchanged)
 and ``config.intermediate_size`` is that width: plain ``AutoModelForSequenceClassification`` loads it and
@@ -18,8 +25,9 @@ export and timing see the real, narrower layers.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +53,11 @@ class PrunePlan(JsonArtifact):
     order: list[list[int]]
     keep_ffn: float = 1.0
     ffn_mask: list[list[int]] | None = None
+    dropped_layers: list[int] = field(default_factory=list)
+
+    @property
+    def kept_layers(self) -> list[int]:
+        return [layer for layer in range(len(self.head_mask)) if layer not in self.dropped_layers]
 
     @property
     def ffn_kept_per_layer(self) -> list[int] | None:
@@ -77,17 +90,34 @@ def _score_table(scores: np.ndarray | list[list[float]], what: str) -> np.ndarra
     return array
 
 
-def _mask(ascending: Sequence[int], total: int, keep: float) -> np.ndarray:
-    """1 for the round(keep * total) items last in ``ascending`` (least important first), 0 for the rest."""
-    kept = max(1, int(round(keep * total)))
+def _mask(ascending: Sequence[int], total: int, keep: float, excluded: Sequence[int] = ()) -> np.ndarray:
+    """1 for the round(keep * total) items last in ``ascending`` (least important first), 0 for the rest;
+    ``excluded`` items (those of dropped layers) are always 0, so the count goes to the others."""
+    gone = set(excluded)
+    ascending = [*sorted(gone), *(item for item in ascending if item not in gone)]
+    kept = min(max(1, int(round(keep * total))), total - len(gone))
     mask = np.ones(total, dtype=int)
     mask[np.asarray(ascending[: total - kept], dtype=int)] = 0
     return mask
 
 
-def global_mask(scores: np.ndarray, keep: float) -> np.ndarray:
-    """1 for the round(keep * total) highest scores over the whole table, 0 elsewhere; ties break by position."""
-    return _mask(np.argsort(scores.ravel(), kind="stable"), scores.size, keep).reshape(scores.shape)
+def _units_of(layers: Sequence[int], width: int) -> list[int]:
+    return [layer * width + unit for layer in layers for unit in range(width)]
+
+
+def global_mask(scores: np.ndarray, keep: float, drop_layers: Sequence[int] = ()) -> np.ndarray:
+    """1 for the round(keep * total) highest scores over the whole table (rows ``drop_layers`` excluded), 0
+    elsewhere; ties break by position."""
+    excluded = _units_of(drop_layers, scores.shape[1])
+    return _mask(np.argsort(scores.ravel(), kind="stable"), scores.size, keep, excluded).reshape(scores.shape)
+
+
+def check_drop_layers(drop_layers: Sequence[int], layers: int) -> list[int]:
+    dropped = sorted(set(drop_layers))
+    if any(not 0 <= layer < layers for layer in dropped) or len(dropped) >= layers:
+        numbers = ",".join(str(layer + 1) for layer in drop_layers)
+        raise InputError(f"--drop-layers takes distinct layer numbers 1..{layers}, leaving at least one; got {numbers}")
+    return dropped
 
 
 def plan_pruning(
@@ -97,21 +127,24 @@ def plan_pruning(
     *,
     ffn_scores: np.ndarray | list[list[float]] | None = None,
     keep_ffn: float = 1.0,
+    drop_layers: Sequence[int] = (),
 ) -> PrunePlan:
     """Keep the round(keep * total) highest-scoring heads over the whole model; ties break by position.
 
     An explicit pruning ``order`` ([layer, head] pairs, first pruned first; iterative methods) overrides the
     ranking by score. With ``keep_ffn`` below 1, the highest-scoring FFN neurons (``ffn_scores``) are kept
-    the same way, one global ranking over all layers.
+    the same way, one global ranking over all layers. ``drop_layers`` are removed whole: their heads and
+    neurons are pruned first, and the kept counts (fractions of the whole model) go to the other layers.
     """
     check_keep(keep)
     check_keep(keep_ffn, "--keep-ffn", "FFN neurons")
     array = _score_table(scores, "heads")
+    dropped = check_drop_layers(drop_layers, array.shape[0])
     ffn_mask = None
     if keep_ffn < 1:
         if ffn_scores is None:
             raise InputError("--keep-ffn below 1 needs FFN neuron scores; run `attr-compress score --ffn` first")
-        ffn_mask = global_mask(_score_table(ffn_scores, "neurons"), keep_ffn).tolist()
+        ffn_mask = global_mask(_score_table(ffn_scores, "neurons"), keep_ffn, dropped).tolist()
     total, heads = array.size, array.shape[1]
     if order is not None:
         ascending = [layer * heads + head for layer, head in order]
@@ -119,7 +152,7 @@ def plan_pruning(
             raise InputError("the pruning order does not list every head once; re-run `attr-compress score`")
     else:
         ascending = np.argsort(array.ravel(), kind="stable").tolist()
-    mask = _mask(ascending, total, keep)
+    mask = _mask(ascending, total, keep, _units_of(dropped, heads))
     return PrunePlan(
         keep=keep,
         total_heads=total,
@@ -128,6 +161,7 @@ def plan_pruning(
         order=[[i // heads, i % heads] for i in ascending],
         keep_ffn=keep_ffn,
         ffn_mask=ffn_mask,
+        dropped_layers=dropped,
     )
 
 
@@ -143,8 +177,6 @@ def _silence_head(layer: nn.Module) -> None:
 
 def prune(model: nn.Module, plan: PrunePlan) -> nn.Module:
     """A pruned copy of ``model``: the plan's heads and FFN neurons physically removed (the original untouched)."""
-    import copy
-
     return prune_model(copy.deepcopy(model), plan)
 
 
@@ -175,11 +207,47 @@ def prune_model(model: nn.Module, plan: PrunePlan) -> nn.Module:
         "heads_kept_per_layer": plan.heads_kept_per_layer,
         "silent_head_layers": empty_layers,
         "keep": plan.keep,
+        "dropped_layers": plan.dropped_layers,
     }
     if plan.ffn_mask is not None:
         _prune_ffn(model, plan.ffn_mask)
         model.config.attr_compress.update(keep_ffn=plan.keep_ffn, ffn_kept_per_layer=plan.ffn_kept_per_layer)
+    if plan.dropped_layers:
+        _drop_layers(model, plan.kept_layers)
     return model
+
+
+def _drop_layers(model: nn.Module, kept: list[int]) -> None:
+    """Remove every layer not in ``kept``; each kept layer takes the output LayerNorm of its span's last layer,
+    and the per-layer records and ``config.pruned_heads`` are renumbered to the layers that remain."""
+    layers, record = model.bert.encoder.layer, model.config.attr_compress
+    spans = layer_spans(kept, len(layers))
+    for source, end in spans:
+        if end != source:
+            layers[source].output.LayerNorm = copy.deepcopy(layers[end].output.LayerNorm)
+    model.bert.encoder.layer = nn.ModuleList([layers[index] for index in kept])
+    model.config.num_hidden_layers = len(kept)
+    model.config.pruned_heads = {
+        new: model.config.pruned_heads[old] for new, old in enumerate(kept) if old in model.config.pruned_heads
+    }
+    for key in ("heads_kept_per_layer", "ffn_kept_per_layer", "ffn_layer_widths"):
+        if key in record:
+            record[key] = [record[key][index] for index in kept]
+    record["silent_head_layers"] = [kept.index(layer) for layer in record["silent_head_layers"] if layer in kept]
+    record.update(source_layers=kept, original_layers=len(layers))
+
+
+def layer_spans(kept: Sequence[int], total: int) -> list[tuple[int, int]]:
+    """(first, last) original layer each kept layer stands for: itself and the dropped layers after it."""
+    ends = [*(next_kept - 1 for next_kept in kept[1:]), total - 1]
+    return list(zip(kept, ends, strict=True))
+
+
+def model_layer_spans(model: nn.Module) -> list[tuple[int, int]]:
+    """The spans of a (possibly layer-dropped) pruned model, from its config; one per layer it has."""
+    record = getattr(model.config, "attr_compress", None) or {}
+    count = len(model.bert.encoder.layer)
+    return layer_spans(record.get("source_layers", list(range(count))), record.get("original_layers", count))
 
 
 def check_unpruned(model: nn.Module) -> None:

@@ -30,6 +30,7 @@ from compressor.distill import DistillOptions, DistillRecord, distill
 from compressor.errors import InputError, check_counts
 from compressor.importance import DEFAULT_MAX_BATCH_TOKENS, length_batches
 from compressor.modeling import LoadedModel, encode
+from compressor.pruning import model_layer_spans
 
 RECOVERY_METHODS = ("auto", "none", "lsq", "distill")
 DEFAULT_RIDGE = 1e-3
@@ -131,23 +132,27 @@ def recover_lsq(
     """
     original_layers = original.bert.encoder.layer
     pruned_layers = pruned.bert.encoder.layer
+    spans = model_layer_spans(pruned)  # with dropped layers, a kept layer is fitted to its span's output
     with torch.no_grad():
         masks = [original.get_extended_attention_mask(b["attention_mask"], b["input_ids"].shape) for b in batches]
         tokens = [b["attention_mask"].bool() for b in batches]
         # only [CLS] leaves the last layer for the classifier (through the pooler)
         cls_only = [torch.zeros_like(mask).index_fill_(1, torch.tensor([0]), True) for mask in tokens]
         reference = [_embed(original, batch) for batch in batches]
+        for layer in original_layers[: spans[0][0]]:  # dropped layers before the first kept one
+            reference = [layer(h, attention_mask=m)[0] for h, m in zip(reference, masks, strict=True)]
         current = [_embed(pruned, batch) for batch in batches]
     report = []
     for index in tqdm(range(len(pruned_layers)), desc="LSQ recovery", unit="layer", disable=not progress):
-        source, target = original_layers[index], pruned_layers[index]
+        (first, last), target = spans[index], pruned_layers[index]
         real = cls_only if index == len(pruned_layers) - 1 else tokens
         with torch.no_grad():
             with (
-                _capture_inputs(source.attention.output.LayerNorm) as attention_sums,
-                _capture_inputs(source.output.LayerNorm) as ffn_sums,
+                _capture_inputs(original_layers[first].attention.output.LayerNorm) as attention_sums,
+                _capture_inputs(original_layers[last].output.LayerNorm) as ffn_sums,
             ):
-                reference = [source(h, attention_mask=m)[0] for h, m in zip(reference, masks, strict=True)]
+                for source in original_layers[first : last + 1]:
+                    reference = [source(h, attention_mask=m)[0] for h, m in zip(reference, masks, strict=True)]
             attention_targets = [args[0][r] for args, r in zip(attention_sums, real, strict=True)]
             ffn_targets = [args[0][r] for args, r in zip(ffn_sums, real, strict=True)]
 
@@ -171,7 +176,7 @@ def recover_lsq(
                 equations.add(activations[r], y - residual[r])
             ffn = _refit(projection, equations, ridge)
             current = [target(h, attention_mask=m)[0] for h, m in zip(current, masks, strict=True)]
-        report.append({"layer": index, "attention_output": attention, "ffn_output": ffn})
+        report.append({"layer": first, "attention_output": attention, "ffn_output": ffn})
     return report
 
 

@@ -138,14 +138,18 @@ def _candidate_points(report: Report) -> list[Point]:
     search = report.target_search
     if search is None:
         return []
+    chosen_key = (search.keep, search.keep_ffn, search.dropped_layers, search.recipe)
     points = []
     for row in search.candidates:
+        dropped = ", ".join(str(layer + 1) for layer in row.get("drop_layers", []))
+        structure = f"keep {row['keep']:g} / keep-ffn {row['keep_ffn']:g}" + (
+            f" / layers {dropped} dropped" if dropped else ""
+        )
         for result in row.get("int8", []):
-            chosen = (row["keep"], row["keep_ffn"], result["recipe"]) == (search.keep, search.keep_ffn, search.recipe)
+            chosen = (row["keep"], row["keep_ffn"], row.get("drop_layers", []), result["recipe"]) == chosen_key
             hover = (
-                f"keep {row['keep']:g} / keep-ffn {row['keep_ffn']:g}, {result['recipe']['name']}: selection accuracy "
-                f"{result['selection_accuracy']:.4f}, {result['p50_ms']:.3f} ms, {result['speedup']:.2f}x"
-                + (" (chosen)" if chosen else "")
+                f"{structure}, {result['recipe']['name']}: selection accuracy {result['selection_accuracy']:.4f}, "
+                f"{result['p50_ms']:.3f} ms, {result['speedup']:.2f}x" + (" (chosen)" if chosen else "")
             )
             points.append(
                 Point(
@@ -167,7 +171,7 @@ def heads_map_section(report: Report) -> str:
     rank = np.empty(scores.size, dtype=int)
     rank[np.argsort(-scores.ravel(), kind="stable")] = np.arange(1, scores.size + 1)
     pruned = {(int(layer), head) for layer, row in report.heads.pruned.items() for head in row}
-    cell, left, top = 40, 70, 24
+    cell, left, top = 40, 130 if report.heads.dropped_layers else 70, 24
     width, height = left + heads * cell + 10, top + layers * cell + 10
     parts = [svg_open(width, height, "head importance map", "heads").replace("<svg ", f'<svg width="{width}" ', 1)]
     parts += [
@@ -176,9 +180,10 @@ def heads_map_section(report: Report) -> str:
     ]
     peak = scores.max() or 1.0
     for layer in range(layers):
+        dropped = " (dropped)" if layer in report.heads.dropped_layers else ""
         parts.append(
             f'<text class="tick" x="{left - 8}" y="{top + (layer + 0.6) * cell:.0f}" '
-            f'text-anchor="end">layer {layer + 1}</text>'
+            f'text-anchor="end">layer {layer + 1}{dropped}</text>'
         )
         for head in range(heads):
             kept = (layer, head) not in pruned

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from compressor.artifacts import JsonArtifact
@@ -56,6 +56,7 @@ class HeadsSummary:
     kept_per_layer: list[int]
     pruned: dict[str, list[int]]
     empty_layers: list[int]
+    dropped_layers: list[int] = field(default_factory=list)  # removed whole (0-based, original numbering)
 
 
 @dataclass(frozen=True)
@@ -326,37 +327,60 @@ def target_section(search: TargetSearch | None, met: bool | None) -> list[str]:
         f"Target: {search.target}. Candidates measured on this machine ({search.threads} thread(s), "
         f"recipe {search.search_recipe['name']}), each timed side by side with the original int8 graph:",
         "",
-        "| keep | keep-ffn | p50 ms | speed-up vs original int8 | meets |",
-        "|---|---|---|---|---|",
+        "| keep | keep-ffn | layers dropped | p50 ms | speed-up vs original int8 | meets |",
+        "|---|---|---|---|---|---|",
     ]
     for row in search.candidates:
         lines.append(
-            f"| {row['keep']:g} | {row['keep_ffn']:g} | {row['p50_ms']:.3f} | {row['speedup']:.2f}x | "
+            f"| {row['keep']:g} | {row['keep_ffn']:g} | {_layers(row)} | {row['p50_ms']:.3f} | {row['speedup']:.2f}x | "
             f"{'yes' if row['meets_target'] else 'no'} |"
         )
     lines += [
         "",
         "Frontier candidates after recovery (selection accuracy: PyTorch fp32, then each int8 graph, re-timed):",
         "",
-        "| keep | keep-ffn | fp32 | int8 recipe | int8 accuracy | speed-up | meets |",
-        "|---|---|---|---|---|---|---|",
+        "| keep | keep-ffn | layers dropped | fp32 | int8 recipe | int8 accuracy | speed-up | meets |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in search.candidates:
         for result in row.get("int8", []):
             lines.append(
-                f"| {row['keep']:g} | {row['keep_ffn']:g} | {row['selection_accuracy_fp32']:.4f} | "
+                f"| {row['keep']:g} | {row['keep_ffn']:g} | {_layers(row)} | {row['selection_accuracy_fp32']:.4f} | "
                 f"{result['recipe']['name']} | {result['selection_accuracy']:.4f} | {result['speedup']:.2f}x | "
                 f"{'yes' if result['meets_target'] else 'no'} |"
             )
+    fp32_only = [row for row in search.candidates if "selection_accuracy_fp32" in row and "int8" not in row]
+    if fp32_only:
+        lines += [
+            "",
+            "Frontier candidates not built in int8 (lower fp32 selection accuracy after recovery): "
+            + "; ".join(
+                f"keep {row['keep']:g} / keep-ffn {row['keep_ffn']:g} / dropped {_layers(row)}: "
+                f"{row['selection_accuracy_fp32']:.4f}"
+                for row in fp32_only
+            ),
+        ]
+    if search.latency_model is not None:
+        model = search.latency_model
+        lines += [
+            "",
+            f"Latency model fitted on the {model.rows} candidates measured (least squares, RMS error "
+            f"{model.rms_error_ms * 1000:.0f} us): {model.intercept_ms:.3f} ms + {model.head_ms * 1000:.1f} us per "
+            f"head + {model.neuron_ms * 1e6:.0f} ns per FFN neuron + {model.layer_ms * 1000:.0f} us per layer.",
+        ]
     verdict = "met" if met else "**NOT met**"
     return [
         *lines,
         "",
-        f"Chosen: keep {search.keep:g}, keep-ffn {search.keep_ffn:g}: {search.reason}. Candidates had to "
+        f"Chosen: {search.reason}. Candidates had to "
         f"clear the target by {(search.margin - 1) * 100:.0f}% in the search. In the final side-by-side "
         f"measurement (the accuracy and speed table) the target was {verdict}.",
         "",
     ]
+
+
+def _layers(row: dict[str, Any]) -> str:
+    return ", ".join(str(layer + 1) for layer in row.get("drop_layers", [])) or "-"
 
 
 def tuning_section(report: Report) -> list[str]:
@@ -434,6 +458,13 @@ def heads_section(report: Report) -> list[str]:
         lines += [
             f"Layer(s) {layers} lost every head: their attention block now adds only its output bias "
             "(stored as one silent, all-zero head so plain transformers can load the model).",
+            "",
+        ]
+    if heads.dropped_layers:
+        layers = ", ".join(str(layer + 1) for layer in heads.dropped_layers)
+        lines += [
+            f"Layer(s) {layers} were dropped whole (attention and FFN): the layer before each stands in for it, "
+            "recovered against its output.",
             "",
         ]
     return [

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from compressor.artifacts import JsonArtifact
 from compressor.errors import InputError
@@ -42,6 +44,33 @@ class LatencyTarget:
 
 
 @dataclass(frozen=True)
+class LatencyModel:
+    """Batch-1 int8 latency on this machine as intercept + ms per head + ms per FFN neuron + ms per layer,
+    fitted by least squares to the candidates measured (rows with ``p50_ms``, ``heads``, ``neurons``,
+    ``layers``). With one layer count only, the per-layer cost folds into the intercept."""
+
+    intercept_ms: float
+    head_ms: float
+    neuron_ms: float
+    layer_ms: float
+    rows: int
+    rms_error_ms: float
+
+    @classmethod
+    def fit(cls, rows: list[dict[str, Any]]) -> LatencyModel:
+        features = np.array([[1.0, row["heads"], row["neurons"], row["layers"]] for row in rows])
+        times = np.array([row["p50_ms"] for row in rows])
+        if len({row["layers"] for row in rows}) == 1:
+            features[:, 3] = 0.0  # not identifiable apart from the intercept
+        coefficients, *_ = np.linalg.lstsq(features, times, rcond=None)
+        residual = float(np.sqrt(np.mean((features @ coefficients - times) ** 2)))
+        return cls(*(float(value) for value in coefficients), rows=len(rows), rms_error_ms=residual)
+
+    def predict(self, heads: int, neurons: int, layers: int) -> float:
+        return self.intercept_ms + self.head_ms * heads + self.neuron_ms * neurons + self.layer_ms * layers
+
+
+@dataclass(frozen=True)
 class TargetSearch(JsonArtifact):
     """Every candidate measured, and the chosen (keep, keep_ffn)."""
 
@@ -59,3 +88,5 @@ class TargetSearch(JsonArtifact):
     reason: str
     reference_accuracy: float  # the original's (PyTorch fp32) on the selection rows
     max_drop: float
+    dropped_layers: list[int] = field(default_factory=list)  # 0-based, removed whole
+    latency_model: LatencyModel | None = None  # fitted on every candidate measured

@@ -19,6 +19,7 @@ from evaluation.target import SEARCH_MARGIN, LatencyTarget
 from evaluation.tuning import candidate_recipes, choose_recipe
 from exporters.recipes import OPTIMUM_BASELINE, Recipe
 from exporters.runtime import TorchRunner
+from tests.conftest import tiny_model, write_tokenizer
 
 
 def test_recipe_choice_is_the_fastest_within_the_accuracy_tolerance():
@@ -59,8 +60,16 @@ def test_targets_compare_against_the_baseline_or_the_budget():
     assert LatencyTarget(budget_ms=1.0).met(1.0, 0.1) and not LatencyTarget(budget_ms=1.0).met(1.01, 99.0)
 
 
-def fake_p50(keep: float, keep_ffn: float) -> float:
-    return 0.2 + 0.3 * keep + 0.5 * keep_ffn
+def fake_p50(keep: float, keep_ffn: float, layers: int = 2) -> float:
+    """Per-unit costs plus a cost per layer, like a real CPU at batch 1."""
+    return 0.1 * layers + 0.3 * keep + 0.5 * keep_ffn
+
+
+def plan_p50(plan) -> float:
+    counts = target_module.structure_counts(plan, 37)
+    return fake_p50(
+        counts["heads"] / plan.total_heads, counts["neurons"] / (37 * len(plan.head_mask)), counts["layers"]
+    )
 
 
 class FakeTimer:
@@ -70,17 +79,21 @@ class FakeTimer:
 
     def __init__(self, loaded, recipe, singles, threads, folder, baseline_graph):
         FakeTimer.calls = []
+        config = loaded.config
+        self.shape = (config.num_hidden_layers * config.num_attention_heads, config.num_hidden_layers * 37)
 
     def measure(self, plan):
-        FakeTimer.calls.append((plan.keep, plan.keep_ffn))
-        return self.timing(fake_p50(plan.keep, plan.keep_ffn))
+        FakeTimer.calls.append((plan.keep, plan.keep_ffn, tuple(plan.dropped_layers)))
+        return self.timing(plan_p50(plan))
 
     def build(self, model, recipes, name):
         return [model for _ in recipes]
 
     def runner(self, graph, recipe, name):
         runner = TorchRunner(name, graph)
-        runner.p50 = fake_p50(sum(heads_per_layer(graph)) / 8, sum(ffn_widths(graph)) / 74)
+        total_heads, total_neurons = self.shape
+        layers = len(graph.bert.encoder.layer)
+        runner.p50 = fake_p50(sum(heads_per_layer(graph)) / total_heads, sum(ffn_widths(graph)) / total_neurons, layers)
         return runner
 
     def discard(self, name):
@@ -94,22 +107,22 @@ class FakeTimer:
         return {"p50_ms": p50, "baseline_p50_ms": 2.0, "speedup": 2.0 / p50}
 
 
-def search(tiny_model_dir, tiny_data, monkeypatch, target, reference_accuracy=1.0):
+def search(tiny_model_dir, tiny_data, monkeypatch, target, reference_accuracy=1.0, ffn_mass=None):
     monkeypatch.setattr(target_module, "_Timer", FakeTimer)
     loaded = load_model(tiny_model_dir)
+    layers = loaded.config.num_hidden_layers
     data = load_labelled_data(tiny_data, loaded.label2id)
     selection = encode_data(loaded, data, singles=4)
     common = {"steps": 1, "rule": "left", "examples": 1, "seed": 0, "calibration": "x", "model": "m"}
     heads = HeadImportance(
-        scores=[[0.5, -0.2, 0.1, 0.9], [0.3, 0.05, -0.4, 0.7]],
+        scores=np.random.default_rng(1).random((layers, 4)).tolist(),
         method="attattr",
         target="gold",
         aggregation="x",
         **common,
     )
-    neurons = NeuronImportance(
-        scores=np.random.default_rng(0).random((2, 37)).tolist(), target="gold-log", aggregation="x", **common
-    )
+    neuron_scores = np.random.default_rng(0).random((layers, 37)) * np.asarray(ffn_mass or [1.0] * layers)[:, None]
+    neurons = NeuronImportance(scores=neuron_scores.tolist(), target="gold-log", aggregation="x", **common)
     inputs = SearchInputs(
         loaded,
         heads,
@@ -159,3 +172,26 @@ def test_the_fastest_candidate_within_the_drop_wins(tiny_model_dir, tiny_data, m
 def test_an_unreachable_target_is_a_clear_error(tiny_model_dir, tiny_data, monkeypatch):
     with pytest.raises(InputError, match=r"no candidate meets the target .*lower the target"):
         search(tiny_model_dir, tiny_data, monkeypatch, LatencyTarget(budget_ms=0.1))
+
+
+def test_the_search_drops_the_layers_with_least_attribution_under_a_fitted_latency_model(
+    tmp_path, tiny_data, monkeypatch
+):
+    folder = tmp_path / "four-layers"
+    tiny_model(num_hidden_layers=4).save_pretrained(folder)
+    write_tokenizer(folder)
+    # layer 3 (0-based 2) carries the least FFN attribution, then layer 4
+    result = search(folder, tiny_data, monkeypatch, LatencyTarget(speedup=2.6), 0.0, ffn_mass=[4.0, 3.0, 0.1, 0.2])
+    drops = {tuple(row["drop_layers"]) for row in result.candidates}
+    assert drops == {(), (2,), (2, 3)}
+    model = result.latency_model
+    # the fake CPU: 0.1 ms per layer, 0.3 ms for all 16 heads, 0.5 ms for all 148 neurons
+    assert model.layer_ms == pytest.approx(0.1, abs=0.01) and model.head_ms == pytest.approx(0.3 / 16, rel=0.1)
+    assert model.neuron_ms == pytest.approx(0.5 / 148, rel=0.1) and model.rms_error_ms < 0.01
+    dropped_calls = [call for call in FakeTimer.calls if call[2]]
+    assert len(dropped_calls) <= 2 * (1 + 2 * len(HEAD_KEEPS))  # about one confirming measurement per row
+    judged = [row for row in result.candidates if "selection_accuracy_fp32" in row]
+    assert sum("int8" in row for row in judged) == min(len(judged), target_module.INT8_JUDGED)
+    # everything is within the drop (reference 0): the fastest int8 graph wins, whatever its structure
+    fastest = max((trial["speedup"], row["keep"]) for row in judged for trial in row.get("int8", []))
+    assert result.reason.startswith("the fastest of") and result.keep == fastest[1]
