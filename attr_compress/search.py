@@ -164,15 +164,15 @@ def search_target(
         timer = _Timer(inputs.loaded, recipe, singles, threads, Path(scratch), baseline_graph)
         stairs = _Stairs(inputs, timer, measured, log)
         frontier = stairs.walk(())
+        for drops in inputs.drop_options()[1:]:  # without an answer to calibrate on, walk the whole staircase
+            frontier += stairs.walk_predicted(drops, frontier[0]) if frontier else stairs.walk(drops)
         if not frontier:
             fastest = min(measured.values(), key=lambda row: row["p50_ms"])
             raise InputError(
-                f"no candidate meets the target ({inputs.target.description}); the fastest measured, keep "
-                f"{fastest['keep']:g} / keep-ffn {fastest['keep_ffn']:g}, ran {fastest['p50_ms']:.3f} ms "
-                f"({fastest['speedup']:.2f}x); lower the target"
+                f"no candidate meets the target ({inputs.target.description}); the fastest measured, "
+                f"{_label((fastest['keep'], fastest['keep_ffn'], tuple(fastest['drop_layers'])))}, ran "
+                f"{fastest['p50_ms']:.3f} ms ({fastest['speedup']:.2f}x); lower the target"
             )
-        for drops in inputs.drop_options()[1:]:
-            frontier += stairs.walk_predicted(drops, frontier[0])
         choices = _judge(inputs, timer, measured, frontier, recipe, log)
     if not choices:
         raise InputError(
@@ -254,16 +254,16 @@ class _Stairs:
         return self.measured[key]["meets_target"]
 
     def walk(self, drops: tuple[int, ...]) -> list[Key]:
-        """For each head keep, the largest FFN keep that meets the target, each row starting from the last."""
+        """For each head keep, the largest FFN keep that meets the target. A row starts from the previous row's
+        answer (fewer heads only run faster), the first row from the smallest FFN keep: a row that misses
+        there has no answer, at the cost of one measurement."""
         frontier: list[Key] = []
         step: int | None = None  # index in FFN_KEEPS of the previous row's answer
         for keep in HEAD_KEEPS:
-            if step is None:
-                step = next((i for i, keep_ffn in enumerate(FFN_KEEPS) if self.meets((keep, keep_ffn, drops))), None)
-                if step is None:
-                    continue
-            elif not self.meets((keep, FFN_KEEPS[step], drops)):
-                continue  # noise against monotonicity: this row has no confirmed answer
+            start = len(FFN_KEEPS) - 1 if step is None else step
+            if not self.meets((keep, FFN_KEEPS[start], drops)):
+                continue  # too slow even so (or noise against monotonicity): no confirmed answer in this row
+            step = start
             while step > 0 and self.meets((keep, FFN_KEEPS[step - 1], drops)):
                 step -= 1
             frontier.append((keep, FFN_KEEPS[step], drops))
