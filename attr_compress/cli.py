@@ -7,6 +7,7 @@ an exit code (EXIT_CODES): the library raises, only this module exits.
 
 from __future__ import annotations
 
+import errno
 import functools
 import signal
 import sys
@@ -221,6 +222,9 @@ def recovery_from(options: dict[str, Any], seed: int) -> Any:
 @recovery_options
 @click.option("--compare", is_flag=True, help="Also rank by attention, random and taylor; report their accuracy.")
 @click.option("--force", is_flag=True, help="Replace an existing output folder written by attr-compress.")
+@click.option(
+    "--no-cache", is_flag=True, help="Recompute every stage (default: reuse results cached in $XDG_CACHE_HOME)."
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def run_command(
     model: str,
@@ -238,6 +242,7 @@ def run_command(
     scoring = scoring_from(options, quiet)
     recovery = recovery_from(options, scoring.seed)
     options["drop_layers"] = layer_list(options.pop("drop_layers"))
+    options["cache"] = not options.pop("no_cache")
     settings = PipelineOptions(
         model=model,
         data=DataOptions(data, calib, select_data, **columns),
@@ -511,6 +516,31 @@ def main(argv: list[str] | None = None) -> None:
             traceback.print_exc()
         say(f"error: {err}")
         sys.exit(next((code for kind, code in EXIT_CODES.items() if isinstance(err, kind)), 1))
+    except OSError as err:  # the machine's faults: a full disk, a file we may not write
+        if debug:
+            traceback.print_exc()
+        say(f"error: {os_error_line(err)}")
+        sys.exit(2 if err.errno in USER_FIXABLE_ERRNOS else 1)
+    except Exception as err:  # noqa: BLE001 - the boundary: never a raw traceback
+        if debug:
+            traceback.print_exc()
+        message = " ".join(str(err).split())[:300]
+        say(f"internal error: {type(err).__name__}: {message}; re-run with --debug and report it")
+        sys.exit(1)
+
+
+USER_FIXABLE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def os_error_line(err: OSError) -> str:
+    """One line for an operating-system error: what failed, on which file, and what to do."""
+    where = f" on '{err.filename}'" if err.filename else ""
+    remedy = {
+        errno.ENOSPC: "free some disk space or pass --out on another disk",
+        errno.EDQUOT: "free some of your disk quota or pass --out elsewhere",
+        errno.EROFS: "pass --out on a writable disk",
+    }.get(err.errno, "check the permissions or pass another --out")
+    return f"{err.strerror or type(err).__name__}{where}; nothing was written: {remedy}"
 
 
 if __name__ == "__main__":

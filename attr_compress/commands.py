@@ -100,7 +100,7 @@ def prune_folder(
         text = TrainingText(loaded, calib, columns)
         batches = encode_for_fit(loaded, fit.examples)
         record = recover(loaded.model, pruned, batches, recovery, text=text, progress=True, log=log)
-    with staged_folder(out, force=force, contents="prune") as staging:
+    with staged_folder(out, force=force, contents="prune", log=log) as staging:
         save_pruned(pruned, loaded.tokenizer, staging)
         plan.save(staging / "prune_plan.json")
         if record is not None:
@@ -129,7 +129,7 @@ def export_folder(
     rows = load_labelled_data(data, loaded.label2id, **columns).head(examples)
     encoded = encode_data(loaded, rows, singles=latency_examples)
     batches = parity_batches(encoded)
-    with staged_folder(out, force=force, contents="export") as staging:
+    with staged_folder(out, force=force, contents="export", log=log) as staging:
         graphs = export_verified(
             loaded.model, loaded.tokenizer, staging, TorchRunner("pytorch", loaded.model), batches, fuse=tune, log=log
         )

@@ -4,6 +4,7 @@ export and verify -> evaluate -> compare -> explain -> report, inside one staged
 from __future__ import annotations
 
 import copy
+import platform
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from compressor.artifacts import library_versions
+from compressor.cache import StageCache, digest, file_digest, model_digest, rows_digest
 from compressor.distill import distill
 from compressor.encoded import EncodedData, encode_data, parity_batches
 from compressor.errors import InputError, check_counts
@@ -89,6 +91,7 @@ class PipelineOptions:
     latency_examples: int = 200
     select_examples: int = 1000
     force: bool = False
+    cache: bool = True  # reuse stage results cached by content ($XDG_CACHE_HOME/attr-compress)
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -252,6 +255,9 @@ class Run:
     staging: Path
     timer: StageTimer
     log: Log
+    cache: StageCache
+    model_key: str  # the original's weights, hashed: part of every cache key
+    reused: list[str] = field(default_factory=list)  # stages whose results came from the cache
 
     @property
     def num_labels(self) -> int:
@@ -287,12 +293,15 @@ def run(options: PipelineOptions, log: Log = lambda message: None) -> Report:
     """Every stage, in a staged folder renamed to ``options.out_folder`` only when all checks passed."""
     read_model_config(options.model)
     timer = StageTimer(log)
-    with staged_folder(options.out_folder, force=options.force) as staging:
+    with staged_folder(options.out_folder, force=options.force, log=log) as staging:
         with timer.stage("load model and data"):
             loaded = load_model(options.model)
             check_unpruned(loaded.model)
             check_drop_layers(options.drop_layers, loaded.config.num_hidden_layers)
-            job = Run(options, loaded, prepare_inputs(loaded, options), staging, timer, log)
+            cache = StageCache.default(options.cache)
+            job = Run(
+                options, loaded, prepare_inputs(loaded, options), staging, timer, log, cache, model_digest(loaded.model)
+            )
         scores = score(job)
         original = export_original(job)
         sizes = choose_sizes(job, scores, original)
@@ -314,14 +323,37 @@ def score(job: Run) -> Scores:
     """Head scores (and FFN neuron scores when neurons are pruned or a target is searched)."""
     calibration, scoring = job.inputs.resolved.calibration, replace(job.options.scoring, progress=job.options.progress)
     work = f"{len(calibration)} examples x {scoring.steps} steps"
+    key = (job.loaded.path, calibration.path, rows_digest(calibration.examples), scoring_key(scoring))
     with job.timer.stage(f"score heads with {scoring.method} ({work})"):
-        heads = score_heads(job.loaded, calibration, scoring)
+        heads = cached_artifact(
+            job, "head scores", key, HeadImportance, lambda: score_heads(job.loaded, calibration, scoring)
+        )
     neurons = None
     if job.options.scores_neurons:
         with job.timer.stage(f"score FFN neurons ({work})"):
-            neurons = score_neurons(job.loaded, calibration, scoring)
+            neurons = cached_artifact(
+                job, "neuron scores", key, NeuronImportance, lambda: score_neurons(job.loaded, calibration, scoring)
+            )
             neurons.save(job.staging / FFN_IMPORTANCE_FILE)
     return Scores(heads, neurons)
+
+
+def scoring_key(scoring: ScoringOptions) -> dict[str, Any]:
+    """The scoring options that change the scores (not progress bars or the device they ran on)."""
+    return {key: value for key, value in asdict(scoring).items() if key not in ("progress", "device")}
+
+
+def cached_artifact(job: Run, stage: str, key: tuple[Any, ...], kind: type[Any], compute: Callable[[], Any]) -> Any:
+    """A JSON artifact from the cache when this model, these rows and these options made it before."""
+    digest_key = digest(job.model_key, key)
+    stored = job.cache.load_json(stage, digest_key)
+    if stored is not None:
+        job.reused.append(stage)
+        job.log(f"{stage}: reused from the cache (same model, rows and options)")
+        return kind.from_dict(stored)
+    value = compute()
+    job.cache.save_json(stage, digest_key, value.to_dict())
+    return value
 
 
 def export_original(job: Run) -> OriginalGraphs:
@@ -368,6 +400,8 @@ def choose_sizes(job: Run, scores: Scores, original: OriginalGraphs) -> Sizes:
             replace(job.options.recovery, method=judged_by),
             reference_accuracy=selection_accuracy(job.loaded.model, job.inputs.selection),
             max_drop=job.options.max_drop,
+            cache=job.cache,
+            cache_key=search_cache_key(job, scores, judged_by),
         )
         search = search_target(
             inputs, tuning.recipe, baseline_graph=original.baseline_int8, threads=job.options.threads, log=job.log
@@ -389,16 +423,67 @@ def prune_and_recover(job: Run, scores: Scores, sizes: Sizes) -> Pruned:
         )
         plan.save(job.staging / "prune_plan.json")
         save_importance(heads, job.staging, plan)
-        model = prune_model(copy.deepcopy(job.loaded.model), plan)
-        model, recovery = recover_by_measurement(job, model, recovery_methods(job, plan))
+        recovery = recovered_folder(job, plan)
         if recovery is not None:
             recovery.save(job.staging / "recovery.json")
-        save_pruned(model, job.loaded.tokenizer, job.staging / "pruned")
         # what users get from the folder, reloaded: eager attention for export (every graph is traced from
         # eager models), transformers' default SDPA for timing like the original
         eager = load_model(job.staging / "pruned").model
         sdpa = load_model(job.staging / "pruned", attn_implementation="sdpa").model
     return Pruned(plan, recovery, eager, sdpa)
+
+
+def search_cache_key(job: Run, scores: Scores, judged_by: str) -> str:
+    """What every measured search candidate depends on: the model and its scores, the rows that time and judge
+    it, the recovery that refits it, and this machine (timings from elsewhere would mislead)."""
+    inputs, options = job.inputs, job.options
+    return digest(
+        job.model_key,
+        scores.heads.to_dict(),
+        scores.neurons and scores.neurons.to_dict(),
+        rows_digest(inputs.resolved.selection.examples),
+        rows_digest(inputs.resolved.evaluation.examples),
+        rows_digest(inputs.resolved.fit.examples),
+        judged_by,
+        asdict(options.recovery),
+        options.threads,
+        options.latency_examples,
+        platform.node(),
+        platform.processor(),
+    )
+
+
+def recovered_folder(job: Run, plan: PrunePlan) -> RecoveryRecord | None:
+    """Prune, recover and save ``pruned/``, or copy the folder (and its record) a run with the same model,
+    plan, data rows and recovery options cached."""
+    inputs, methods = job.inputs, recovery_methods(job, plan)
+    training = inputs.training and (inputs.training.path, file_digest(inputs.training.path))
+    key = digest(
+        job.model_key,
+        plan.to_dict(),
+        methods,
+        asdict(job.options.recovery),
+        rows_digest(inputs.resolved.fit.examples),
+        rows_digest(inputs.resolved.selection.examples),
+        training,
+    )
+    stored = job.cache.folder("recovered weights", key)
+    if stored is not None:
+        shutil.copytree(stored, job.staging / "pruned")
+        job.reused.append("recovered weights")
+        job.log("recovered weights: reused from the cache (same model, plan, rows and options)")
+        record = job.staging / "pruned" / "recovery.json"
+        recovery = RecoveryRecord.load(record) if record.is_file() else None
+        record.unlink(missing_ok=True)
+        return recovery
+    model = prune_model(copy.deepcopy(job.loaded.model), plan)
+    model, recovery = recover_by_measurement(job, model, methods)
+    save_pruned(model, job.loaded.tokenizer, job.staging / "pruned")
+    if recovery is not None:
+        recovery.save(job.staging / "pruned" / "recovery.json")
+    job.cache.save_folder("recovered weights", key, job.staging / "pruned")
+    (job.staging / "pruned" / "recovery.json").unlink(missing_ok=True)
+    return recovery
 
 
 def recovery_methods(job: Run, plan: PrunePlan) -> tuple[str, ...]:
@@ -596,6 +681,7 @@ def build_report(job: Run, outcome: Outcome) -> Report:
         machine=Machine.here(job.options.threads),
         weights=WeightsInfo(loaded.weights_file, loaded.weights_note, loaded.stored_dtype),
         versions=library_versions(),
+        reused=list(job.reused),
     )
 
 

@@ -203,7 +203,7 @@ def sweep(
 ) -> dict[str, Any]:
     """`attr-compress sweep`: load, score every method once, measure every keep level, write a staged folder."""
     read_model_config(model)
-    with staged_folder(out, force=force, contents="sweep") as staging:
+    with staged_folder(out, force=force, contents="sweep", log=log) as staging:
         loaded = load_model(model)
         evaluation = load_labelled_data(data, loaded.label2id, **columns)
         calibration, _ = sample_labelled_data(

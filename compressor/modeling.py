@@ -40,6 +40,7 @@ class LoadedModel:
     def wrap(cls, model: Any, tokenizer: Any, name: str = "in-memory model") -> LoadedModel:
         """A model and tokenizer already in memory (for the Python API): eval mode, gradients off, fp32."""
         check_architecture(type(model).__name__, getattr(model.config, "model_type", None), name)
+        check_model_parts(model, tokenizer, name)
         model.float().eval()
         for parameter in model.parameters():
             parameter.requires_grad_(False)
@@ -62,6 +63,9 @@ class LoadedModel:
         return {str(k): int(v) for k, v in self.model.config.label2id.items()}
 
 
+FLOAT_DTYPES = ("float32", "float16", "bfloat16", "float64")
+
+
 def read_model_config(path: str | Path) -> dict[str, Any]:
     """Validate a model folder without importing torch, so bad input fails in milliseconds."""
     folder = Path(path)
@@ -79,6 +83,17 @@ def read_model_config(path: str | Path) -> dict[str, Any]:
         raise InputError(
             f"'{config_path}' asks for custom code (auto_map); attr-compress never runs code from a model "
             "folder: use a plain BertForSequenceClassification"
+        )
+    if config.get("quantization_config"):
+        raise InputError(
+            f"'{config_path}' describes a quantised model (quantization_config); pass the full-precision fine-tuned "
+            "model: attr-compress quantises the result itself"
+        )
+    dtype = config.get("torch_dtype") or config.get("dtype")
+    if dtype is not None and dtype not in FLOAT_DTYPES:
+        raise InputError(
+            f"'{config_path}' stores the weights as {dtype}; attr-compress needs floating-point weights "
+            f"({', '.join(FLOAT_DTYPES)})"
         )
     architectures = config.get("architectures") or []
     supported = set(architectures) & set(SUPPORTED_ARCHITECTURES)
@@ -116,6 +131,7 @@ def load_model(path: str | Path, *, attn_implementation: str = "eager") -> Loade
     folder = Path(path)
     config = read_model_config(folder)
     weights_file = next(name for name in WEIGHT_FILES if (folder / name).is_file())
+    check_classifier_shape(folder / weights_file, config)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
@@ -149,6 +165,7 @@ def load_model(path: str | Path, *, attn_implementation: str = "eager") -> Loade
         raise InputError(
             f"cannot load the tokenizer in '{folder}' ({err}); save the tokenizer with the model"
         ) from None
+    check_model_parts(model, tokenizer, f"'{folder / weights_file}'")
     return LoadedModel(
         path=str(folder),
         model=model,
@@ -156,6 +173,53 @@ def load_model(path: str | Path, *, attn_implementation: str = "eager") -> Loade
         weights_file=weights_file,
         stored_dtype=str(config.get("torch_dtype") or config.get("dtype") or "float32"),
     )
+
+
+def check_classifier_shape(weights: Path, config: dict[str, Any]) -> None:
+    """The classifier's outputs against the labels config.json names (read from the safetensors header)."""
+    from safetensors import SafetensorError, safe_open
+
+    if weights.suffix != ".safetensors":
+        return
+    labels = len(config["id2label"]) if config.get("id2label") else config.get("num_labels", 2)
+    try:
+        with safe_open(weights, framework="pt") as handle:
+            names = set(handle.keys())
+            if "classifier.weight" not in names:
+                return
+            outputs = handle.get_slice("classifier.weight").get_shape()[0]
+    except (OSError, SafetensorError):
+        return  # unreadable: the loader says so with its own message
+    if outputs != labels:
+        raise InputError(
+            f"the classifier in '{weights}' has {outputs} outputs but config.json names {labels} labels "
+            "(id2label/num_labels); make them agree and re-save the model"
+        )
+
+
+def check_model_parts(model: Any, tokenizer: Any, where: str) -> None:
+    """The parts of a model folder must agree before any work: every token id has an embedding row, the
+    tokenizer does not promise inputs longer than the position embeddings, and every weight is finite."""
+    import torch
+
+    rows = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > rows:
+        raise InputError(
+            f"the tokenizer has {len(tokenizer)} tokens but the embedding table in {where} has {rows} rows; "
+            "save the model with the tokenizer it was trained with"
+        )
+    positions, claimed = model.config.max_position_embeddings, tokenizer.model_max_length
+    if claimed and positions < claimed < 10**6:
+        raise InputError(
+            f"the tokenizer allows {claimed} tokens but {where} has {positions} position embeddings; set "
+            f"model_max_length to at most {positions} in tokenizer_config.json"
+        )
+    for name, parameter in model.named_parameters():
+        if not torch.isfinite(parameter).all():
+            raise InputError(
+                f"the weights of {where} contain NaN or infinity ({name}); the file is broken: re-export or "
+                "re-train the model"
+            )
 
 
 def max_length(loaded: LoadedModel) -> int:

@@ -414,6 +414,7 @@ def provenance_section(report: Report) -> str:
         ("versions", ", ".join(f"{name} {version}" for name, version in sorted(report.versions.items()))),
         ("options", ", ".join(f"{name}={value}" for name, value in options.items())),
         ("stage timings", ", ".join(f"{t.stage} {t.seconds:.1f} s" for t in report.timings)),
+        ("reused from the cache", ", ".join(report.reused) or "nothing"),
     ]
     rows = [[escape(name), f'<span style="white-space:normal">{escape(str(value))}</span>'] for name, value in items]
     return "<h2>Provenance</h2>" + _table(["what", "value"], rows)

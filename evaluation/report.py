@@ -162,6 +162,7 @@ class Report(JsonArtifact):
     machine: Machine
     weights: WeightsInfo
     versions: dict[str, str]
+    reused: list[str] = field(default_factory=list)  # stages whose results came from the cache
 
     def result(self, model: str, runtime: str) -> VariantResult:
         return next(row for row in self.results if (row.model, row.runtime) == (model, runtime))
@@ -565,6 +566,15 @@ def render_markdown(report: Report) -> str:
         "",
         f"Attribution trees: {len(report.trees)} in `trees/` (JSON + SVG).",
         "",
+        *(
+            [
+                "Reused from the cache (same model, rows and options; `--no-cache` to recompute): "
+                f"{', '.join(report.reused)}.",
+                "",
+            ]
+            if report.reused
+            else []
+        ),
     ]
     return "\n".join(lines)
 

@@ -79,6 +79,7 @@ class FakeTimer:
 
     def __init__(self, loaded, recipe, singles, threads, folder, baseline_graph):
         FakeTimer.calls = []
+        self.recipe = recipe
         config = loaded.config
         self.shape = (config.num_hidden_layers * config.num_attention_heads, config.num_hidden_layers * 37)
 
@@ -148,11 +149,14 @@ def test_target_search_walks_the_staircase_and_picks_a_candidate_that_meets_it(t
     for row in frontier:
         larger = [f for f in FFN_KEEPS if f > row["keep_ffn"]]
         assert not larger or fake_p50(row["keep"], larger[-1]) > limit
-    best = max(
-        (result_ for row in frontier for result_ in row["int8"] if result_["meets_target"]),
-        key=lambda result_: (result_["selection_accuracy"], result_["speedup"]),
+    best_row, best = max(
+        ((row, result_) for row in frontier for result_ in row["int8"] if result_["meets_target"]),
+        key=lambda pair: (pair[0]["selection_accuracy_fp32"], pair[1]["selection_accuracy"], pair[1]["speedup"]),
     )
-    assert result.recipe == best["recipe"]
+    assert result.recipe == best["recipe"] and (result.keep, result.keep_ffn) == (
+        best_row["keep"],
+        best_row["keep_ffn"],
+    )
     assert len(FakeTimer.calls) < len(HEAD_KEEPS) * len(FFN_KEEPS) / 2  # far fewer than the full grid
     assert result.keep_ffn < 1.0 and "stayed within --max-drop 1 of the original's 1.0000" in result.reason
 
@@ -183,13 +187,13 @@ def test_the_search_drops_the_layers_with_least_attribution_under_a_fitted_laten
     # layer 3 (0-based 2) carries the least FFN attribution, then layer 4
     result = search(folder, tiny_data, monkeypatch, LatencyTarget(speedup=2.6), 0.0, ffn_mass=[4.0, 3.0, 0.1, 0.2])
     drops = {tuple(row["drop_layers"]) for row in result.candidates}
-    assert drops == {(), (2,), (2, 3)}
+    assert drops == {(), (2,)}
     model = result.latency_model
     # the fake CPU: 0.1 ms per layer, 0.3 ms for all 16 heads, 0.5 ms for all 148 neurons
     assert model.layer_ms == pytest.approx(0.1, abs=0.01) and model.head_ms == pytest.approx(0.3 / 16, rel=0.1)
     assert model.neuron_ms == pytest.approx(0.5 / 148, rel=0.1) and model.rms_error_ms < 0.01
     dropped_calls = [call for call in FakeTimer.calls if call[2]]
-    assert len(dropped_calls) <= 2 * (1 + 2 * len(HEAD_KEEPS))  # about one confirming measurement per row
+    assert len(dropped_calls) <= 1 + 2 * len(HEAD_KEEPS)  # about one confirming measurement per row
     judged = [row for row in result.candidates if "selection_accuracy_fp32" in row]
     assert sum("int8" in row for row in judged) == min(len(judged), target_module.INT8_JUDGED)
     # everything is within the drop (reference 0): the fastest int8 graph wins, whatever its structure
