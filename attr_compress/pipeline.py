@@ -374,10 +374,22 @@ def export_original(job: Run) -> OriginalGraphs:
     return OriginalGraphs(graphs, record)
 
 
-def tune(job: Run, graphs: VerifiedGraphs) -> TuningResult:
-    return tune_recipe(
-        graphs, job.inputs.selection, threads=job.options.threads, num_labels=job.num_labels, log=job.log
+def tune(job: Run, graphs: VerifiedGraphs, model_key: str) -> TuningResult:
+    """The int8 recipe chosen by measurement on this machine (cached: a repeated run keeps the same recipe, so its
+    search candidates match the cached ones too)."""
+    selection = job.inputs.selection
+    key = (model_key, rows_digest(job.inputs.resolved.selection.examples), job.options.threads, machine_key())
+    return cached_artifact(
+        job,
+        "int8 recipe choice",
+        key,
+        TuningResult,
+        lambda: tune_recipe(graphs, selection, threads=job.options.threads, num_labels=job.num_labels, log=job.log),
     )
+
+
+def machine_key() -> tuple[str, str]:
+    return platform.node(), platform.processor()
 
 
 def choose_sizes(job: Run, scores: Scores, original: OriginalGraphs) -> Sizes:
@@ -388,7 +400,7 @@ def choose_sizes(job: Run, scores: Scores, original: OriginalGraphs) -> Sizes:
     if target is None:
         return Sizes(job.options.keep, job.options.keep_ffn or 1.0, job.options.drop_layers)
     with job.timer.stage(f"search keep / keep-ffn for the target: {target.description}"):
-        tuning = tune(job, original.graphs)
+        tuning = tune(job, original.graphs, "original")
         judged_by = "none" if job.options.recovery.method == "none" else "lsq"
         inputs = SearchInputs(
             job.loaded,
@@ -448,8 +460,7 @@ def search_cache_key(job: Run, scores: Scores, judged_by: str) -> str:
         asdict(options.recovery),
         options.threads,
         options.latency_examples,
-        platform.node(),
-        platform.processor(),
+        machine_key(),
     )
 
 
@@ -551,7 +562,7 @@ def export_pruned(job: Run, sizes: Sizes, pruned: Pruned, original: OriginalGrap
             log=job.log,
         )
         if sizes.search is None:
-            tuning, tuned_on, recipe = tune(job, graphs), "pruned", None
+            tuning, tuned_on, recipe = tune(job, graphs, model_digest(pruned.eager)), "pruned", None
         else:  # the search judged its candidates as int8 graphs with recipes tuned on the original
             tuning, tuned_on, recipe = sizes.tuning, "original", Recipe.from_dict(sizes.search.recipe)
         recipe = recipe or tuning.recipe

@@ -13,7 +13,7 @@ staircase is walked under a latency model fitted on this machine's measurements 
 neuron and per layer, least squares), so each row costs about one confirming measurement.
 
 Each frontier candidate is then pruned and recovered and scored in PyTorch fp32 on the selection data;
-the best few are exported with the search's int8 recipe and with the same recipe at the other weight
+the most accurate are exported with the search's int8 recipe and with the same recipe at the other weight
 granularity (per-channel / per-tensor), re-timed and scored again; the fastest int8 graph within
 --max-drop wins (else the most accurate in fp32), and its recipe is the one shipped.
 
@@ -50,7 +50,7 @@ from exporters.verified import export_verified, quantize_all
 
 HEAD_KEEPS = (1.0, 0.75, 0.5, 0.4, 0.3, 0.2)
 FFN_KEEPS = (1.0, 0.75, 0.5, 0.45, 0.4, 0.35, 0.3, 0.25, 0.2, 0.15, 0.1, 0.05)
-INT8_JUDGED = 4  # frontier candidates (best fp32 selection accuracy after recovery) built and timed in int8
+INT8_JUDGED = 4  # frontier candidates (best fp32 accuracy first) built in int8 until this many met the target
 Log = Callable[[str], None]
 Key = tuple[float, float, tuple[int, ...]]  # (keep, keep_ffn, dropped layers)
 
@@ -335,8 +335,9 @@ def _judge(
     recipe: Recipe,
     log: Log,
 ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """Recover every frontier candidate and score it in fp32 on the selection rows; build, re-time and score the
-    int8 graphs of the ``INT8_JUDGED`` best. The (row, int8 result) pairs that meet the target."""
+    """Recover every frontier candidate and score it in fp32 on the selection rows; then, most accurate first,
+    build, re-time and score their int8 graphs until ``INT8_JUDGED`` of them met the target again (candidates
+    near the target's edge can miss it when re-timed). The (row, int8 result) pairs that meet the target."""
     models: dict[Key, Any] = {}
 
     def recovered(key: Key) -> Any:
@@ -352,9 +353,11 @@ def _judge(
             (key,),
             lambda key=key: accuracy(TorchRunner("fp32", recovered(key)), inputs.selection),
         )
-    best = sorted(frontier, key=lambda key: -measured[key]["selection_accuracy_fp32"])[:INT8_JUDGED]
-    pairs = []
-    for key in best:
+    pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    meeting = 0  # candidates with an int8 graph that met the target when re-timed
+    for key in sorted(frontier, key=lambda key: -measured[key]["selection_accuracy_fp32"]):
+        if meeting == INT8_JUDGED:
+            break
         row = measured[key]
         row["int8"] = inputs.cached(
             "candidate int8",
@@ -363,7 +366,9 @@ def _judge(
         )
         for result in row["int8"]:  # the target may differ from the run that cached it
             result["meets_target"] = inputs.target.met(result["p50_ms"], result["speedup"], SEARCH_MARGIN)
-        pairs += [(row, result) for result in row["int8"] if result["meets_target"]]
+        met = [(row, result) for result in row["int8"] if result["meets_target"]]
+        meeting += bool(met)
+        pairs += met
     return pairs
 
 

@@ -451,23 +451,27 @@ def accuracy_section(report: Report) -> list[str]:
     ]
 
 
+def _layers_note(layers: list[int], sentence: str) -> list[str]:
+    return [f"Layer(s) {', '.join(str(layer + 1) for layer in layers)} {sentence}", ""] if layers else []
+
+
 def heads_section(report: Report) -> list[str]:
     heads, params = report.heads, report.parameters
-    lines = ["## Heads", "", *layer_table("heads kept", heads.kept_per_layer)]
-    if heads.empty_layers:
-        layers = ", ".join(str(layer + 1) for layer in heads.empty_layers)
-        lines += [
-            f"Layer(s) {layers} lost every head: their attention block now adds only its output bias "
-            "(stored as one silent, all-zero head so plain transformers can load the model).",
-            "",
-        ]
-    if heads.dropped_layers:
-        layers = ", ".join(str(layer + 1) for layer in heads.dropped_layers)
-        lines += [
-            f"Layer(s) {layers} were dropped whole (attention and FFN): the layer before each stands in for it, "
-            "recovered against its output.",
-            "",
-        ]
+    lines = [
+        "## Heads",
+        "",
+        *layer_table("heads kept", heads.kept_per_layer),
+        *_layers_note(
+            heads.empty_layers,
+            "lost every head: their attention block now adds only its output bias (stored as one silent, "
+            "all-zero head so plain transformers can load the model).",
+        ),
+        *_layers_note(
+            heads.dropped_layers,
+            "were dropped whole (attention and FFN): the layer before each stands in for it, recovered against "
+            "its output.",
+        ),
+    ]
     return [
         *lines,
         *why_section(report),

@@ -35,6 +35,7 @@ def test_a_repeated_run_reuses_every_stage_and_writes_the_same_bytes(
     assert {path.name for path in (fresh_cache / "attr-compress").iterdir()} >= {
         "head scores",
         "neuron scores",
+        "int8 recipe choice",
         "recovered weights",
         "candidate timing",
         "candidate accuracy",
@@ -47,7 +48,8 @@ def test_a_repeated_run_reuses_every_stage_and_writes_the_same_bytes(
     monkeypatch.setattr(search_module._Timer, "measure", never)
     code, _, err = run(target_args(tiny_model_dir, tiny_data, tmp_path / "second"), capsys)
     assert code == 0, err
-    assert report_of(tmp_path / "second")["reused"] == ["head scores", "neuron scores", "recovered weights"]
+    reused = ["head scores", "neuron scores", "int8 recipe choice", "recovered weights"]
+    assert report_of(tmp_path / "second")["reused"] == reused
     for name in ARTIFACTS:
         first, second = (tmp_path / run_name / name for run_name in ("first", "second"))
         if name.endswith(".json") and name != "prune_plan.json":
