@@ -191,7 +191,12 @@ def recovery_from(options: dict[str, Any], seed: int) -> Any:
 @click.option(
     "--drop-layers",
     default="",
-    help="Comma-separated layers (1-based) to remove whole, e.g. 6 or 5,6; with a target the search may drop some.",
+    help="Comma-separated layers (1-based) to remove whole, e.g. 6 or 5,6.",
+)
+@click.option(
+    "--try-dropping-layers",
+    is_flag=True,
+    help="With a target: the search also tries dropping the layer whose FFN neurons carry the least attribution.",
 )
 @click.option(
     "--max-drop",

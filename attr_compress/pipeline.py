@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import platform
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -79,7 +80,8 @@ class PipelineOptions:
     keep_ffn: float | None = None
     target_speedup: float | None = None
     latency_budget: float | None = None
-    drop_layers: tuple[int, ...] = ()  # whole layers removed (0-based); with a target, the search chooses
+    drop_layers: tuple[int, ...] = ()  # whole layers removed (0-based)
+    try_dropping_layers: bool = False  # with a target: the search also tries dropping the least-attributed layer
     max_drop: float = 1.0
     out: str | None = None
     data: DataOptions = field(default_factory=DataOptions)
@@ -412,6 +414,7 @@ def choose_sizes(job: Run, scores: Scores, original: OriginalGraphs) -> Sizes:
             replace(job.options.recovery, method=judged_by),
             reference_accuracy=selection_accuracy(job.loaded.model, job.inputs.selection),
             max_drop=job.options.max_drop,
+            drop_layers=job.options.try_dropping_layers,
             cache=job.cache,
             cache_key=search_cache_key(job, scores, judged_by),
         )
@@ -564,7 +567,7 @@ def export_pruned(job: Run, sizes: Sizes, pruned: Pruned, original: OriginalGrap
         if sizes.search is None:
             tuning, tuned_on, recipe = tune(job, graphs, model_digest(pruned.eager)), "pruned", None
         else:  # the search judged its candidates as int8 graphs with recipes tuned on the original
-            tuning, tuned_on, recipe = sizes.tuning, "original", Recipe.from_dict(sizes.search.recipe)
+            tuning, tuned_on, recipe = sizes.tuning, "original", recovered_granularity(job, graphs, sizes.search)
         recipe = recipe or tuning.recipe
         tuning.save(job.staging / "graph_tuning.json")
         (tuned,) = quantize_all(original.graphs, [recipe], original.graphs.folder / "tuned")
@@ -578,6 +581,31 @@ def export_pruned(job: Run, sizes: Sizes, pruned: Pruned, original: OriginalGrap
         )
         graphs.drop_fused()
     return Shipped(record, tuning, tuned_on, tuned)
+
+
+def recovered_granularity(job: Run, graphs: VerifiedGraphs, search: TargetSearch) -> Recipe:
+    """Recovery changed the weights since the search judged them: of the chosen candidate's int8 recipes that met
+    the target (per-channel / per-tensor weights), the one now more accurate on the selection rows."""
+    row = next(
+        row
+        for row in search.candidates
+        if (row["keep"], row["keep_ffn"], row["drop_layers"]) == (search.keep, search.keep_ffn, search.dropped_layers)
+    )
+    recipes = [Recipe.from_dict(result["recipe"]) for result in row["int8"] if result["meets_target"]]
+    if len(recipes) < 2:
+        return Recipe.from_dict(search.recipe)
+    with tempfile.TemporaryDirectory(prefix="attr-compress-granularity-") as scratch:
+        paths = quantize_all(graphs, recipes, Path(scratch))
+        scores = [
+            accuracy(OnnxRunner(r.name, p, threads=job.options.threads), job.inputs.selection)
+            for r, p in zip(recipes, paths, strict=True)
+        ]
+    best = max(range(len(recipes)), key=lambda index: (scores[index], recipes[index].to_dict() == search.recipe))
+    job.log(
+        "int8 after recovery on the held-out rows: "
+        + ", ".join(f"{r.name} {a:.4f}" for r, a in zip(recipes, scores, strict=True))
+    )
+    return recipes[best]
 
 
 def check_selection(job: Run, sizes: Sizes) -> SelectionCheck:

@@ -7,10 +7,11 @@ that meets the target, found from the previous row's answer with about one measu
 
 Whole layers cost time of their own at batch 1 (LayerNorms, quantisation of activations, attention set-up:
 on MiniLM-L6 at 2.5x, removing a layer that had kept 4 heads and no FFN neuron saved 12% of the latency).
-So the search also tries dropping the layer whose FFN neurons carry the least attribution (IG in units of
-the output, comparable across layers), with the heads and neurons it held going to the other layers. Its
-staircase is walked under a latency model fitted on this machine's measurements (ms per head, per FFN
-neuron and per layer, least squares), so each row costs about one confirming measurement.
+So the search can also try dropping the layer whose FFN neurons carry the least attribution (IG in units
+of the output, comparable across layers; ``--try-dropping-layers``), with the heads and neurons it held going
+to the other layers. Its staircase is walked under a latency model fitted on this machine's measurements
+(ms per head, per FFN neuron and per layer, least squares), so each row costs about one confirming
+measurement.
 
 Each frontier candidate is then pruned and recovered and scored in PyTorch fp32 on the selection data;
 the most accurate are exported with the search's int8 recipe and with the same recipe at the other weight
@@ -122,6 +123,7 @@ class SearchInputs:
     recovery: RecoveryOptions  # how candidates are judged: lsq (distillation comes after the search)
     reference_accuracy: float  # the original's (PyTorch fp32) on the selection rows
     max_drop: float  # accuracy points a candidate may lose against it
+    drop_layers: bool = False  # also try dropping the least-attributed layer (--try-dropping-layers)
     cache: StageCache = StageCache(None)  # measured candidates, kept so a repeated or resumed search reuses them
     cache_key: str = ""  # the model, rows, recovery options and machine every cached measurement depends on
 
@@ -147,10 +149,12 @@ class SearchInputs:
         )
 
     def drop_options(self) -> list[tuple[int, ...]]:
-        """None, then the layer whose FFN neurons carry the least attribution (3+ layers). Two layers were
-        tried on the demo model too: after the least-squares refit they lost 3-15 points more than one."""
+        """None; with ``drop_layers``, also the layer whose FFN neurons carry the least attribution (3+ layers).
+        Off by default: on the demo model every layer-dropped candidate scored below the whole-depth ones after
+        the least-squares refit (best .8647 against .8716 on the selection rows; two layers dropped: 3-15 points
+        lower still) and the extra staircase cost about two minutes of the search."""
         mass = self.neurons.array.sum(axis=1)
-        if len(mass) < 3:
+        if not self.drop_layers or len(mass) < 3:
             return [()]
         order = [int(layer) for layer in np.argsort(mass, kind="stable")]
         return [(), (order[0],)]
@@ -186,7 +190,7 @@ def search_target(
                 f"{_label((fastest['keep'], fastest['keep_ffn'], tuple(fastest['drop_layers'])))}, ran "
                 f"{fastest['p50_ms']:.3f} ms ({fastest['speedup']:.2f}x); lower the target"
             )
-        choices = _judge(inputs, timer, measured, frontier, recipe, log)
+        choices = _Judge(inputs, stairs, recipe, log).choices(frontier)
     if not choices:
         raise InputError(
             f"no candidate met the target ({inputs.target.description}) once refitted and re-timed; lower the target"
@@ -327,49 +331,64 @@ def structure_counts(plan: PrunePlan, width: int) -> dict[str, int]:
     }
 
 
-def _judge(
-    inputs: SearchInputs,
-    timer: _Timer,
-    measured: dict[Key, dict[str, Any]],
-    frontier: list[Key],
-    recipe: Recipe,
-    log: Log,
-) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """Recover every frontier candidate and score it in fp32 on the selection rows; then, most accurate first,
-    build, re-time and score their int8 graphs until ``INT8_JUDGED`` of them met the target again (candidates
-    near the target's edge can miss it when re-timed). The (row, int8 result) pairs that meet the target."""
-    models: dict[Key, Any] = {}
+class _Judge:
+    """Candidates after recovery: every one scored in fp32 on the selection rows; then, most accurate first,
+    int8 graphs built, re-timed and scored until ``INT8_JUDGED`` of them met the target again. A candidate at
+    the target's edge can miss it when re-timed: the next smaller FFN keep of its row then takes its turn."""
 
-    def recovered(key: Key) -> Any:
-        if key not in models:
-            models[key] = prune_model(copy.deepcopy(inputs.loaded.model), inputs.plan(key))
-            recover(inputs.loaded.model, models[key], inputs.fit_batches, inputs.recovery)
-        return models[key]
+    def __init__(self, inputs: SearchInputs, stairs: _Stairs, recipe: Recipe, log: Log) -> None:
+        self.inputs, self.stairs, self.recipe, self.log = inputs, stairs, recipe, log
+        self.models: dict[Key, Any] = {}
 
-    for key in frontier:
-        log(f"latency target: accuracy of {_label(key)} after {inputs.recovery.method} recovery")
-        measured[key]["selection_accuracy_fp32"] = inputs.cached(
+    def recovered(self, key: Key) -> Any:
+        if key not in self.models:
+            self.models[key] = prune_model(copy.deepcopy(self.inputs.loaded.model), self.inputs.plan(key))
+            recover(self.inputs.loaded.model, self.models[key], self.inputs.fit_batches, self.inputs.recovery)
+        return self.models[key]
+
+    def fp32(self, key: Key) -> float:
+        self.log(f"latency target: accuracy of {_label(key)} after {self.inputs.recovery.method} recovery")
+        row = self.stairs.measured[key]
+        row["selection_accuracy_fp32"] = self.inputs.cached(
             "candidate accuracy",
             (key,),
-            lambda key=key: accuracy(TorchRunner("fp32", recovered(key)), inputs.selection),
+            lambda: accuracy(TorchRunner("fp32", self.recovered(key)), self.inputs.selection),
         )
-    pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
-    meeting = 0  # candidates with an int8 graph that met the target when re-timed
-    for key in sorted(frontier, key=lambda key: -measured[key]["selection_accuracy_fp32"]):
-        if meeting == INT8_JUDGED:
-            break
-        row = measured[key]
-        row["int8"] = inputs.cached(
+        return row["selection_accuracy_fp32"]
+
+    def int8(self, key: Key) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """The (row, result) pairs of the candidate's int8 graphs that met the target when re-timed."""
+        row = self.stairs.measured[key]
+        row["int8"] = self.inputs.cached(
             "candidate int8",
-            (key, recipe.to_dict()),
-            lambda key=key, row=row: _judge_int8(inputs, timer, row, recovered(key), recipe),
+            (key, self.recipe.to_dict()),
+            lambda: _judge_int8(self.inputs, self.stairs.timer, row, self.recovered(key), self.recipe),
         )
         for result in row["int8"]:  # the target may differ from the run that cached it
-            result["meets_target"] = inputs.target.met(result["p50_ms"], result["speedup"], SEARCH_MARGIN)
-        met = [(row, result) for result in row["int8"] if result["meets_target"]]
-        meeting += bool(met)
-        pairs += met
-    return pairs
+            result["meets_target"] = self.inputs.target.met(result["p50_ms"], result["speedup"], SEARCH_MARGIN)
+        return [(row, result) for result in row["int8"] if result["meets_target"]]
+
+    def choices(self, frontier: list[Key]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        accuracy_of = {key: self.fp32(key) for key in frontier}
+        queue = sorted(frontier, key=lambda key: -accuracy_of[key])
+        pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        meeting = 0
+        while queue and meeting < INT8_JUDGED:
+            key = queue.pop(0)
+            met = self.int8(key)
+            meeting += bool(met)
+            pairs += met
+            smaller = _smaller_ffn(key)
+            if not met and smaller is not None and smaller not in accuracy_of and self.stairs.meets(smaller):
+                accuracy_of[smaller] = self.fp32(smaller)
+                queue = sorted([*queue, smaller], key=lambda key: -accuracy_of[key])
+        return pairs
+
+
+def _smaller_ffn(key: Key) -> Key | None:
+    keep, keep_ffn, drops = key
+    index = FFN_KEEPS.index(keep_ffn)
+    return (keep, FFN_KEEPS[index + 1], drops) if index + 1 < len(FFN_KEEPS) else None
 
 
 def _judge_int8(

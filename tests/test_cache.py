@@ -86,10 +86,10 @@ def test_a_search_killed_half_way_resumes_with_the_candidates_it_measured(
     def killed(*args, **kwargs):
         raise KeyboardInterrupt
 
-    judge = search_module._judge
-    monkeypatch.setattr(search_module, "_judge", killed)  # every staircase candidate was measured, then the kill
+    choices = search_module._Judge.choices
+    monkeypatch.setattr(search_module._Judge, "choices", killed)  # the staircase was measured, then the kill
     assert run(target_args(tiny_model_dir, tiny_data, tmp_path / "slim"), capsys)[0] == 130
-    monkeypatch.setattr(search_module, "_judge", judge)
+    monkeypatch.setattr(search_module._Judge, "choices", choices)
     measured = []
     real = search_module._Timer.measure
 

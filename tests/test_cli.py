@@ -177,7 +177,9 @@ def test_latency_budget_run_chooses_and_reports_the_sizes(tiny_model_dir, tiny_d
     ]
     assert report["heads"]["keep"] == report["options"]["keep"] == search["keep"]
     runtime = json.loads((tmp_path / "slim/onnx/runtime.json").read_text())
-    assert runtime["recipe"] == search["recipe"] and report["tuned_on"] == "original"
+    # after recovery, the granularity (of the chosen candidate's recipes that met the target) is chosen again
+    assert runtime["recipe"] in [trial["recipe"] for trial in row["int8"] if trial["meets_target"]]
+    assert report["tuned_on"] == "original"
     check = report["selection_check"]
     assert check["enforced"] and check["max_drop"] == 100 and check["rows"] == 6
     assert (tmp_path / "slim/target_search.json").is_file() and "## Latency target" in (

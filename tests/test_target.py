@@ -108,7 +108,7 @@ class FakeTimer:
         return {"p50_ms": p50, "baseline_p50_ms": 2.0, "speedup": 2.0 / p50}
 
 
-def search(tiny_model_dir, tiny_data, monkeypatch, target, reference_accuracy=1.0, ffn_mass=None):
+def search(tiny_model_dir, tiny_data, monkeypatch, target, reference_accuracy=1.0, ffn_mass=None, drops=False):
     monkeypatch.setattr(target_module, "_Timer", FakeTimer)
     loaded = load_model(tiny_model_dir)
     layers = loaded.config.num_hidden_layers
@@ -134,6 +134,7 @@ def search(tiny_model_dir, tiny_data, monkeypatch, target, reference_accuracy=1.
         RecoveryOptions("none"),
         reference_accuracy=reference_accuracy,
         max_drop=1.0,
+        drop_layers=drops,
     )
     return search_target(inputs, OPTIMUM_BASELINE, baseline_graph=Path("unused-by-the-fake-timer.onnx"))
 
@@ -185,7 +186,9 @@ def test_the_search_drops_the_layers_with_least_attribution_under_a_fitted_laten
     tiny_model(num_hidden_layers=4).save_pretrained(folder)
     write_tokenizer(folder)
     # layer 3 (0-based 2) carries the least FFN attribution, then layer 4
-    result = search(folder, tiny_data, monkeypatch, LatencyTarget(speedup=2.6), 0.0, ffn_mass=[4.0, 3.0, 0.1, 0.2])
+    result = search(
+        folder, tiny_data, monkeypatch, LatencyTarget(speedup=2.6), 0.0, ffn_mass=[4.0, 3.0, 0.1, 0.2], drops=True
+    )
     drops = {tuple(row["drop_layers"]) for row in result.candidates}
     assert drops == {(), (2,)}
     model = result.latency_model
@@ -199,3 +202,26 @@ def test_the_search_drops_the_layers_with_least_attribution_under_a_fitted_laten
     # everything is within the drop (reference 0): the fastest int8 graph wins, whatever its structure
     fastest = max((trial["speedup"], row["keep"]) for row in judged for trial in row.get("int8", []))
     assert result.reason.startswith("the fastest of") and result.keep == fastest[1]
+
+
+def test_a_candidate_that_misses_when_re_timed_hands_over_to_the_next_smaller_ffn_keep(
+    tiny_model_dir, tiny_data, monkeypatch
+):
+    build_runner = FakeTimer.runner
+
+    def slower_when_re_timed(self, graph, recipe, name):  # every int8 graph re-times 4% slower than measured
+        built = build_runner(self, graph, recipe, name)
+        built.p50 *= 1.04
+        return built
+
+    monkeypatch.setattr(FakeTimer, "runner", slower_when_re_timed)
+    result = search(tiny_model_dir, tiny_data, monkeypatch, LatencyTarget(speedup=3.0))
+    judged = [row for row in result.candidates if "int8" in row]
+    missed = [row for row in judged if not any(r["meets_target"] for r in row["int8"])]
+    assert missed  # the staircase's answers sit at the target's edge
+    scored = [row for row in result.candidates if "selection_accuracy_fp32" in row]
+    for row in missed:  # each handed over to the next smaller FFN keep of its row, scored and queued
+        smaller = FFN_KEEPS[FFN_KEEPS.index(row["keep_ffn"]) + 1]
+        assert any((other["keep"], other["keep_ffn"]) == (row["keep"], smaller) for other in scored)
+    chosen = next(row for row in judged if (row["keep"], row["keep_ffn"]) == (result.keep, result.keep_ffn))
+    assert any(r["meets_target"] for r in chosen["int8"])
