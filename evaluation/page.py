@@ -375,9 +375,13 @@ def recipe_section(report: Report) -> str:
         ]
         for c in tuning.candidates
     ]
-    return f"<h2>int8 recipe</h2><p>{escape(tuning.reason)} (scored on {escape(report.tuned_on)})</p>" + _table(
-        header, rows
+    shipped = report.export["pruned"].recipe["name"]
+    again = " (the weight granularity chosen again after recovery)" if shipped != tuning.chosen.get("name") else ""
+    intro = (
+        f"<p>Tuned on the {escape(report.tuned_on)} model: {escape(tuning.reason)} (bold). Shipped: "
+        f"<b>{escape(shipped)}</b>{again}.</p>"
     )
+    return "<h2>int8 recipe</h2>" + intro + _table(header, rows)
 
 
 def checks_section(report: Report) -> str:
