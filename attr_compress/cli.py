@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import shutil
 import signal
 import sys
 import traceback
@@ -539,6 +540,9 @@ USER_FIXABLE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, er
 
 def os_error_line(err: OSError) -> str:
     """One line for an operating-system error: what failed, on which file, and what to do."""
+    if isinstance(err, shutil.Error) and err.args and isinstance(err.args[0], list) and err.args[0]:
+        _, destination, why = err.args[0][0]  # copytree gathers (source, destination, reason) per file
+        return f"{why} (copying to '{destination}'); nothing was written: check the disk and pass another --out"
     where = f" on '{err.filename}'" if err.filename else ""
     remedy = {
         errno.ENOSPC: "free some disk space or pass --out on another disk",

@@ -38,7 +38,9 @@ def export_onnx(model: Any, tokenizer: Any, onnx_dir: str | Path, *, opset: int 
     try:
         with quiet():
             onnx_export_from_model(model, str(onnx_dir), task="text-classification", opset=opset, do_validation=False)
-    except (RuntimeError, ValueError, OSError) as err:
+    except OSError:
+        raise  # the machine's fault (a full disk, a forbidden file): the command line says so in its own words
+    except (RuntimeError, ValueError) as err:
         raise VerificationError(f"ONNX export failed: {str(err).splitlines()[0]}") from err
     tokenizer.save_pretrained(str(onnx_dir))
     path = Path(onnx_dir) / ONNX_FP32

@@ -70,7 +70,9 @@ def test_a_one_byte_change_to_a_used_row_misses(tiny_model_dir, tiny_data, tmp_p
     assert "head scores" in report_of(tmp_path / "again")["reused"]
     write_tsv(calib, [("the movie was great and fun!", "positive"), *SENTENCES[1:]])
     assert run(target_args(tiny_model_dir, tiny_data, tmp_path / "second", *every_row), capsys)[0] == 0
-    assert report_of(tmp_path / "second")["reused"] == []
+    # the scores and everything fitted on the training rows are made again; the int8 recipe, chosen on the
+    # unchanged --data rows, is still reused
+    assert report_of(tmp_path / "second")["reused"] == ["int8 recipe choice"]
 
 
 def test_no_cache_neither_reads_nor_writes(tiny_model_dir, tiny_data, tmp_path, capsys, fresh_cache):

@@ -340,7 +340,7 @@ def test_counts_below_one_exit_2(option, tiny_model_dir, tiny_data, tmp_path, ca
     [
         (["--keep-ffn", "0"], "--keep-ffn must be in (0, 1]"),
         (["--keep-ffn", "1.2"], "--keep-ffn must be in (0, 1]"),
-        (["--target-speedup", "2"], "a latency target chooses --keep and --keep-ffn"),
+        (["--target-speedup", "2"], "a latency target chooses --keep, --keep-ffn and --drop-layers"),
         (["--target-speedup", "2", "--latency-budget", "1", "DROP-KEEP"], "exactly one of"),
         (["--latency-budget", "-1", "DROP-KEEP"], "--latency-budget must be above 0"),
         (["DROP-KEEP"], "pass --keep (fraction of heads kept) or a latency target"),
