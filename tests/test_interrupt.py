@@ -26,6 +26,7 @@ def test_interrupted_run_leaves_nothing(sig, code, tiny_model_dir, tiny_data, tm
         str(out),
         "--steps",
         "4000",
+        "--no-cache",  # scoring must really run (and last) when the signal comes
     ]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     seen = ""
