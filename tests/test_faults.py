@@ -49,7 +49,9 @@ def test_of_two_runs_on_one_output_exactly_one_writes_it(tiny_model_dir, tiny_da
 
 def test_a_killed_run_leaves_a_partial_that_the_next_run_removes(tiny_model_dir, tiny_data, tmp_path, capsys):
     out = tmp_path / "slim"
-    killed = subprocess.Popen(command(tiny_model_dir, tiny_data, out, "--steps", "4000", "--no-cache"), stderr=subprocess.DEVNULL)
+    killed = subprocess.Popen(
+        command(tiny_model_dir, tiny_data, out, "--steps", "4000", "--no-cache"), stderr=subprocess.DEVNULL
+    )
     wait_for(lambda: list(tmp_path.glob(".slim.partial-*")))
     killed.send_signal(signal.SIGKILL)
     killed.wait(timeout=30)
