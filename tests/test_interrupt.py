@@ -28,7 +28,15 @@ def test_interrupted_run_leaves_nothing(sig, code, tiny_model_dir, tiny_data, tm
         "4000",
         "--no-cache",  # scoring must really run (and last) when the signal comes
     ]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    # a CI job started in the background inherits an ignored SIGINT (POSIX shells do that to `&` jobs), and
+    # Python then installs no Ctrl-C handler: restore the default in the child, as in a terminal
+    process = subprocess.Popen(
+        command,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     seen = ""
     deadline = time.monotonic() + 120
     while "score heads" not in seen and time.monotonic() < deadline:
