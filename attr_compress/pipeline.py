@@ -347,15 +347,11 @@ def scoring_key(scoring: ScoringOptions) -> dict[str, Any]:
 
 def cached_artifact(job: Run, stage: str, key: tuple[Any, ...], kind: type[Any], compute: Callable[[], Any]) -> Any:
     """A JSON artifact from the cache when this model, these rows and these options made it before."""
-    digest_key = digest(job.model_key, key)
-    stored = job.cache.load_json(stage, digest_key)
-    if stored is not None:
+    stored, hit = job.cache.json(stage, digest(job.model_key, key), lambda: compute().to_dict())
+    if hit:
         job.reused.append(stage)
         job.log(f"{stage}: reused from the cache (same model, rows and options)")
-        return kind.from_dict(stored)
-    value = compute()
-    job.cache.save_json(stage, digest_key, value.to_dict())
-    return value
+    return kind.from_dict(stored)
 
 
 def export_original(job: Run) -> OriginalGraphs:

@@ -128,14 +128,9 @@ class SearchInputs:
     cache_key: str = ""  # the model, rows, recovery options and machine every cached measurement depends on
 
     def cached(self, stage: str, parts: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
-        key = digest(self.cache_key, parts)
-        stored = self.cache.load_json(stage, key) if self.cache_key else None
-        if stored is not None:
-            return stored
-        value = compute()
-        if self.cache_key:
-            self.cache.save_json(stage, key, value)
-        return value
+        if not self.cache_key:
+            return compute()
+        return self.cache.json(stage, digest(self.cache_key, parts), compute)[0]
 
     def plan(self, key: Key) -> PrunePlan:
         keep, keep_ffn, drops = key
@@ -240,13 +235,11 @@ def _choose(
             ),
         )
         rule = f"none of {len(choices)} pairs that meet the target stayed {bound}; the most accurate in fp32"
-    drops = ", ".join(str(layer + 1) for layer in row["drop_layers"])
     return (
         row,
         chosen,
         (
-            f"{rule}: keep {row['keep']:g} / keep-ffn {row['keep_ffn']:g}"
-            + (f", layer(s) {drops} dropped" if drops else "")
+            f"{rule}: {_label((row['keep'], row['keep_ffn'], tuple(row['drop_layers'])))}"
             + f", fp32 {row['selection_accuracy_fp32']:.4f}, int8 {chosen['selection_accuracy']:.4f}, "
             f"{chosen['speedup']:.2f}x ({chosen['p50_ms']:.3f} ms) with {chosen['recipe']['name']}"
         ),

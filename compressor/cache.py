@@ -1,7 +1,7 @@
 """Stage results cached by content, so a repeated or resumed run never does the same work twice.
 
-A result's key is a hash of everything that changes it: the stage, the model's weights (file bytes, or
-tensor bytes for a model in memory), the data rows used (text, pair, label) and every option that matters.
+A result's key is a hash of everything that changes it: the stage, the model's weights (tensor bytes and
+shapes), the data rows used (text, pair, label) and every option that matters.
 Results live under ``$XDG_CACHE_HOME/attr-compress`` (``~/.cache/attr-compress`` by default), one folder per
 stage; delete that folder to clear the cache, or pass ``--no-cache``. Entries are written to a temporary
 name and renamed, so a killed run never leaves a half-written entry that a later run would trust.
@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,15 @@ class StageCache:
             return json.loads((entry / "result.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
+
+    def json(self, stage: str, key: str, compute: Callable[[], Any]) -> tuple[Any, bool]:
+        """The stored JSON result, or ``compute()`` stored; and whether it came from the cache."""
+        stored = self.load_json(stage, key)
+        if stored is not None:
+            return stored, True
+        value = compute()
+        self.save_json(stage, key, value)
+        return value, False
 
     def save_json(self, stage: str, key: str, value: Any) -> None:
         self._publish(stage, key, lambda folder: (folder / "result.json").write_text(json.dumps(value)))

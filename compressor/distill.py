@@ -163,14 +163,27 @@ class _Schedule:
         return max(0.0, (self.total - step) / max(1, self.total - self.warmup))
 
 
+def _teacher_layers(student: nn.Module) -> list[int]:
+    """The teacher layer each student layer matches: the last of the span it stands for."""
+    return [last for _, last in model_layer_spans(student)]
+
+
 def _train_step(
-    teacher: nn.Module, student: nn.Module, batch: dict[str, torch.Tensor], optimizer, options: DistillOptions
+    teacher: nn.Module,
+    student: nn.Module,
+    batch: dict[str, torch.Tensor],
+    optimizer,
+    options: DistillOptions,
+    teacher_layers: Sequence[int],
 ) -> float:
     with torch.no_grad():
         target = teacher(**batch, output_hidden_states=True)
-    ends = [last for _, last in model_layer_spans(student)]
     loss = distillation_loss(
-        student(**batch, output_hidden_states=True), target, batch["attention_mask"], options, teacher_layers=ends
+        student(**batch, output_hidden_states=True),
+        target,
+        batch["attention_mask"],
+        options,
+        teacher_layers=teacher_layers,
     )
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -189,10 +202,11 @@ def plan_steps(
     probe = copy.deepcopy(student)
     parameters = _trainable(probe)
     optimizer = torch.optim.AdamW(parameters, lr=0.0)
-    _train_step(teacher, probe, batches[0], optimizer, options)  # warm-up: allocation, kernels
+    layers = _teacher_layers(probe)
+    _train_step(teacher, probe, batches[0], optimizer, options, layers)  # warm-up: allocation, kernels
     started = time.perf_counter()
     for batch in batches[1:]:
-        _train_step(teacher, probe, batch, optimizer, options)
+        _train_step(teacher, probe, batch, optimizer, options, layers)
     per_step = (time.perf_counter() - started) / max(1, len(batches) - 1)
     return max(1, int(options.minutes * 60 / per_step))
 
@@ -264,8 +278,9 @@ def _run(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _Schedule(steps, options.warmup))
     losses, examples, started = [], 0, time.perf_counter()
     bar = tqdm(total=steps, desc="distillation", unit="step", disable=not progress)
+    layers = _teacher_layers(student)
     for batch in itertools.islice(batches, steps):
-        losses.append(_train_step(teacher, student, batch, optimizer, options))
+        losses.append(_train_step(teacher, student, batch, optimizer, options, layers))
         scheduler.step()
         examples += int(batch["input_ids"].shape[0])
         bar.update(1)

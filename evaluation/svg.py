@@ -7,7 +7,7 @@ text; hovering a mark shows its figures through the browser's native ``<title>``
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
@@ -58,14 +58,9 @@ def scatter(points: Sequence[Point], x_label: str, y_label: str, title: str, wid
     ]
     x_low, x_high = min(xs + [math.log10(x_ticks[0])]) - 0.05, max(xs + [math.log10(x_ticks[-1])]) + 0.05
     y_ticks = nice_ticks(min(ys) - 0.005, max(ys) + 0.005)
-
-    def sx(x: float) -> float:
-        return left + (math.log10(x) - x_low) / (x_high - x_low) * (width - left - right)
-
-    def sy(y: float) -> float:
-        return top + (y_ticks[-1] - y) / (y_ticks[-1] - y_ticks[0]) * (height - top - bottom)
-
-    frame = Frame(sx, sy, (10**x_low, 10**x_high), (y_ticks[0], y_ticks[-1]))
+    edges = (left, top, width - right, height - bottom)
+    frame = Frame(*edges, (10**x_low, 10**x_high), (y_ticks[0], y_ticks[-1]), log_x=True)
+    sx, sy = frame.sx, frame.sy
     parts = [svg_open(width, height, title), _axes(frame, x_ticks, y_ticks, x_label, y_label, height)]
     parts += [_marker(point, sx(point.x), sy(point.y)) for point in sorted(points, key=lambda p: p.ring)]
     parts += [
@@ -79,12 +74,24 @@ def scatter(points: Sequence[Point], x_label: str, y_label: str, title: str, wid
 
 @dataclass(frozen=True)
 class Frame:
-    """Data-to-pixel maps of a chart and the data range its axes span."""
+    """The plot area's pixel edges and the data range it spans (x on a log scale with ``log_x``)."""
 
-    sx: Callable[[float], float]
-    sy: Callable[[float], float]
+    left: float
+    top: float
+    right: float
+    bottom: float
     x_range: tuple[float, float]
     y_range: tuple[float, float]
+    log_x: bool = False
+
+    def sx(self, x: float) -> float:
+        scale = math.log10 if self.log_x else float
+        low, high = (scale(value) for value in self.x_range)
+        return self.left + (scale(x) - low) / (high - low) * (self.right - self.left)
+
+    def sy(self, y: float) -> float:
+        low, high = self.y_range
+        return self.top + (high - y) / (high - low) * (self.bottom - self.top)
 
 
 def _axes(
@@ -180,14 +187,8 @@ def lines(
     width, height, left, right, top, bottom = 640, 340, 64, 24, 20 + 18 * ((len(series) + 2) // 3), 46
     values = [value for points in series.values() for value in points]
     x_ticks, y_ticks = nice_ticks(min(xs), max(xs)), nice_ticks(min(values), max(values))
-
-    def sx(x: float) -> float:
-        return left + (x - x_ticks[0]) / (x_ticks[-1] - x_ticks[0]) * (width - left - right)
-
-    def sy(y: float) -> float:
-        return top + (y_ticks[-1] - y) / (y_ticks[-1] - y_ticks[0]) * (height - top - bottom)
-
-    frame = Frame(sx, sy, (x_ticks[0], x_ticks[-1]), (y_ticks[0], y_ticks[-1]))
+    frame = Frame(left, top, width - right, height - bottom, (x_ticks[0], x_ticks[-1]), (y_ticks[0], y_ticks[-1]))
+    sx, sy = frame.sx, frame.sy
     parts = [svg_open(width, height, title), _axes(frame, x_ticks, y_ticks, x_label, y_label, height)]
     for index, ((name, points), colour) in enumerate(zip(series.items(), colours, strict=False)):
         legend_x, legend_y = left + (index % 3) * 190, 14 + 18 * (index // 3)
