@@ -18,7 +18,7 @@ from compressor.encoded import encode_data, parity_batches
 from compressor.errors import InputError, check_counts
 from compressor.explain import explain
 from compressor.importance import HeadImportance
-from compressor.modeling import load_model, read_model_config, to_device
+from compressor.modeling import USERS_ATTENTION, load_model, read_model_config, to_device
 from compressor.neurons import FFN_IMPORTANCE_FILE, NeuronImportance
 from compressor.outputs import check_output_folder, staged_folder
 from compressor.pruning import PrunePlan, check_unpruned, plan_pruning, prune_model, save_pruned
@@ -157,7 +157,7 @@ def folder_runners(folders: tuple[str, ...], threads: int) -> tuple[dict[tuple[s
             for file in present:
                 runners[folder.name, graphs[file]] = OnnxRunner(file, folder / file, threads=threads)
         else:
-            loaded = load_model(folder, attn_implementation="sdpa")
+            loaded = load_model(folder, attn_implementation=USERS_ATTENTION)
             tokenizer_source = tokenizer_source or loaded
             runners[folder.name, "pytorch-fp32"] = TorchRunner(folder.name, loaded.model)
     if tokenizer_source is None:

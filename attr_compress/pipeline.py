@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from compressor.architectures import ffn_width
 from compressor.artifacts import library_versions
 from compressor.cache import StageCache, digest, file_digest, model_digest, rows_digest
 from compressor.distill import distill
@@ -24,7 +25,7 @@ from compressor.encoded import EncodedData, encode_data, parity_batches
 from compressor.errors import InputError, check_counts
 from compressor.explain import explain
 from compressor.importance import HeadImportance
-from compressor.modeling import LoadedModel, count_truncated, load_model, read_model_config
+from compressor.modeling import USERS_ATTENTION, LoadedModel, count_truncated, load_model, read_model_config
 from compressor.neurons import FFN_IMPORTANCE_FILE, NeuronImportance
 from compressor.outputs import REPORT_FILE, staged_folder
 from compressor.pruning import (
@@ -232,7 +233,7 @@ class Pruned:
     plan: PrunePlan
     recovery: RecoveryRecord | None
     eager: Any  # the saved folder reloaded: eager attention, for export
-    sdpa: Any  # the same with transformers' default attention, timed as users run it
+    as_users_load: Any  # the same with transformers' default attention, timed as users run it
 
 
 @dataclass(frozen=True)
@@ -437,11 +438,11 @@ def prune_and_recover(job: Run, scores: Scores, sizes: Sizes) -> Pruned:
         recovery = recovered_folder(job, plan)
         if recovery is not None:
             recovery.save(job.staging / "recovery.json")
-        # what users get from the folder, reloaded: eager attention for export (every graph is traced from
-        # eager models), transformers' default SDPA for timing like the original
+        # what users get from the folder, reloaded: eager attention for export (the exporter switches to the
+        # family's traced attention itself), transformers' default attention for timing like the original
         eager = load_model(job.staging / "pruned").model
-        sdpa = load_model(job.staging / "pruned", attn_implementation="sdpa").model
-    return Pruned(plan, recovery, eager, sdpa)
+        as_users_load = load_model(job.staging / "pruned", attn_implementation=USERS_ATTENTION).model
+    return Pruned(plan, recovery, eager, as_users_load)
 
 
 def search_cache_key(job: Run, scores: Scores, judged_by: str) -> str:
@@ -636,12 +637,12 @@ def measure(job: Run, pruned: Pruned, shipped: Shipped, original: OriginalGraphs
         onnx = job.staging / "onnx"
         variants = {
             ("original", "pytorch-fp32"): TorchRunner(
-                "", load_model(job.options.model, attn_implementation="sdpa").model
+                "", load_model(job.options.model, attn_implementation=USERS_ATTENTION).model
             ),
             ("original", "onnx-fp32"): OnnxRunner("", original.graphs.fp32, threads=threads),
             ("original", "onnx-int8"): OnnxRunner("", original.baseline_int8, threads=threads),
             ("original", "onnx-int8-tuned"): OnnxRunner("", shipped.original_tuned_int8, threads=threads),
-            ("pruned", "pytorch-fp32"): TorchRunner("", pruned.sdpa),
+            ("pruned", "pytorch-fp32"): TorchRunner("", pruned.as_users_load),
             ("pruned", "onnx-fp32"): OnnxRunner("", onnx / ONNX_FP32, threads=threads),
             ("pruned", "onnx-int8-tuned"): OnnxRunner("", onnx / ONNX_INT8, threads=threads),
         }
@@ -694,9 +695,9 @@ def build_report(job: Run, outcome: Outcome) -> Report:
         options=job.options.record(sizes),
         data=data_summary(job),
         importance=scores.heads,
-        heads=heads_summary(plan, sizes.keep, pruned.sdpa),
+        heads=heads_summary(plan, sizes.keep, pruned.as_users_load),
         why=WhySummary([len(row) - sum(row) for row in plan.head_mask], outcome.comparison),
-        ffn=ffn_summary(loaded, scores.neurons, sizes.keep_ffn, pruned.sdpa),
+        ffn=ffn_summary(loaded, scores.neurons, sizes.keep_ffn, pruned.as_users_load),
         recovery=pruned.recovery,
         target_search=sizes.search,
         target_met_in_final_measurement=None
@@ -707,7 +708,7 @@ def build_report(job: Run, outcome: Outcome) -> Report:
         tuned_on=shipped.tuned_on,
         parameters={
             "original": ParameterCounts(**count_parameters(loaded.model)),
-            "pruned": ParameterCounts(**count_parameters(pruned.sdpa)),
+            "pruned": ParameterCounts(**count_parameters(pruned.as_users_load)),
         },
         export={"pruned": shipped.record, "original": original.record},
         results=measurement.results,
@@ -749,7 +750,7 @@ def heads_summary(plan: PrunePlan, keep: float, model: Any) -> HeadsSummary:
 def ffn_summary(loaded: LoadedModel, neurons: NeuronImportance | None, keep_ffn: float, model: Any) -> FfnSummary:
     return FfnSummary(
         keep_ffn=keep_ffn,
-        total=loaded.config.intermediate_size * loaded.config.num_hidden_layers,
+        total=ffn_width(loaded.config) * loaded.config.num_hidden_layers,
         kept_per_layer=per_original_layer(model, ffn_widths(model)),
         aggregation=None if neurons is None else neurons.aggregation,
         steps=None if neurons is None else neurons.steps,

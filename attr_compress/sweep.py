@@ -23,7 +23,7 @@ from compressor.data import LabelledData, load_labelled_data, sample_labelled_da
 from compressor.encoded import EncodedData, encode_data, parity_batches
 from compressor.errors import InputError, check_counts
 from compressor.importance import HeadImportance
-from compressor.modeling import LoadedModel, load_model, read_model_config
+from compressor.modeling import USERS_ATTENTION, LoadedModel, load_model, read_model_config
 from compressor.outputs import staged_folder
 from compressor.pruning import plan_pruning, prune_model
 from compressor.ranking import DEFAULT_KEEPS
@@ -104,7 +104,7 @@ def latency_frontier(
             )
             ship_int8(graphs[name], OPTIMUM_BASELINE, batches, source=name)
         runners: list[Any] = [
-            TorchRunner("original/pytorch-fp32", load_model(loaded.path, attn_implementation="sdpa").model),
+            TorchRunner("original/pytorch-fp32", load_model(loaded.path, attn_implementation=USERS_ATTENTION).model),
             OnnxRunner("original/onnx-fp32", graphs["original"].fp32, threads=options.threads),
             *[OnnxRunner(f"{name}/onnx-int8", root / name / ONNX_INT8, threads=options.threads) for name in graphs],
         ]

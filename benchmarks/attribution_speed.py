@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
+from compressor.architectures import encoder_layers, family_of, part
 from compressor.attribution import AttentionAttribution, quadrature
 from compressor.data import load_labelled_data
 from compressor.importance import attribution_statistics
@@ -38,7 +39,7 @@ def reference_attribution(loaded: LoadedModel, example, steps: int = 20) -> tupl
     )
     real = inputs["attention_mask"][0].bool()
     label = example.label
-    layers = model.bert.encoder.layer
+    layers, probabilities = encoder_layers(model), family_of(model).probabilities
     with torch.no_grad():
         attentions = model(**inputs, output_attentions=True).attentions
     alphas = torch.arange(steps, dtype=torch.float32) / steps
@@ -47,7 +48,7 @@ def reference_attribution(loaded: LoadedModel, example, steps: int = 20) -> tupl
     for index, layer in enumerate(layers):
         original = attentions[index]
         scaled = (alphas.view(-1, 1, 1, 1) * original).requires_grad_(True)
-        handle = layer.attention.self.dropout.register_forward_hook(lambda _m, _a, _o, scaled=scaled: scaled)
+        handle = part(layer, probabilities).register_forward_hook(lambda _m, _a, _o, scaled=scaled: scaled)
         try:
             with torch.enable_grad():
                 probabilities = torch.softmax(model(**batch).logits, dim=-1)[:, label]

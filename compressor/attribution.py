@@ -1,4 +1,4 @@
-"""Integrated gradients over one layer's internal activations of a BERT classifier, one layer at a time.
+"""Integrated gradients over one layer's internal activations of a classifier, one layer at a time.
 
 Self-attention attribution (Hao et al., AAAI 2021): the post-softmax attention probabilities A of all heads
 of a layer are replaced by alpha * A; layers below are unchanged, layers above recompute as usual. The
@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
+
+from compressor.architectures import classify, embed, encoder_layers, family_of, layer_mask, part, run_layer
 
 RULES = ("left", "midpoint", "gauss")
 
@@ -52,7 +54,8 @@ class LayerIntegratedGradients:
     def __init__(self, model: nn.Module, head_mask: torch.Tensor | None = None) -> None:
         """``head_mask`` ([layers, heads], 1 keeps, 0 masks) scores a partly pruned model (iterative ranking)."""
         self.model = model
-        self.layers = model.bert.encoder.layer
+        self.family = family_of(model)
+        self.layers = encoder_layers(model)
         self.head_mask = head_mask
 
     def scaled_module(self, layer: int) -> nn.Module:
@@ -61,17 +64,15 @@ class LayerIntegratedGradients:
 
     def _run_layer(self, index: int, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.head_mask is None:
-            return self.layers[index](hidden, attention_mask=mask)[0]
+            return run_layer(self.layers[index], hidden, mask)
         head_mask = self.head_mask[index].view(1, -1, 1, 1).to(hidden.device, hidden.dtype)
-        return self.layers[index](hidden, attention_mask=mask, head_mask=head_mask)[0]
+        return run_layer(self.layers[index], hidden, mask, head_mask)
 
     def hidden_states(self, inputs: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Input of every layer (plus the final output) and the additive attention mask, without gradients."""
         with torch.no_grad():
-            hidden = self.model.bert.embeddings(
-                input_ids=inputs["input_ids"], token_type_ids=inputs.get("token_type_ids")
-            )
-            mask = self.model.get_extended_attention_mask(inputs["attention_mask"], inputs["input_ids"].shape)
+            hidden = embed(self.model, inputs)
+            mask = layer_mask(self.model, inputs["attention_mask"])
             states = [hidden]
             for index in range(len(self.layers)):
                 hidden = self._run_layer(index, hidden, mask)
@@ -82,8 +83,7 @@ class LayerIntegratedGradients:
         """Class probabilities from the input of layer ``start`` upwards."""
         for index in range(start, len(self.layers)):
             hidden = self._run_layer(index, hidden, mask)
-        logits = self.model.classifier(self.model.dropout(self.model.bert.pooler(hidden)))
-        return torch.softmax(logits, dim=-1)
+        return torch.softmax(classify(self.model, hidden), dim=-1)
 
     def target_probability(
         self, inputs: dict[str, torch.Tensor], target: torch.Tensor, scale_layer: int | None = None, alpha: float = 1.0
@@ -182,11 +182,11 @@ class AttentionAttribution(LayerIntegratedGradients):
         super().__init__(model, head_mask)
 
     def scaled_module(self, layer: int) -> nn.Module:
-        return self.layers[layer].attention.self.dropout
+        return part(self.layers[layer], self.family.probabilities)
 
 
 class NeuronAttribution(LayerIntegratedGradients):
     """FFN neuron attribution: integrated gradients over one layer's intermediate activations (after GELU)."""
 
     def scaled_module(self, layer: int) -> nn.Module:
-        return self.layers[layer].intermediate
+        return part(self.layers[layer], self.family.ffn_activation)

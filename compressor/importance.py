@@ -131,7 +131,8 @@ def attribution_statistics(
 def predicted_attribution(
     loaded: LoadedModel, example: Example, *, steps: int = 20, rule: str = "left"
 ) -> dict[str, Any]:
-    """All layers' attribution for one example with F = predicted-class probability (trees, heatmaps)."""
+    """All layers' attribution for one example with F = predicted-class probability, summed over each layer's
+    heads ([layers, 1, n, n], what the trees read), so a pruned model's uneven head counts fit one array."""
     engine = AttentionAttribution(loaded.model)
     inputs = encode(loaded, [example])
     states, mask = engine.hidden_states(inputs)
@@ -139,7 +140,8 @@ def predicted_attribution(
         probs = engine.probabilities(states[0], mask, 0)[0]
     predicted = int(probs.argmax())
     target = torch.tensor([predicted], device=probs.device)
-    scores = torch.stack([r.scores[0] for r in engine.attribute(inputs, target, steps=steps, rule=rule)])
+    attributions = engine.attribute(inputs, target, steps=steps, rule=rule)
+    scores = torch.stack([r.scores[0].sum(dim=0, keepdim=True) for r in attributions])
     tokens = loaded.tokenizer.convert_ids_to_tokens(inputs["input_ids"][0].cpu().tolist())
     return {
         "attributions": scores.cpu().numpy(),

@@ -9,14 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from compressor.architectures import CLASSIFIERS, FAMILIES, check_supported, position_offset
 from compressor.artifacts import read_json
 from compressor.data import Example
 from compressor.errors import InputError
 
 if TYPE_CHECKING:
-    from transformers import BertForSequenceClassification, PreTrainedTokenizerBase
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-SUPPORTED_ARCHITECTURES = ("BertForSequenceClassification",)
 WEIGHT_FILES = (
     "model.safetensors",
     "model.safetensors.index.json",
@@ -31,7 +31,7 @@ class LoadedModel:
     """A classifier ready for scoring, with how it was loaded (for the report)."""
 
     path: str
-    model: BertForSequenceClassification
+    model: PreTrainedModel  # a sequence classifier of one of compressor.architectures.FAMILIES
     tokenizer: PreTrainedTokenizerBase
     weights_file: str
     stored_dtype: str
@@ -39,7 +39,7 @@ class LoadedModel:
     @classmethod
     def wrap(cls, model: Any, tokenizer: Any, name: str = "in-memory model") -> LoadedModel:
         """A model and tokenizer already in memory (for the Python API): eval mode, gradients off, fp32."""
-        check_architecture(type(model).__name__, getattr(model.config, "model_type", None), name)
+        check_supported(type(model).__name__, getattr(model.config, "model_type", None), name)
         check_model_parts(model, tokenizer, name)
         model.float().eval()
         for parameter in model.parameters():
@@ -82,7 +82,7 @@ def read_model_config(path: str | Path) -> dict[str, Any]:
     if config.get("auto_map"):
         raise InputError(
             f"'{config_path}' asks for custom code (auto_map); attr-compress never runs code from a model "
-            "folder: use a plain BertForSequenceClassification"
+            "folder: use a plain transformers sequence classifier"
         )
     if config.get("quantization_config"):
         raise InputError(
@@ -96,8 +96,8 @@ def read_model_config(path: str | Path) -> dict[str, Any]:
             f"({', '.join(FLOAT_DTYPES)})"
         )
     architectures = config.get("architectures") or []
-    supported = set(architectures) & set(SUPPORTED_ARCHITECTURES)
-    check_architecture(next(iter(supported), ", ".join(architectures)), config.get("model_type"), f"'{folder}'")
+    supported = set(architectures) & CLASSIFIERS
+    check_supported(next(iter(supported), ", ".join(architectures)), config.get("model_type"), f"'{folder}'")
     if not any((folder / name).is_file() for name in WEIGHT_FILES):
         raise InputError(
             f"'{folder}' has no weights ({' or '.join(WEIGHT_FILES[::2])}); save the model with its weights"
@@ -109,33 +109,29 @@ def read_model_config(path: str | Path) -> dict[str, Any]:
     return config
 
 
-def check_architecture(architecture: str, model_type: str | None, where: str) -> None:
-    """Only the architectures whose modules the stages know are accepted."""
-    if model_type != "bert" or architecture not in SUPPORTED_ARCHITECTURES:
-        found = architecture or model_type or "unknown"
-        raise InputError(
-            f"{where} holds {found}, which is not supported; supported: {', '.join(SUPPORTED_ARCHITECTURES)} "
-            "(a fine-tuned BERT sequence classifier)"
-        )
+USERS_ATTENTION = None  # transformers' own choice (SDPA where the family has it): the model as users load it
 
 
-def load_model(path: str | Path, *, attn_implementation: str = "eager") -> LoadedModel:
-    """Load a BERT classifier in fp32 eval mode; eager attention exposes the probabilities attribution needs."""
+def load_model(path: str | Path, *, attn_implementation: str | None = "eager") -> LoadedModel:
+    """Load a classifier in fp32 eval mode; eager attention exposes the probabilities attribution needs,
+    ``USERS_ATTENTION`` times the model as plain transformers runs it."""
     import torch
+    import transformers
     from safetensors import SafetensorError
-    from transformers import AutoTokenizer, BertForSequenceClassification
+    from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     from compressor.pruning import strip_ffn_padding
 
     folder = Path(path)
     config = read_model_config(folder)
+    classifier = getattr(transformers, FAMILIES[config["model_type"]].classifier)
     weights_file = next(name for name in WEIGHT_FILES if (folder / name).is_file())
     check_classifier_shape(folder / weights_file, config)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        model, info = BertForSequenceClassification.from_pretrained(
+        model, info = classifier.from_pretrained(
             folder,
             dtype=torch.float32,
             attn_implementation=attn_implementation,
@@ -208,10 +204,10 @@ def check_model_parts(model: Any, tokenizer: Any, where: str) -> None:
             f"the tokenizer has {len(tokenizer)} tokens but the embedding table in {where} has {rows} rows; "
             "save the model with the tokenizer it was trained with"
         )
-    positions, claimed = model.config.max_position_embeddings, tokenizer.model_max_length
+    positions, claimed = max_positions(model.config), tokenizer.model_max_length
     if claimed and positions < claimed < 10**6:
         raise InputError(
-            f"the tokenizer allows {claimed} tokens but {where} has {positions} position embeddings; set "
+            f"the tokenizer allows {claimed} tokens but {where} has position embeddings for {positions}; set "
             f"model_max_length to at most {positions} in tokenizer_config.json"
         )
     for name, parameter in model.named_parameters():
@@ -222,9 +218,14 @@ def check_model_parts(model: Any, tokenizer: Any, where: str) -> None:
             )
 
 
+def max_positions(config: Any) -> int:
+    """Tokens the position embeddings cover (RoBERTa's first rows belong to the padding index)."""
+    return int(config.max_position_embeddings) - position_offset(config)
+
+
 def max_length(loaded: LoadedModel) -> int:
     """The longest input the model takes: position embeddings bound it, tokenizers often say 'very large'."""
-    limit = loaded.config.max_position_embeddings
+    limit = max_positions(loaded.config)
     tokenizer_limit = loaded.tokenizer.model_max_length
     return min(limit, tokenizer_limit) if tokenizer_limit and tokenizer_limit < 10**6 else limit
 

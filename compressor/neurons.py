@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from compressor.architectures import ffn_width
 from compressor.attribution import NeuronAttribution
 from compressor.data import LabelledData
 from compressor.distributed import all_reduce_sum, local_items
@@ -51,7 +52,7 @@ def score_neurons(
     if len(data) == 0:
         raise InputError(f"no calibration examples in '{data.path}'; pass a --calib file with rows")
     engine = NeuronAttribution(loaded.model)
-    totals = np.zeros((len(engine.layers), loaded.config.intermediate_size), dtype=np.float64)
+    totals = np.zeros((len(engine.layers), ffn_width(loaded.config)), dtype=np.float64)
     mine = local_items(data.examples)
     bar = tqdm(total=len(mine), desc="FFN attribution", unit="ex", disable=not progress)
     for batch in length_batches(loaded, mine, max(1, max_batch_tokens // steps)):

@@ -16,11 +16,11 @@ its span, so recovery can fit it to that layer's output and the next layer (or t
 activations normalised as before. ``config.attr_compress["source_layers"]`` records which original layer
 each kept one was.
 
-FFN widths differ per layer after pruning, which a plain BertConfig cannot describe. The saved folder
-therefore pads every layer to the widest one with zero neurons (GELU(0) = 0, so the output is unchanged)
-and ``config.intermediate_size`` is that width: plain ``AutoModelForSequenceClassification`` loads it and
-computes the same logits. ``strip_ffn_padding`` (applied by our loader) removes the padding again, so
-export and timing see the real, narrower layers.
+FFN widths differ per layer after pruning, which a plain transformers config cannot describe. The saved
+folder therefore pads every layer to the widest one with zero neurons (GELU(0) = 0, so the output is
+unchanged) and the config's FFN width (``intermediate_size``; DistilBERT's ``hidden_dim``) is that width:
+plain ``AutoModelForSequenceClassification`` loads it and computes the same logits. ``strip_ffn_padding``
+(applied by our loader) removes the padding again, so export and timing see the real, narrower layers.
 """
 
 from __future__ import annotations
@@ -36,6 +36,17 @@ import torch
 from torch import nn
 from transformers.pytorch_utils import prune_linear_layer
 
+from compressor.architectures import (
+    Family,
+    encoder_layers,
+    family_of,
+    ffn_width,
+    heads_of,
+    part,
+    set_encoder_layers,
+    set_ffn_width,
+    set_part,
+)
 from compressor.artifacts import JsonArtifact
 from compressor.errors import InputError
 
@@ -165,14 +176,14 @@ def plan_pruning(
     )
 
 
-def _silence_head(layer: nn.Module) -> None:
+def _silence_head(model: nn.Module, layer: nn.Module) -> None:
     """Zero the only remaining head of a layer so its context is exactly zero."""
-    attention = layer.attention
+    family = family_of(model)
     with torch.no_grad():
-        for linear in (attention.self.query, attention.self.key, attention.self.value):
-            linear.weight.zero_()
-            linear.bias.zero_()
-        attention.output.dense.weight.zero_()
+        for path in (family.query, family.key, family.value):
+            part(layer, path).weight.zero_()
+            part(layer, path).bias.zero_()
+        part(layer, family.attention_output).weight.zero_()
 
 
 def prune(model: nn.Module, plan: PrunePlan) -> nn.Module:
@@ -181,8 +192,8 @@ def prune(model: nn.Module, plan: PrunePlan) -> nn.Module:
 
 
 def prune_model(model: nn.Module, plan: PrunePlan) -> nn.Module:
-    """Physically remove the plan's heads from a BertForSequenceClassification (in place) and return it."""
-    layers = model.bert.encoder.layer
+    """Physically remove the plan's heads (and FFN neurons, and layers) from a classifier, in place."""
+    layers = encoder_layers(model)
     if len(plan.head_mask) != len(layers) or any(
         len(row) != model.config.num_attention_heads for row in plan.head_mask
     ):
@@ -202,7 +213,7 @@ def prune_model(model: nn.Module, plan: PrunePlan) -> nn.Module:
         to_prune[layer] = heads
     model.prune_heads(to_prune)
     for layer in empty_layers:
-        _silence_head(layers[layer])
+        _silence_head(model, layers[layer])
     model.config.attr_compress = {
         "heads_kept_per_layer": plan.heads_kept_per_layer,
         "silent_head_layers": empty_layers,
@@ -220,12 +231,12 @@ def prune_model(model: nn.Module, plan: PrunePlan) -> nn.Module:
 def _drop_layers(model: nn.Module, kept: list[int]) -> None:
     """Remove every layer not in ``kept``; each kept layer takes the output LayerNorm of its span's last layer,
     and the per-layer records and ``config.pruned_heads`` are renumbered to the layers that remain."""
-    layers, record = model.bert.encoder.layer, model.config.attr_compress
+    layers, record, norm = encoder_layers(model), model.config.attr_compress, family_of(model).output_norm
     spans = layer_spans(kept, len(layers))
     for source, end in spans:
         if end != source:
-            layers[source].output.LayerNorm = copy.deepcopy(layers[end].output.LayerNorm)
-    model.bert.encoder.layer = nn.ModuleList([layers[index] for index in kept])
+            set_part(layers[source], norm, copy.deepcopy(part(layers[end], norm)))
+    set_encoder_layers(model, nn.ModuleList([layers[index] for index in kept]))
     model.config.num_hidden_layers = len(kept)
     model.config.pruned_heads = {
         new: model.config.pruned_heads[old] for new, old in enumerate(kept) if old in model.config.pruned_heads
@@ -246,7 +257,7 @@ def layer_spans(kept: Sequence[int], total: int) -> list[tuple[int, int]]:
 def model_layer_spans(model: nn.Module) -> list[tuple[int, int]]:
     """The spans of a (possibly layer-dropped) pruned model, from its config; one per layer it has."""
     record = getattr(model.config, "attr_compress", None) or {}
-    count = len(model.bert.encoder.layer)
+    count = len(encoder_layers(model))
     return layer_spans(record.get("source_layers", list(range(count))), record.get("original_layers", count))
 
 
@@ -257,51 +268,55 @@ def check_unpruned(model: nn.Module) -> None:
 
 
 def _prune_ffn(model: nn.Module, ffn_mask: list[list[int]]) -> None:
-    """Slice each layer's intermediate (rows) and output (columns) dense layers down to the kept neurons."""
-    layers = model.bert.encoder.layer
-    if len(ffn_mask) != len(layers) or any(len(row) != model.config.intermediate_size for row in ffn_mask):
+    """Slice each layer's FFN input (rows) and output (columns) dense layers down to the kept neurons."""
+    layers, family, width = encoder_layers(model), family_of(model), ffn_width(model.config)
+    if len(ffn_mask) != len(layers) or any(len(row) != width for row in ffn_mask):
         raise InputError(
             f"the prune plan's FFN mask is for {len(ffn_mask)} layers x {len(ffn_mask[0])} neurons but the model "
-            f"has {len(layers)} x {model.config.intermediate_size}; score this model first"
+            f"has {len(layers)} x {width}; score this model first"
         )
     widths = []
     for layer, row in zip(layers, ffn_mask, strict=True):
         kept = [index for index, keep in enumerate(row) if keep]
-        silent = not kept
-        index = torch.tensor(kept or [0])
-        layer.intermediate.dense = prune_linear_layer(layer.intermediate.dense, index, dim=0)
-        layer.output.dense = prune_linear_layer(layer.output.dense, index, dim=1)
-        if silent:  # GELU(0) = 0: the neuron contributes nothing, exactly as an empty FFN would
+        _slice_ffn(layer, family, torch.tensor(kept or [0]))
+        if not kept:  # GELU(0) = 0: the neuron contributes nothing, exactly as an empty FFN would
             with torch.no_grad():
-                layer.intermediate.dense.weight.zero_()
-                layer.intermediate.dense.bias.zero_()
-                layer.output.dense.weight.zero_()
-        widths.append(len(index))
-    model.config.intermediate_size = max(widths)
+                part(layer, family.ffn_input).weight.zero_()
+                part(layer, family.ffn_input).bias.zero_()
+                part(layer, family.ffn_output).weight.zero_()
+        widths.append(len(kept or [0]))
+    set_ffn_width(model.config, max(widths))
     model.config.attr_compress["ffn_layer_widths"] = widths
+
+
+def _slice_ffn(layer: nn.Module, family: Family, index: torch.Tensor) -> None:
+    """Keep the FFN neurons ``index``: rows of the input projection, columns of the output projection."""
+    set_part(layer, family.ffn_input, prune_linear_layer(part(layer, family.ffn_input), index, dim=0))
+    set_part(layer, family.ffn_output, prune_linear_layer(part(layer, family.ffn_output), index, dim=1))
 
 
 def ffn_widths(model: nn.Module) -> list[int]:
     """Real FFN neuron counts per layer, counting a silenced layer as zero."""
     kept = (getattr(model.config, "attr_compress", None) or {}).get("ffn_kept_per_layer")
-    return list(kept) if kept else [layer.intermediate.dense.out_features for layer in model.bert.encoder.layer]
+    path = family_of(model).ffn_input
+    return list(kept) if kept else [part(layer, path).out_features for layer in encoder_layers(model)]
 
 
 def strip_ffn_padding(model: nn.Module) -> nn.Module:
     """Drop the zero neurons ``save_pruned`` padded each FFN with, so the layers have their real widths."""
     widths = (getattr(model.config, "attr_compress", None) or {}).get("ffn_layer_widths")
     if widths:
-        for layer, width in zip(model.bert.encoder.layer, widths, strict=True):
-            if layer.intermediate.dense.out_features != width:
-                index = torch.arange(width)
-                layer.intermediate.dense = prune_linear_layer(layer.intermediate.dense, index, dim=0)
-                layer.output.dense = prune_linear_layer(layer.output.dense, index, dim=1)
+        family = family_of(model)
+        for layer, width in zip(encoder_layers(model), widths, strict=True):
+            if part(layer, family.ffn_input).out_features != width:
+                _slice_ffn(layer, family, torch.arange(width))
     return model
 
 
 def heads_per_layer(model: nn.Module) -> list[int]:
     """Real head counts, counting a silenced layer as zero."""
-    counts = [layer.attention.self.num_attention_heads for layer in model.bert.encoder.layer]
+    family = family_of(model)
+    counts = [heads_of(layer, family) for layer in encoder_layers(model)]
     for layer in (getattr(model.config, "attr_compress", None) or {}).get("silent_head_layers", []):
         counts[layer] = 0
     return counts
@@ -309,27 +324,30 @@ def heads_per_layer(model: nn.Module) -> list[int]:
 
 def count_parameters(model: nn.Module) -> dict[str, int]:
     """Parameters in total and in the encoder's attention and FFN blocks (what pruning removes)."""
-    layers = model.bert.encoder.layer
-    attention = sum(p.numel() for layer in layers for p in layer.attention.parameters())
+    layers, family = encoder_layers(model), family_of(model)
+    attention = sum(p.numel() for layer in layers for p in part(layer, family.attention).parameters())
     ffn = sum(
-        p.numel() for layer in layers for part in (layer.intermediate, layer.output.dense) for p in part.parameters()
+        p.numel()
+        for layer in layers
+        for path in (family.ffn_input, family.ffn_output)
+        for p in part(layer, path).parameters()
     )
     return {"total": sum(p.numel() for p in model.parameters()), "attention": attention, "ffn": ffn}
 
 
 def save_pruned(model: nn.Module, tokenizer: Any, folder: str | Path) -> None:
     """A folder plain ``AutoModelForSequenceClassification.from_pretrained`` loads with the right head counts
-    and FFN layers zero-padded to ``config.intermediate_size`` (see the module docstring)."""
-    width = model.config.intermediate_size
+    and FFN layers zero-padded to the config's FFN width (see the module docstring)."""
+    family, width = family_of(model), ffn_width(model.config)
     state = model.state_dict()
-    for index, layer in enumerate(model.bert.encoder.layer):
-        missing = width - layer.intermediate.dense.out_features
+    for index, layer in enumerate(encoder_layers(model)):
+        missing = width - part(layer, family.ffn_input).out_features
         if missing:
-            prefix = f"bert.encoder.layer.{index}"
+            prefix = f"{family.layers}.{index}"
             for name, dim in (
-                ("intermediate.dense.weight", 0),
-                ("intermediate.dense.bias", 0),
-                ("output.dense.weight", 1),
+                (f"{family.ffn_input}.weight", 0),
+                (f"{family.ffn_input}.bias", 0),
+                (f"{family.ffn_output}.weight", 1),
             ):
                 tensor = state[f"{prefix}.{name}"]
                 shape = list(tensor.shape)

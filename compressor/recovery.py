@@ -4,7 +4,7 @@
 model by (ridge) least squares, so that each sub-layer's residual sum (the LayerNorm input) on calibration
 tokens matches the unpruned model's. This is the layer-wise reconstruction of Kwon et al. 2022 ("A Fast
 Post-Training Pruning Framework for Transformers"), folded into the weights so the exported graph stays a
-plain BERT. Inputs come from the pruned model's own earlier layers (already refitted), targets from the
+plain model of its family. Inputs come from the pruned model's own earlier layers (already refitted), targets from the
 original model, so each layer also corrects the drift of the layers below it.
 
 ``distill``: the LSQ fit, then distillation from the original over the task's training file
@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from compressor.architectures import embed, encoder_layers, family_of, layer_mask, part, run_layer
 from compressor.artifacts import JsonArtifact
 from compressor.data import Example
 from compressor.distill import DistillOptions, DistillRecord, distill
@@ -100,6 +101,17 @@ def _capture_inputs(module: nn.Module) -> Iterator[list[tuple]]:
         handle.remove()
 
 
+@contextmanager
+def _capture_outputs(module: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Record the output of every call to ``module``."""
+    calls: list[torch.Tensor] = []
+    handle = module.register_forward_hook(lambda _module, _args, output: calls.append(output))
+    try:
+        yield calls
+    finally:
+        handle.remove()
+
+
 def _refit(linear: nn.Linear, equations: NormalEquations, ridge: float) -> dict[str, float]:
     before = equations.relative_error(linear.weight, linear.bias)
     weight, bias = equations.solve(ridge)
@@ -111,8 +123,18 @@ def _refit(linear: nn.Linear, equations: NormalEquations, ridge: float) -> dict[
     return {"error_before": before, "error_after": min(after, before)}
 
 
-def _embed(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    return model.bert.embeddings(input_ids=batch["input_ids"], token_type_ids=batch.get("token_type_ids"))
+def _least_squares(
+    projection: nn.Linear,
+    inputs: Sequence[torch.Tensor],
+    residuals: Sequence[torch.Tensor],
+    real: Sequence[torch.Tensor],
+    targets: Sequence[torch.Tensor],
+) -> NormalEquations:
+    """Equations for projection(inputs) ~ targets - residuals on the ``real`` tokens of every batch."""
+    equations = NormalEquations(projection.in_features, projection.out_features)
+    for x, residual, rows, y in zip(inputs, residuals, real, targets, strict=True):
+        equations.add(x[rows], y[rows] - residual[rows])
+    return equations
 
 
 def recover_lsq(
@@ -126,56 +148,56 @@ def recover_lsq(
     """Refit, in place, every layer's attention output and FFN output projection of ``pruned``.
 
     ``batches`` are tokenised calibration inputs (input_ids, attention_mask, token_type_ids); only real
-    tokens enter the fit, and in the last layer only [CLS], the one token the classifier reads (on held-out
-    calibration data this kept 0.7-1.0 point more accuracy than fitting every token there). Returns, per
-    layer, the relative errors before and after each refit.
+    tokens enter the fit, and in the last layer only the first token, the one the classifier reads (on
+    held-out calibration data this kept 0.7-1.0 point more accuracy than fitting every token there). The
+    attention block's residual is the layer's input, the FFN block's the attention LayerNorm's output (every
+    family is post-LayerNorm). Returns, per layer, the relative errors before and after each refit.
     """
-    original_layers = original.bert.encoder.layer
-    pruned_layers = pruned.bert.encoder.layer
+    family = family_of(original)
+    original_layers, pruned_layers = encoder_layers(original), encoder_layers(pruned)
     spans = model_layer_spans(pruned)  # with dropped layers, a kept layer is fitted to its span's output
     with torch.no_grad():
-        masks = [original.get_extended_attention_mask(b["attention_mask"], b["input_ids"].shape) for b in batches]
-        tokens = [b["attention_mask"].bool() for b in batches]
-        # only [CLS] leaves the last layer for the classifier (through the pooler)
-        cls_only = [torch.zeros_like(mask).index_fill_(1, torch.tensor([0]), True) for mask in tokens]
-        reference = [_embed(original, batch) for batch in batches]
+        masks = [layer_mask(original, batch["attention_mask"]) for batch in batches]
+        tokens = [batch["attention_mask"].bool() for batch in batches]
+        # only the first token leaves the last layer for the classifier
+        first_only = [torch.zeros_like(mask).index_fill_(1, torch.tensor([0]), True) for mask in tokens]
+        reference = [embed(original, batch) for batch in batches]
         for layer in original_layers[: spans[0][0]]:  # dropped layers before the first kept one
-            reference = [layer(h, attention_mask=m)[0] for h, m in zip(reference, masks, strict=True)]
-        current = [_embed(pruned, batch) for batch in batches]
+            reference = [run_layer(layer, h, m) for h, m in zip(reference, masks, strict=True)]
+        current = [embed(pruned, batch) for batch in batches]
     report = []
     for index in tqdm(range(len(pruned_layers)), desc="LSQ recovery", unit="layer", disable=not progress):
         (first, last), target = spans[index], pruned_layers[index]
-        real = cls_only if index == len(pruned_layers) - 1 else tokens
+        real = first_only if index == len(pruned_layers) - 1 else tokens
         with torch.no_grad():
             with (
-                _capture_inputs(original_layers[first].attention.output.LayerNorm) as attention_sums,
-                _capture_inputs(original_layers[last].output.LayerNorm) as ffn_sums,
+                _capture_inputs(part(original_layers[first], family.attention_norm)) as attention_sums,
+                _capture_inputs(part(original_layers[last], family.output_norm)) as ffn_sums,
             ):
                 for source in original_layers[first : last + 1]:
-                    reference = [source(h, attention_mask=m)[0] for h, m in zip(reference, masks, strict=True)]
-            attention_targets = [args[0][r] for args, r in zip(attention_sums, real, strict=True)]
-            ffn_targets = [args[0][r] for args, r in zip(ffn_sums, real, strict=True)]
+                    reference = [run_layer(source, h, m) for h, m in zip(reference, masks, strict=True)]
+            attention_targets = [args[0] for args in attention_sums]
+            ffn_targets = [args[0] for args in ffn_sums]
 
-            # attention output projection: context -> (original residual sum - pruned residual input)
-            projection = target.attention.output.dense
-            equations = NormalEquations(projection.in_features, projection.out_features)
-            with _capture_inputs(target.attention.output) as calls:
+            # attention output projection: context -> (original residual sum - the layer's input)
+            projection = part(target, family.attention_output)
+            with _capture_inputs(projection) as contexts:
                 for h, m in zip(current, masks, strict=True):
-                    target(h, attention_mask=m)
-            for (context, residual), r, y in zip(calls, real, attention_targets, strict=True):
-                equations.add(context[r], y - residual[r])
+                    run_layer(target, h, m)
+            equations = _least_squares(projection, [c[0] for c in contexts], current, real, attention_targets)
             attention = _refit(projection, equations, ridge)
 
-            # FFN output projection: activations -> (original residual sum - pruned attention output)
-            projection = target.output.dense
-            equations = NormalEquations(projection.in_features, projection.out_features)
-            with _capture_inputs(target.output) as calls:
+            # FFN output projection: activations -> (original residual sum - the attention block's output)
+            projection = part(target, family.ffn_output)
+            with (
+                _capture_inputs(projection) as activations,
+                _capture_outputs(part(target, family.attention_norm)) as residuals,
+            ):
                 for h, m in zip(current, masks, strict=True):
-                    target(h, attention_mask=m)
-            for (activations, residual), r, y in zip(calls, real, ffn_targets, strict=True):
-                equations.add(activations[r], y - residual[r])
+                    run_layer(target, h, m)
+            equations = _least_squares(projection, [a[0] for a in activations], residuals, real, ffn_targets)
             ffn = _refit(projection, equations, ridge)
-            current = [target(h, attention_mask=m)[0] for h, m in zip(current, masks, strict=True)]
+            current = [run_layer(target, h, m) for h, m in zip(current, masks, strict=True)]
         report.append({"layer": first, "attention_output": attention, "ffn_output": ffn})
     return report
 

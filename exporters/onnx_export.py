@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from compressor.architectures import family_of, with_attention
 from compressor.errors import VerificationError
 
 ONNX_FP32 = "model.onnx"
@@ -31,13 +32,16 @@ def export_onnx(model: Any, tokenizer: Any, onnx_dir: str | Path, *, opset: int 
     """Optimum's exporter, from the model in memory (pruned FFN layers keep their real widths), writes
     model.onnx plus the config and tokenizer files ORTModel needs to load it.
 
-    Optimum's own validation is skipped: our parity gate checks the same logits on real inputs.
+    The graph is traced with the attention implementation whose graph onnxruntime fuses for the model's family
+    (``Family.traced_attention``). Optimum's own validation is skipped: our parity gate checks the same logits
+    on real inputs.
     """
     from optimum.exporters.onnx import onnx_export_from_model
 
+    traced = with_attention(model, family_of(model).traced_attention)
     try:
         with quiet():
-            onnx_export_from_model(model, str(onnx_dir), task="text-classification", opset=opset, do_validation=False)
+            onnx_export_from_model(traced, str(onnx_dir), task="text-classification", opset=opset, do_validation=False)
     except OSError:
         raise  # the machine's fault (a full disk, a forbidden file): the command line says so in its own words
     except (RuntimeError, ValueError) as err:

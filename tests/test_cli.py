@@ -297,7 +297,23 @@ BAD_MODELS = {
     "malformed config": (lambda root: write(root / "m" / "config.json", "{not json").parent, "is not valid JSON"),
     "other architecture": (
         lambda root: config_folder(root, {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}),
-        "supported: BertForSequenceClassification",
+        "holds GPT2LMHeadModel, which is not supported; supported: BERT, RoBERTa, XLM-RoBERTa, ELECTRA, DistilBERT",
+    ),
+    "albert (shared layers)": (
+        lambda root: config_folder(
+            root, {"model_type": "albert", "architectures": ["AlbertForSequenceClassification"]}
+        ),
+        "holds AlbertForSequenceClassification, which is not supported; supported: BERT, RoBERTa",
+    ),
+    "deberta (disentangled attention)": (
+        lambda root: config_folder(
+            root, {"model_type": "deberta-v2", "architectures": ["DebertaV2ForSequenceClassification"]}
+        ),
+        "holds DebertaV2ForSequenceClassification, which is not supported; supported: BERT, RoBERTa",
+    ),
+    "family and class disagree": (
+        lambda root: config_folder(root, {"model_type": "roberta", "architectures": ["BertForSequenceClassification"]}),
+        "holds BertForSequenceClassification but its model_type is 'roberta'; repair config.json",
     ),
     "bare encoder": (
         lambda root: config_folder(root, {"model_type": "bert", "architectures": ["BertModel"]}),
