@@ -117,7 +117,7 @@ model_argument = click.argument("model", type=click.Path(path_type=str))
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.version_option(package_name="attr-compress")
 def cli(debug: bool) -> None:
-    """Prune a fine-tuned BERT classifier's attention heads by self-attention attribution and export a
+    """Prune a fine-tuned BERT-family classifier's attention heads by self-attention attribution and export a
     verified ONNX model.
 
     \b

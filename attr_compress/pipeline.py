@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from compressor.architectures import ffn_width
+from compressor.architectures import family_of, ffn_width
 from compressor.artifacts import library_versions
 from compressor.cache import StageCache, digest, file_digest, model_digest, rows_digest
 from compressor.distill import distill
@@ -691,6 +691,7 @@ def build_report(job: Run, outcome: Outcome) -> Report:
     target = job.options.target
     return Report(
         model=loaded.path,
+        family=f"{family_of(loaded.model).name}, {type(loaded.model).__name__}",
         out=str(job.options.out_folder),
         options=job.options.record(sizes),
         data=data_summary(job),

@@ -1,1 +1,1 @@
-"""Head scoring, pruning plans, structural pruning and attribution trees for BERT classifiers."""
+"""Head scoring, pruning plans, structural pruning and attribution trees for BERT-family classifiers."""

@@ -50,6 +50,7 @@ class Family:
     embeddings: str
     layers: str
     head: Callable[[nn.Module, torch.Tensor], torch.Tensor]  # logits from the last layer's hidden states
+    logits_weight: str = "classifier.weight"  # the weight whose rows are the labels, as a state-dict key
     attention: str = "attention"
     query: str = "attention.self.query"
     key: str = "attention.self.key"
@@ -86,6 +87,7 @@ ROBERTA = replace(
     embeddings="roberta.embeddings",
     layers="roberta.encoder.layer",
     head=_sequence_head,
+    logits_weight="classifier.out_proj.weight",
     positions_after_padding=True,
 )
 XLM_ROBERTA = replace(
@@ -99,6 +101,7 @@ ELECTRA = replace(
     embeddings="electra.embeddings",
     layers="electra.encoder.layer",
     head=_sequence_head,
+    logits_weight="classifier.out_proj.weight",
     embedding_projection="electra.embeddings_project",
 )
 DISTILBERT = Family(

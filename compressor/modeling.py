@@ -178,12 +178,12 @@ def check_classifier_shape(weights: Path, config: dict[str, Any]) -> None:
     if weights.suffix != ".safetensors":
         return
     labels = len(config["id2label"]) if config.get("id2label") else config.get("num_labels", 2)
+    logits_weight = FAMILIES[config["model_type"]].logits_weight
     try:
         with safe_open(weights, framework="pt") as handle:
-            names = set(handle.keys())
-            if "classifier.weight" not in names:
+            if logits_weight not in set(handle.keys()):
                 return
-            outputs = handle.get_slice("classifier.weight").get_shape()[0]
+            outputs = handle.get_slice(logits_weight).get_shape()[0]
     except (OSError, SafetensorError):
         return  # unreadable: the loader says so with its own message
     if outputs != labels:

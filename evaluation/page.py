@@ -411,6 +411,7 @@ def provenance_section(report: Report) -> str:
     options = {key: value for key, value in sorted(report.options.items()) if not isinstance(value, dict)}
     items = [
         ("model", report.model),
+        ("architecture", report.family),
         ("evaluation rows", f"{report.data.evaluation_rows} of {report.data.evaluation}"),
         ("selection rows", report.data.selection),
         ("calibration", f"{report.data.calibration_examples} examples of {report.data.calibration}"),

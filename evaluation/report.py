@@ -163,6 +163,7 @@ class Report(JsonArtifact):
     weights: WeightsInfo
     versions: dict[str, str]
     reused: list[str] = field(default_factory=list)  # stages whose results came from the cache
+    family: str = ""  # the architecture, e.g. "RoBERTa, RobertaForSequenceClassification"
 
     def result(self, model: str, runtime: str) -> VariantResult:
         return next(row for row in self.results if (row.model, row.runtime) == (model, runtime))
@@ -546,6 +547,7 @@ def headline(report: Report) -> str:
 def render_markdown(report: Report) -> str:
     heads, ffn, shipped = report.heads, report.ffn, report.shipped
     original = report.result("original", "pytorch-fp32")
+    family = f" ({report.family})" if report.family else ""
     lines = [
         headline(report),
         "",
@@ -553,7 +555,7 @@ def render_markdown(report: Report) -> str:
         f"`{report.data.evaluation}` that chose nothing; the original in PyTorch fp32 scores {original.accuracy:.4f} "
         f"on the same rows. Choices (int8 recipe, target candidate, recovery) were made on {report.data.selection}.",
         "",
-        f"Model: `{report.model}`; kept **{heads.kept} of {heads.total} heads** (keep {heads.keep:g}) and "
+        f"Model: `{report.model}`{family}; kept **{heads.kept} of {heads.total} heads** (keep {heads.keep:g}) and "
         f"**{sum(ffn.kept_per_layer):,} of {ffn.total:,} FFN neurons** (keep-ffn {ffn.keep_ffn:g}).",
         "",
         *accuracy_section(report),

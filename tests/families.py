@@ -103,3 +103,25 @@ def write_family(family: str, folder: Path, seed: int = 0) -> tuple[PreTrainedMo
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return model, tokenizer
+
+
+def main() -> None:
+    """Write every family's tiny model and a small labelled file under a folder, for trying the command line:
+    python -m tests.families /tmp/families"""
+    import argparse
+
+    from tests.conftest import write_tsv
+
+    parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path)
+    root = parser.parse_args().folder
+    root.mkdir(parents=True, exist_ok=True)
+    write_tsv(root / "dev.tsv")
+    for family in FAMILY_NAMES:
+        write_family(family, root / family)
+        print(f"wrote {root / family}")
+    print(f"wrote {root / 'dev.tsv'}")
+
+
+if __name__ == "__main__":
+    main()

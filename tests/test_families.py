@@ -13,9 +13,10 @@ from transformers import AutoModelForSequenceClassification
 
 from attr_compress.cli import main
 from compressor.architectures import FAMILIES, encoder_layers, family_of, part
-from compressor.data import load_labelled_data
+from compressor.data import Example, load_labelled_data
+from compressor.errors import InputError
 from compressor.explain import explain
-from compressor.modeling import load_model
+from compressor.modeling import encode, load_model, max_length
 from compressor.pruning import ffn_widths, heads_per_layer, plan_pruning, prune, save_pruned
 from compressor.recovery import encode_for_fit, recover_lsq
 from compressor.scoring import ScoringOptions, score_heads, score_neurons
@@ -73,6 +74,34 @@ def test_pruning_equals_masking(family, tmp_path):
     assert heads_per_layer(pruned) == [0, 3]  # layer 1 keeps one silent head
     widths = ffn_widths(pruned)
     assert widths[0] > widths[1] > 0 and sum(widths) == round(0.6 * 74)
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_a_classifier_that_disagrees_with_its_labels_is_refused(family, tmp_path):
+    write_family(family, tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["id2label"] = {"0": "a", "1": "b", "2": "c"}
+    config["label2id"] = {"a": 0, "b": 1, "c": 2}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(InputError, match="has 2 outputs but config.json names 3 labels"):
+        load_model(tmp_path)
+
+
+def test_roberta_positions_start_after_the_padding_index(tmp_path):
+    """RoBERTa's 66 position rows cover 64 tokens (rows 0-1 belong to padding): longer promises are refused,
+    and a tokenizer that promises nothing is held to 64."""
+    write_family("roberta", tmp_path)
+    settings = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({**settings, "model_max_length": 65}))
+    with pytest.raises(InputError, match="allows 65 tokens but .* has position embeddings for 64"):
+        load_model(tmp_path)
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({**settings, "model_max_length": int(1e30)}))
+    loaded = load_model(tmp_path)
+    assert max_length(loaded) == 64
+    long_text = Example(text=" ".join(["the movie was great"] * 40), text_pair=None, label=1, row=1)
+    inputs = encode(loaded, [long_text])
+    assert inputs["input_ids"].shape[1] == 64
+    assert torch.isfinite(loaded.model(**inputs).logits).all()
 
 
 @pytest.fixture(scope="module", params=FAMILY_NAMES)
@@ -171,6 +200,7 @@ def test_the_command_runs_every_family(family, tmp_path):
     assert code in (None, 0)
     report = (out / "report.md").read_text()
     assert "onnx-fp32 vs PyTorch" in report and "FAILED" not in report
+    assert f"({FAMILIES[family].name}, {FAMILIES[family].classifier})" in report
     checks = json.loads((out / "report.json").read_text())["export"]["pruned"]["parity"]
     assert checks and all(check["passed"] for check in checks)
     assert AutoModelForSequenceClassification.from_pretrained(out / "pruned").config.model_type == family
