@@ -69,7 +69,8 @@ class LayerIntegratedGradients:
         return run_layer(self.layers[index], hidden, mask, head_mask)
 
     def hidden_states(self, inputs: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """Input of every layer (plus the final output) and the additive attention mask, without gradients."""
+        """Input of every layer (plus the final output) and the attention mask as the layers take it, without
+        gradients."""
         with torch.no_grad():
             hidden = embed(self.model, inputs)
             mask = layer_mask(self.model, inputs["attention_mask"])

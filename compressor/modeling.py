@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from compressor.architectures import CLASSIFIERS, FAMILIES, check_supported, position_offset
+from compressor.architectures import CLASSIFIERS, FAMILIES, check_supported, family_of, position_offset
 from compressor.artifacts import read_json
 from compressor.data import Example
 from compressor.errors import InputError
@@ -239,7 +239,8 @@ def split_texts(examples: Sequence[Example]) -> tuple[list[str], list[str] | Non
 
 
 def encode(loaded: LoadedModel, examples: Sequence[Example], *, return_tensors: str = "pt") -> dict[str, Any]:
-    """Tokenise a batch, padded to its longest member and truncated to the model's limit."""
+    """Tokenise a batch, padded to its longest member and truncated to the model's limit; token_type_ids only
+    for families that take them (a DistilBERT saved with a BERT tokenizer gets them from it)."""
     texts, pairs = split_texts(examples)
     encoded = loaded.tokenizer(
         texts,
@@ -249,6 +250,8 @@ def encode(loaded: LoadedModel, examples: Sequence[Example], *, return_tensors: 
         max_length=max_length(loaded),
         return_tensors=return_tensors,
     )
+    if not family_of(loaded.model).token_types:
+        encoded.pop("token_type_ids", None)
     return encoded.to(loaded.model.device) if return_tensors == "pt" else encoded
 
 

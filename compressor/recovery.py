@@ -4,8 +4,8 @@
 model by (ridge) least squares, so that each sub-layer's residual sum (the LayerNorm input) on calibration
 tokens matches the unpruned model's. This is the layer-wise reconstruction of Kwon et al. 2022 ("A Fast
 Post-Training Pruning Framework for Transformers"), folded into the weights so the exported graph stays a
-plain model of its family. Inputs come from the pruned model's own earlier layers (already refitted), targets from the
-original model, so each layer also corrects the drift of the layers below it.
+plain model of its family. Inputs come from the pruned model's own earlier layers (already refitted),
+targets from the original model, so each layer also corrects the drift of the layers below it.
 
 ``distill``: the LSQ fit, then distillation from the original over the task's training file
 (``compressor/distill.py``). ``auto`` (the default) is resolved by the pipeline: it tries the methods and

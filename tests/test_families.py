@@ -104,6 +104,17 @@ def test_roberta_positions_start_after_the_padding_index(tmp_path):
     assert torch.isfinite(loaded.model(**inputs).logits).all()
 
 
+def test_a_distilbert_saved_with_a_bert_tokenizer_gets_no_token_types(tmp_path):
+    tokenizer = family_tokenizer("bert", tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    family_model("distilbert", tokenizer).save_pretrained(tmp_path)
+    loaded = load_model(tmp_path)
+    assert "token_type_ids" in loaded.tokenizer("i love this film")  # the BERT tokenizer gives them
+    inputs = encode(loaded, [Example(text="i love this film", text_pair="it was fun", label=1, row=1)])
+    assert set(inputs) == {"input_ids", "attention_mask"}
+    assert loaded.model(**inputs).logits.shape == (1, 2)
+
+
 @pytest.fixture(scope="module", params=FAMILY_NAMES)
 def staged(request, tmp_path_factory):
     """One family through every stage, as the Python API runs them."""
