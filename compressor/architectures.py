@@ -162,7 +162,7 @@ def encoder_layers(model: nn.Module) -> nn.ModuleList:
 
 
 def set_encoder_layers(model: nn.Module, layers: nn.ModuleList) -> None:
-    _set_module(model, family_of(model).layers, layers)
+    set_part(model, family_of(model).layers, layers)
 
 
 def part(layer: nn.Module, path: str) -> nn.Module:
@@ -170,11 +170,8 @@ def part(layer: nn.Module, path: str) -> nn.Module:
     return layer.get_submodule(path)
 
 
-def set_part(layer: nn.Module, path: str, module: nn.Module) -> None:
-    _set_module(layer, path, module)
-
-
-def _set_module(root: nn.Module, path: str, module: nn.Module) -> None:
+def set_part(root: nn.Module, path: str, module: nn.Module) -> None:
+    """Put ``module`` at ``path`` inside ``root`` (a layer, or the whole model)."""
     parent, _, name = path.rpartition(".")
     setattr(root.get_submodule(parent) if parent else root, name, module)
 
@@ -193,11 +190,9 @@ def set_ffn_width(config: Any, width: int) -> None:
     setattr(config, family_of(config).ffn_width, width)
 
 
-def position_offset(config: Any | Mapping[str, Any]) -> int:
+def position_offset(config: Any) -> int:
     """How many position embeddings come before the first token's (RoBERTa: pad_token_id + 1)."""
-    get = config.get if isinstance(config, Mapping) else lambda key, default=None: getattr(config, key, default)
-    family = FAMILIES.get(get("model_type") or "", BERT)
-    return int(get("pad_token_id") or 0) + 1 if family.positions_after_padding else 0
+    return int(config.pad_token_id or 0) + 1 if family_of(config).positions_after_padding else 0
 
 
 def embed(model: nn.Module, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:

@@ -47,7 +47,9 @@ def _wordpiece(kind: type, folder: Path) -> PreTrainedTokenizerBase:
 def _byte_level_bpe(folder: Path) -> PreTrainedTokenizerBase:
     """RoBERTa's tokenizer: byte-level BPE, <s>=0 <pad>=1 </s>=2, trained here on the test sentences."""
     trainer = ByteLevelBPETokenizer()
-    trainer.train_from_iterator(CORPUS, vocab_size=300, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    trainer.train_from_iterator(
+        CORPUS, vocab_size=300, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"], show_progress=False
+    )
     trainer.save_model(str(folder))
     return RobertaTokenizerFast(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=64)
 
@@ -56,7 +58,11 @@ def _sentencepiece(folder: Path) -> PreTrainedTokenizerBase:
     """XLM-R's tokenizer: a SentencePiece unigram model with <s> $A </s> (</s> </s> $B </s>) framing."""
     trainer = SentencePieceUnigramTokenizer()
     trainer.train_from_iterator(
-        CORPUS, vocab_size=120, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"], unk_token="<unk>"
+        CORPUS,
+        vocab_size=120,
+        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+        unk_token="<unk>",
+        show_progress=False,
     )
     trainer.post_processor = TemplateProcessing(
         single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
