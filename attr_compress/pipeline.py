@@ -478,22 +478,17 @@ def recovered_folder(job: Run, plan: PrunePlan) -> RecoveryRecord | None:
         rows_digest(inputs.resolved.selection.examples),
         training,
     )
-    stored = job.cache.folder("recovered weights", key)
-    if stored is not None:
+    stored, record = job.cache.folder("recovered weights", key), job.cache.load_json("recovery record", key)
+    if stored is not None and record is not None:
         shutil.copytree(stored, job.staging / "pruned")
         job.reused.append("recovered weights")
         job.log("recovered weights: reused from the cache (same model, plan, rows and options)")
-        record = job.staging / "pruned" / "recovery.json"
-        recovery = RecoveryRecord.load(record) if record.is_file() else None
-        record.unlink(missing_ok=True)
-        return recovery
+        return record["recovery"] and RecoveryRecord.from_dict(record["recovery"])
     model = prune_model(copy.deepcopy(job.loaded.model), plan)
     model, recovery = recover_by_measurement(job, model, methods)
     save_pruned(model, job.loaded.tokenizer, job.staging / "pruned")
-    if recovery is not None:
-        recovery.save(job.staging / "pruned" / "recovery.json")
     job.cache.save_folder("recovered weights", key, job.staging / "pruned")
-    (job.staging / "pruned" / "recovery.json").unlink(missing_ok=True)
+    job.cache.save_json("recovery record", key, {"recovery": recovery and recovery.to_dict()})
     return recovery
 
 
@@ -586,12 +581,7 @@ def recovered_granularity(job: Run, graphs: VerifiedGraphs, search: TargetSearch
     the one now more accurate on the selection rows. On the demo model the distilled weights lost 5 points as
     per-tensor int8, the recipe the search had chosen (.8440 against the original's .8945 on the selection rows),
     and none as per-channel (.8991)."""
-    row = next(
-        row
-        for row in search.candidates
-        if (row["keep"], row["keep_ffn"], row["drop_layers"]) == (search.keep, search.keep_ffn, search.dropped_layers)
-    )
-    target = job.options.target
+    row, target = search.chosen_candidate, job.options.target
     recipes = [Recipe.from_dict(r["recipe"]) for r in row["int8"] if target.met(r["p50_ms"], r["speedup"])]
     if len(recipes) < 2:
         return Recipe.from_dict(search.recipe)

@@ -406,6 +406,4 @@ def _judge_int8(
 
 
 def _label(key: Key) -> str:
-    keep, keep_ffn, drops = key
-    dropped = f" / layers {','.join(str(layer + 1) for layer in drops)} dropped" if drops else ""
-    return f"keep {keep:g} / keep-ffn {keep_ffn:g}{dropped}"
+    return TargetSearch.label(*key)

@@ -21,7 +21,7 @@ from typing import Any
 
 from compressor.data import Example
 
-CACHE_VERSION = 1  # bump when a stage's result changes meaning
+CACHE_VERSION = 2  # bump when a stage's result changes meaning
 
 
 def cache_root() -> Path:

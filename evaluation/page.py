@@ -138,15 +138,11 @@ def _candidate_points(report: Report) -> list[Point]:
     search = report.target_search
     if search is None:
         return []
-    chosen_key = (search.keep, search.keep_ffn, search.dropped_layers, search.recipe)
     points = []
     for row in search.candidates:
-        dropped = ", ".join(str(layer + 1) for layer in row.get("drop_layers", []))
-        structure = f"keep {row['keep']:g} / keep-ffn {row['keep_ffn']:g}" + (
-            f" / layers {dropped} dropped" if dropped else ""
-        )
+        structure = search.label(row["keep"], row["keep_ffn"], row.get("drop_layers", []))
         for result in row.get("int8", []):
-            chosen = (row["keep"], row["keep_ffn"], row.get("drop_layers", []), result["recipe"]) == chosen_key
+            chosen = search.is_chosen(row) and result["recipe"] == search.recipe
             hover = (
                 f"{structure}, {result['recipe']['name']}: selection accuracy {result['selection_accuracy']:.4f}, "
                 f"{result['p50_ms']:.3f} ms, {result['speedup']:.2f}x" + (" (chosen)" if chosen else "")

@@ -90,3 +90,18 @@ class TargetSearch(JsonArtifact):
     max_drop: float
     dropped_layers: list[int] = field(default_factory=list)  # 0-based, removed whole
     latency_model: LatencyModel | None = None  # fitted on every candidate measured
+
+    @staticmethod
+    def label(keep: float, keep_ffn: float, drops: list[int] | tuple[int, ...] = ()) -> str:
+        """A candidate's structure for people: 'keep 0.3 / keep-ffn 0.35 / layers 6 dropped'."""
+        dropped = f" / layers {','.join(str(layer + 1) for layer in drops)} dropped" if drops else ""
+        return f"keep {keep:g} / keep-ffn {keep_ffn:g}{dropped}"
+
+    def is_chosen(self, row: dict[str, Any]) -> bool:
+        """Whether a candidate row has the chosen structure."""
+        structure = (row["keep"], row["keep_ffn"], row.get("drop_layers", []))
+        return structure == (self.keep, self.keep_ffn, self.dropped_layers)
+
+    @property
+    def chosen_candidate(self) -> dict[str, Any]:
+        return next(row for row in self.candidates if self.is_chosen(row))
