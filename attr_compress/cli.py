@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import math
 import shutil
 import signal
 import sys
@@ -28,6 +29,24 @@ EXIT_CODES: dict[type[AttrCompressError], int] = {InputError: 2, VerificationErr
 
 class Terminated(BaseException):
     """Raised by the SIGTERM handler so staged folders are cleaned up like on Ctrl-C."""
+
+
+class FiniteFloat(click.ParamType):
+    """A float option: NaN and infinity are refused when the command line is read, before any work."""
+
+    name = "number"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+FINITE = FiniteFloat()
 
 
 class PipelineGroup(click.Group):
@@ -148,6 +167,7 @@ def recovery_options(command: Any) -> Any:
             click.option(
                 "--distill-minutes",
                 default=7.0,
+                type=FINITE,
                 show_default=True,
                 help="Time box of the distillation, converted to a step count on this machine before it starts.",
             ),
@@ -181,14 +201,14 @@ def recovery_from(options: dict[str, Any], seed: int) -> Any:
 
 @cli.command("run")
 @model_argument
-@click.option("--keep", type=float, help="Fraction of attention heads kept, 0 < keep <= 1.")
-@click.option("--keep-ffn", type=float, help="Fraction of FFN neurons kept, 0 < keep-ffn <= 1 (default 1).")
+@click.option("--keep", type=FINITE, help="Fraction of attention heads kept, 0 < keep <= 1.")
+@click.option("--keep-ffn", type=FINITE, help="Fraction of FFN neurons kept, 0 < keep-ffn <= 1 (default 1).")
 @click.option(
     "--target-speedup",
-    type=float,
+    type=FINITE,
     help="Choose --keep/--keep-ffn to run X times faster than the original int8 ONNX (batch 1, measured here).",
 )
-@click.option("--latency-budget", type=float, help="Choose --keep/--keep-ffn to run within MS milliseconds (batch 1).")
+@click.option("--latency-budget", type=FINITE, help="Choose --keep/--keep-ffn to run within MS milliseconds (batch 1).")
 @click.option(
     "--drop-layers",
     default="",
@@ -202,6 +222,7 @@ def recovery_from(options: dict[str, Any], seed: int) -> Any:
 @click.option(
     "--max-drop",
     default=1.0,
+    type=FINITE,
     show_default=True,
     help="With a target: accuracy points the shipped int8 model may lose against the original on held-out rows; "
     "if no candidate meets both, nothing is shipped (exit 2).",
@@ -321,9 +342,9 @@ def score_command(
 @click.option(
     "--importance", type=click.Path(path_type=str), required=True, help="importance.json from `attr-compress score`."
 )
-@click.option("--keep", type=float, required=True, help="Fraction of attention heads kept, 0 < keep <= 1.")
+@click.option("--keep", type=FINITE, required=True, help="Fraction of attention heads kept, 0 < keep <= 1.")
 @click.option("--ffn-importance", type=click.Path(path_type=str), help="ffn_importance.json (`score --ffn`).")
-@click.option("--keep-ffn", type=float, default=1.0, show_default=True, help="Fraction of FFN neurons kept.")
+@click.option("--keep-ffn", type=FINITE, default=1.0, show_default=True, help="Fraction of FFN neurons kept.")
 @click.option("--calib", type=click.Path(path_type=str), help="Calibration file that --recover fits on.")
 @recovery_options
 @click.option("--seed", default=0, show_default=True, help="Seed of the calibration sample.")
@@ -514,6 +535,10 @@ def main(argv: list[str] | None = None) -> None:
     except Terminated:
         say("terminated; no output was written")
         sys.exit(EXIT_TERMINATED)
+    except click.UsageError as err:  # one line, like every other error (click would add the usage text)
+        command = f" {err.ctx.command_path.split(' ', 1)[-1]}" if err.ctx and " " in err.ctx.command_path else ""
+        say(f"error: {err.format_message()}; see 'attr-compress{command} --help'")
+        sys.exit(err.exit_code)
     except click.ClickException as err:
         err.show()
         sys.exit(err.exit_code)

@@ -4,7 +4,6 @@ export and verify -> evaluate -> compare -> explain -> report, inside one staged
 from __future__ import annotations
 
 import copy
-import platform
 import shutil
 import tempfile
 import time
@@ -19,13 +18,20 @@ import torch
 
 from compressor.architectures import family_of, ffn_width
 from compressor.artifacts import library_versions
-from compressor.cache import StageCache, digest, file_digest, model_digest, rows_digest
+from compressor.cache import StageCache, ThisMachine
 from compressor.distill import distill
 from compressor.encoded import EncodedData, encode_data, parity_batches
-from compressor.errors import InputError, check_counts
+from compressor.errors import InputError, VerificationError, check_counts, check_finite
 from compressor.explain import explain
 from compressor.importance import HeadImportance
-from compressor.modeling import USERS_ATTENTION, LoadedModel, count_truncated, load_model, read_model_config
+from compressor.modeling import (
+    USERS_ATTENTION,
+    LoadedModel,
+    ModelIdentity,
+    count_truncated,
+    load_model,
+    read_model_config,
+)
 from compressor.neurons import FFN_IMPORTANCE_FILE, NeuronImportance
 from compressor.outputs import REPORT_FILE, staged_folder
 from compressor.pruning import (
@@ -98,6 +104,7 @@ class PipelineOptions:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        check_finite(self)
         if self.target is not None and (self.keep is not None or self.keep_ffn is not None or self.drop_layers):
             raise InputError(
                 "a latency target chooses --keep, --keep-ffn and --drop-layers; pass either them or the target"
@@ -259,7 +266,6 @@ class Run:
     timer: StageTimer
     log: Log
     cache: StageCache
-    model_key: str  # the original's weights, hashed: part of every cache key
     reused: list[str] = field(default_factory=list)  # stages whose results came from the cache
 
     @property
@@ -301,10 +307,8 @@ def run(options: PipelineOptions, log: Log = lambda message: None) -> Report:
             loaded = load_model(options.model)
             check_unpruned(loaded.model)
             check_drop_layers(options.drop_layers, loaded.config.num_hidden_layers)
-            cache = StageCache.default(options.cache)
-            job = Run(
-                options, loaded, prepare_inputs(loaded, options), staging, timer, log, cache, model_digest(loaded.model)
-            )
+            cache = StageCache.default(options.cache, log)
+            job = Run(options, loaded, prepare_inputs(loaded, options), staging, timer, log, cache)
         scores = score(job)
         original = export_original(job)
         sizes = choose_sizes(job, scores, original)
@@ -326,29 +330,24 @@ def score(job: Run) -> Scores:
     """Head scores (and FFN neuron scores when neurons are pruned or a target is searched)."""
     calibration, scoring = job.inputs.resolved.calibration, replace(job.options.scoring, progress=job.options.progress)
     work = f"{len(calibration)} examples x {scoring.steps} steps"
-    key = (job.loaded.path, calibration.path, rows_digest(calibration.examples), scoring_key(scoring))
+    inputs = (job.loaded, calibration, scoring)
     with job.timer.stage(f"score heads with {scoring.method} ({work})"):
         heads = cached_artifact(
-            job, "head scores", key, HeadImportance, lambda: score_heads(job.loaded, calibration, scoring)
+            job, "head scores", inputs, HeadImportance, lambda: score_heads(job.loaded, calibration, scoring)
         )
     neurons = None
     if job.options.scores_neurons:
         with job.timer.stage(f"score FFN neurons ({work})"):
             neurons = cached_artifact(
-                job, "neuron scores", key, NeuronImportance, lambda: score_neurons(job.loaded, calibration, scoring)
+                job, "neuron scores", inputs, NeuronImportance, lambda: score_neurons(job.loaded, calibration, scoring)
             )
             neurons.save(job.staging / FFN_IMPORTANCE_FILE)
     return Scores(heads, neurons)
 
 
-def scoring_key(scoring: ScoringOptions) -> dict[str, Any]:
-    """The scoring options that change the scores (not progress bars or the device they ran on)."""
-    return {key: value for key, value in asdict(scoring).items() if key not in ("progress", "device")}
-
-
-def cached_artifact(job: Run, stage: str, key: tuple[Any, ...], kind: type[Any], compute: Callable[[], Any]) -> Any:
-    """A JSON artifact from the cache when this model, these rows and these options made it before."""
-    stored, hit = job.cache.json(stage, digest(job.model_key, key), lambda: compute().to_dict())
+def cached_artifact(job: Run, stage: str, inputs: tuple[Any, ...], kind: type[Any], compute: Callable[[], Any]) -> Any:
+    """A JSON artifact from the cache when this code made it before from the same inputs (model, rows, options)."""
+    stored, hit = job.cache.json(stage, inputs, lambda: compute().to_dict())
     if hit:
         job.reused.append(stage)
         job.log(f"{stage}: reused from the cache (same model, rows and options)")
@@ -373,22 +372,17 @@ def export_original(job: Run) -> OriginalGraphs:
     return OriginalGraphs(graphs, record)
 
 
-def tune(job: Run, graphs: VerifiedGraphs, model_key: str) -> TuningResult:
+def tune(job: Run, graphs: VerifiedGraphs, model: ModelIdentity | LoadedModel) -> TuningResult:
     """The int8 recipe chosen by measurement on this machine (cached: a repeated run keeps the same recipe, so its
     search candidates match the cached ones too)."""
-    selection = job.inputs.selection
-    key = (model_key, rows_digest(job.inputs.resolved.selection.examples), job.options.threads, machine_key())
+    selection, threads = job.inputs.selection, job.options.threads
     return cached_artifact(
         job,
         "int8 recipe choice",
-        key,
+        (model, selection, threads, job.num_labels, ThisMachine.here()),
         TuningResult,
-        lambda: tune_recipe(graphs, selection, threads=job.options.threads, num_labels=job.num_labels, log=job.log),
+        lambda: tune_recipe(graphs, selection, threads=threads, num_labels=job.num_labels, log=job.log),
     )
-
-
-def machine_key() -> tuple[str, str]:
-    return platform.node(), platform.processor()
 
 
 def choose_sizes(job: Run, scores: Scores, original: OriginalGraphs) -> Sizes:
@@ -399,7 +393,7 @@ def choose_sizes(job: Run, scores: Scores, original: OriginalGraphs) -> Sizes:
     if target is None:
         return Sizes(job.options.keep, job.options.keep_ffn or 1.0, job.options.drop_layers)
     with job.timer.stage(f"search keep / keep-ffn for the target: {target.description}"):
-        tuning = tune(job, original.graphs, "original")
+        tuning = tune(job, original.graphs, job.loaded)
         judged_by = "none" if job.options.recovery.method == "none" else "lsq"
         inputs = SearchInputs(
             job.loaded,
@@ -413,7 +407,7 @@ def choose_sizes(job: Run, scores: Scores, original: OriginalGraphs) -> Sizes:
             max_drop=job.options.max_drop,
             drop_layers=job.options.try_dropping_layers,
             cache=job.cache,
-            cache_key=search_cache_key(job, scores, judged_by),
+            cache_inputs=search_cache_inputs(job, scores, judged_by),
         )
         search = search_target(
             inputs, tuning.recipe, baseline_graph=original.baseline_int8, threads=job.options.threads, log=job.log
@@ -438,58 +432,59 @@ def prune_and_recover(job: Run, scores: Scores, sizes: Sizes) -> Pruned:
         recovery = recovered_folder(job, plan)
         if recovery is not None:
             recovery.save(job.staging / "recovery.json")
-        # what users get from the folder, reloaded: eager attention for export (the exporter switches to the
-        # family's traced attention itself), transformers' default attention for timing like the original
-        eager = load_model(job.staging / "pruned").model
-        as_users_load = load_model(job.staging / "pruned", attn_implementation=USERS_ATTENTION).model
+        eager, as_users_load = reload_pruned(job, "recovered weights" in job.reused)
     return Pruned(plan, recovery, eager, as_users_load)
 
 
-def search_cache_key(job: Run, scores: Scores, judged_by: str) -> str:
+def reload_pruned(job: Run, from_cache: bool) -> tuple[Any, Any]:
+    """What users get from ``pruned/``, reloaded: eager attention for export (the exporter switches to the
+    family's traced attention itself), transformers' default attention for timing like the original. A folder
+    that does not load is this run's fault or its cache's, never the user's model: the error says which."""
+    folder = job.staging / "pruned"
+    try:
+        return load_model(folder).model, load_model(folder, attn_implementation=USERS_ATTENTION).model
+    except InputError as err:
+        reason = getattr(err, "reason", str(err))
+        if from_cache:
+            raise VerificationError(
+                f"the recovered weights reused from the cache ({job.cache.root}) do not load ({reason}); re-run with "
+                "--no-cache, or delete the cache folder"
+            ) from None
+        raise VerificationError(f"the pruned model this run wrote does not load back ({reason})") from None
+
+
+def search_cache_inputs(job: Run, scores: Scores, judged_by: str) -> tuple[Any, ...]:
     """What every measured search candidate depends on: the model and its scores, the rows that time and judge
     it, the recovery that refits it, and this machine (timings from elsewhere would mislead)."""
     inputs, options = job.inputs, job.options
-    return digest(
-        job.model_key,
-        scores.heads.to_dict(),
-        scores.neurons and scores.neurons.to_dict(),
-        rows_digest(inputs.resolved.selection.examples),
-        rows_digest(inputs.resolved.evaluation.examples),
-        rows_digest(inputs.resolved.fit.examples),
-        judged_by,
-        asdict(options.recovery),
+    return (
+        job.loaded,
+        scores,
+        inputs.selection,
+        inputs.resolved.fit,
+        replace(options.recovery, method=judged_by),
         options.threads,
-        options.latency_examples,
-        machine_key(),
+        ThisMachine.here(),
     )
 
 
 def recovered_folder(job: Run, plan: PrunePlan) -> RecoveryRecord | None:
     """Prune, recover and save ``pruned/``, or copy the folder (and its record) a run with the same model,
-    plan, data rows and recovery options cached."""
+    plan, data rows and recovery options cached (checked against the entry's manifest where it lands)."""
     inputs, methods = job.inputs, recovery_methods(job, plan)
-    training = inputs.training and (inputs.training.path, file_digest(inputs.training.path))
-    key = digest(
-        job.model_key,
-        plan.to_dict(),
-        methods,
-        asdict(job.options.recovery),
-        rows_digest(inputs.resolved.fit.examples),
-        rows_digest(inputs.resolved.selection.examples),
-        training,
-    )
-    stored, record = job.cache.folder("recovered weights", key), job.cache.load_json("recovery record", key)
-    if stored is not None and record is not None:
-        shutil.copytree(stored, job.staging / "pruned")
+    key = (job.loaded, plan, methods, job.options.recovery, inputs.resolved.fit, inputs.selection, inputs.training)
+
+    def build(folder: Path) -> dict[str, Any]:
+        model = prune_model(copy.deepcopy(job.loaded.model), plan)
+        model, recovery = recover_by_measurement(job, model, methods)
+        save_pruned(model, job.loaded.tokenizer, folder)
+        return {"recovery": recovery and recovery.to_dict()}
+
+    stored, hit = job.cache.folder("recovered weights", key, job.staging / "pruned", build)
+    if hit:
         job.reused.append("recovered weights")
         job.log("recovered weights: reused from the cache (same model, plan, rows and options)")
-        return record["recovery"] and RecoveryRecord.from_dict(record["recovery"])
-    model = prune_model(copy.deepcopy(job.loaded.model), plan)
-    model, recovery = recover_by_measurement(job, model, methods)
-    save_pruned(model, job.loaded.tokenizer, job.staging / "pruned")
-    job.cache.save_folder("recovered weights", key, job.staging / "pruned")
-    job.cache.save_json("recovery record", key, {"recovery": recovery and recovery.to_dict()})
-    return recovery
+    return stored["recovery"] and RecoveryRecord.from_dict(stored["recovery"])
 
 
 def recovery_methods(job: Run, plan: PrunePlan) -> tuple[str, ...]:
@@ -557,7 +552,11 @@ def export_pruned(job: Run, sizes: Sizes, pruned: Pruned, original: OriginalGrap
             log=job.log,
         )
         if sizes.search is None:
-            tuning, tuned_on, recipe = tune(job, graphs, model_digest(pruned.eager)), "pruned", None
+            tuning, tuned_on, recipe = (
+                tune(job, graphs, ModelIdentity.of(pruned.eager, job.loaded.tokenizer)),
+                "pruned",
+                None,
+            )
         else:  # the search judged its candidates as int8 graphs with recipes tuned on the original
             tuning, tuned_on, recipe = sizes.tuning, "original", recovered_granularity(job, graphs, sizes.search)
         recipe = recipe or tuning.recipe
@@ -770,4 +769,5 @@ def data_summary(job: Run) -> DataSummary:
         selection_rows=len(resolved.selection),
         evaluation_row_numbers=[example.row for example in evaluation.examples],
         selection_row_numbers=[example.row for example in resolved.selection.examples],
+        excluded=list(resolved.excluded),
     )

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from compressor.cache import StageCache, digest
+from compressor.cache import StageCache
 from compressor.encoded import EncodedData
 from compressor.errors import InputError
 from compressor.importance import HeadImportance
@@ -125,12 +125,12 @@ class SearchInputs:
     max_drop: float  # accuracy points a candidate may lose against it
     drop_layers: bool = False  # also try dropping the least-attributed layer (--try-dropping-layers)
     cache: StageCache = StageCache(None)  # measured candidates, kept so a repeated or resumed search reuses them
-    cache_key: str = ""  # the model, rows, recovery options and machine every cached measurement depends on
+    cache_inputs: tuple[Any, ...] | None = None  # the model, rows, recovery and machine every measurement depends on
 
     def cached(self, stage: str, parts: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
-        if not self.cache_key:
+        if self.cache_inputs is None:
             return compute()
-        return self.cache.json(stage, digest(self.cache_key, parts), compute)[0]
+        return self.cache.json(stage, (self.cache_inputs, parts), compute)[0]
 
     def plan(self, key: Key) -> PrunePlan:
         keep, keep_ffn, drops = key

@@ -8,6 +8,7 @@ so the CLI can print it and exit 2 instead of showing a traceback from ``csv`` o
 from __future__ import annotations
 
 import csv
+import hashlib
 import itertools
 import json
 import re
@@ -53,6 +54,11 @@ class Example:
     label: int  # the model's label id
     row: int  # 1-based data row number (header excluded); the line number for JSON Lines
 
+    @property
+    def content(self) -> tuple[str, str | None]:
+        """What the model reads, compared loosely (case, spacing) to find the same row in two places."""
+        return " ".join(self.text.casefold().split()), self.text_pair and " ".join(self.text_pair.casefold().split())
+
 
 @dataclass(frozen=True)
 class LabelledData:
@@ -67,6 +73,11 @@ class LabelledData:
 
     def __len__(self) -> int:
         return len(self.examples)
+
+    def cache_identity(self) -> str:
+        """The rows' content in order (not the file's name): a one-byte change to a used row changes it."""
+        rows = json.dumps([(e.text, e.text_pair, e.label) for e in self.examples])
+        return hashlib.sha256(rows.encode()).hexdigest()
 
     def sample(self, n: int, seed: int) -> LabelledData:
         """Seeded sample of ``n`` rows without replacement, in file order, so runs are reproducible."""

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
+import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from compressor.architectures import CLASSIFIERS, FAMILIES, check_supported, family_of, position_offset
 from compressor.artifacts import read_json
 from compressor.data import Example
-from compressor.errors import InputError
+from compressor.errors import InputError, ModelLoadError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -24,6 +28,70 @@ WEIGHT_FILES = (
     "pytorch_model.bin.index.json",
 )
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
+# files every tokenizer may read beside its vocabulary files (``tokenizer.vocab_files_names``)
+TOKENIZER_SIDE_FILES = (
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "chat_template.json",
+)
+PATH_KEYS = ("_name_or_path",)  # where the config was read from, not what it computes
+
+
+def weights_digest(model: Any) -> str:
+    """The weights as the model computes with them: every tensor's name, shape, dtype and bytes."""
+    hasher = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        hasher.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+        hasher.update(tensor.detach().contiguous().cpu().numpy().tobytes())
+    return hasher.hexdigest()
+
+
+def tokenizer_files(tokenizer: Any) -> list[Path]:
+    """The files in the folder ``tokenizer`` was loaded from that it reads (none for one built in memory)."""
+    folder = Path(tokenizer.name_or_path or "")
+    if not tokenizer.name_or_path or not folder.is_dir():
+        return []
+    names = {*tokenizer.vocab_files_names.values(), *TOKENIZER_SIDE_FILES}
+    return sorted(folder / name for name in names if (folder / name).is_file())
+
+
+def save_tokenizer(tokenizer: Any, folder: str | Path) -> None:
+    """The tokenizer beside a model we write: the user's files byte for byte (re-saving can change them),
+    or ``save_pretrained`` for a tokenizer built in memory."""
+    files = tokenizer_files(tokenizer)
+    if not files:
+        tokenizer.save_pretrained(str(folder))
+        return
+    for path in files:
+        shutil.copyfile(path, Path(folder) / path.name)
+
+
+def tokenizer_digests(tokenizer: Any) -> dict[str, str]:
+    """Each tokenizer file's hash, or of what ``save_pretrained`` writes for one built in memory."""
+    files = tokenizer_files(tokenizer)
+    if files:
+        return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in files}
+    with tempfile.TemporaryDirectory(prefix="attr-compress-tokenizer-") as scratch:
+        tokenizer.save_pretrained(scratch)
+        return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(Path(scratch).iterdir())}
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """The model as it computes, for cache keys: weights, the whole config as loaded (but the path it was read
+    from), and the tokenizer's files. Two folders with the same weights but another activation, LayerNorm
+    epsilon or vocabulary have different identities."""
+
+    weights: str
+    config: dict[str, Any]
+    tokenizer: dict[str, str]
+
+    @classmethod
+    def of(cls, model: Any, tokenizer: Any) -> ModelIdentity:
+        config = {key: value for key, value in model.config.to_dict().items() if key not in PATH_KEYS}
+        return cls(weights_digest(model), config, tokenizer_digests(tokenizer))
 
 
 @dataclass(frozen=True)
@@ -45,6 +113,14 @@ class LoadedModel:
         for parameter in model.parameters():
             parameter.requires_grad_(False)
         return cls(path=name, model=model, tokenizer=tokenizer, weights_file="(in memory)", stored_dtype="float32")
+
+    @functools.cached_property
+    def identity(self) -> ModelIdentity:
+        """Computed once: the model is never changed in place (pruning works on copies)."""
+        return ModelIdentity.of(self.model, self.tokenizer)
+
+    def cache_identity(self) -> ModelIdentity:
+        return self.identity
 
     @property
     def weights_note(self) -> str:
@@ -144,7 +220,7 @@ def load_model(path: str | Path, *, attn_implementation: str | None = "eager") -
     except (OSError, ValueError, RuntimeError, SafetensorError) as err:
         lines = [line.strip() for line in str(err).strip().splitlines()] or [type(err).__name__]
         first_line = next((line for line in lines if line.startswith("size mismatch")), lines[0])
-        raise InputError(f"cannot load the weights in '{folder}' ({first_line}); re-save the model") from None
+        raise ModelLoadError(folder, first_line) from None
     finally:
         hf_logging.set_verbosity(verbosity)
     missing = [key for key in info["missing_keys"] if not key.endswith("position_ids")]

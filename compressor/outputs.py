@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from compressor.errors import InputError
+from compressor.errors import AttrCompressError, InputError
 
 REPORT_FILE = "report.json"
 REPORT_KIND = "attr-compress-report"
@@ -83,9 +83,29 @@ def staged_folder(
             _write_marker(staging, contents, complete=True)
             check_output_folder(out, force=force)  # a folder may have appeared there while we worked
             _move_into_place(staging, out)
-        except BaseException:
+        except BaseException as err:
             shutil.rmtree(staging, ignore_errors=True)
-            raise
+            translated = in_users_terms(err, staging, out)
+            if translated is None:
+                raise
+            raise translated from err
+
+
+def in_users_terms(err: BaseException, staging: Path, out: Path) -> BaseException | None:
+    """The same error with the staging folder, which is gone once the error is raised, named as the output it
+    was to become; None when the error does not name it."""
+    hidden, shown = str(staging), str(out)
+
+    def fix(name: object) -> object:
+        return name.replace(hidden, shown) if isinstance(name, str) else name
+
+    if isinstance(err, AttrCompressError) and hidden in str(err):
+        return type(err)(str(err).replace(hidden, shown))
+    if isinstance(err, shutil.Error) and hidden in str(err) and err.args and isinstance(err.args[0], list):
+        return shutil.Error([tuple(fix(part) for part in entry) for entry in err.args[0]])
+    if isinstance(err, OSError) and hidden in f"{err.filename}{err.filename2}":
+        return OSError(err.errno, err.strerror, fix(err.filename), None, fix(err.filename2))
+    return None
 
 
 def _make_parent(out: Path) -> None:
@@ -121,7 +141,12 @@ def _output_lock(out: Path) -> Iterator[None]:
     """An exclusive lock on ``.<out>.lock`` (released by the kernel even when the process is killed)."""
     path = out.parent / f".{out.name}.lock"
     while True:
-        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the whole block
+        try:
+            handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the whole block
+        except OSError as err:
+            raise InputError(
+                f"cannot write in '{out.parent}' ({err.strerror}); pass --out with a folder you can write"
+            ) from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -49,6 +49,7 @@ from compressor.architectures import (
 )
 from compressor.artifacts import JsonArtifact
 from compressor.errors import InputError
+from compressor.modeling import save_tokenizer
 
 
 @dataclass(frozen=True)
@@ -354,4 +355,4 @@ def save_pruned(model: nn.Module, tokenizer: Any, folder: str | Path) -> None:
                 shape[dim] = missing
                 state[f"{prefix}.{name}"] = torch.cat([tensor, tensor.new_zeros(shape)], dim=dim)
     model.save_pretrained(folder, state_dict=state, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
+    save_tokenizer(tokenizer, folder)

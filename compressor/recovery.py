@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from compressor.architectures import embed, encoder_layers, family_of, layer_mask, part, run_layer
 from compressor.artifacts import JsonArtifact
+from compressor.cache import file_digest
 from compressor.data import Example
 from compressor.distill import DistillOptions, DistillRecord, distill
 from compressor.errors import InputError, check_counts
@@ -233,6 +234,10 @@ class TrainingText:
     loaded: LoadedModel
     path: str
     columns: dict[str, str | None] = field(default_factory=dict)
+
+    def cache_identity(self) -> tuple[Any, ...]:
+        """The file's content (not its name), the columns read and the tokenizer that reads them."""
+        return file_digest(self.path), self.columns, self.loaded.identity.tokenizer
 
 
 def recover(

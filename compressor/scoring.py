@@ -6,9 +6,10 @@ take an in-memory ``LoadedModel`` (see ``LoadedModel.wrap`` for a model and toke
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from compressor.cache import NOT_IN_KEY
 from compressor.data import LabelledData
 from compressor.errors import InputError, check_counts
 from compressor.importance import DEFAULT_MAX_BATCH_TOKENS, HeadImportance
@@ -32,7 +33,7 @@ class ScoringOptions:
     seed: int = 0
     max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS
     device: str = "cpu"
-    progress: bool = False
+    progress: bool = field(default=False, metadata=NOT_IN_KEY)
 
     def __post_init__(self) -> None:
         if self.method not in RANKERS:

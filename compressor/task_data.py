@@ -8,11 +8,18 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from compressor.data import LabelledData, find_glue_split, load_labelled_data, sample_labelled_data
+from compressor.data import (
+    LabelledData,
+    find_glue_split,
+    load_labelled_data,
+    sample_labelled_data,
+    stream_examples,
+)
 from compressor.errors import InputError
 
 GLUE_DATASETS = {"sst2": "sst2", "mrpc": "mrpc", "cola": "cola", "qnli": "qnli", "qqp": "qqp", "rte": "rte"}
@@ -58,10 +65,14 @@ def _datasets_split(task: str, split: str) -> Path | None:
 
 @dataclass(frozen=True)
 class ResolvedData:
-    """The rows a run measures (``evaluation``), the held-out rows it chooses on (``selection``: recipes,
-    the target's candidate, the recovery; never rows the model was trained on) and two samples of the
-    calibration file: scoring (``calibration``) and fitting the recovery (``fit``, another seed). Without a
-    calibration file those two come from the head of the evaluation rows (``shared``)."""
+    """The rows a run measures (``evaluation``), the rows it chooses on (``selection``: recipes, the target's
+    candidate, the recovery) and two samples of the calibration file: scoring (``calibration``) and fitting the
+    recovery (``fit``, another seed). Without a calibration file (``shared``) those two come from a seeded part
+    of the evaluation file held apart from the rest.
+
+    No measured row is also a row that chose, scored, fitted or trained (compared by content: ``Example.content``),
+    and no row that chooses was trained on: such rows are removed, and ``excluded`` says how many, one line each,
+    so a report never calls a row held out that was not."""
 
     evaluation: LabelledData
     calibration: LabelledData
@@ -71,6 +82,7 @@ class ResolvedData:
     selection: LabelledData
     selection_how: str
     fit: LabelledData
+    excluded: tuple[str, ...] = ()
 
 
 def hold_out_selection(
@@ -88,8 +100,60 @@ def hold_out_selection(
             "pass --select-data FILE or more --data rows"
         )
     selection, rest = evaluation.split(count, seed)
-    how = f"{count} rows of {evaluation.path} (seed {seed}), held apart from the {len(rest)} rows measured"
+    how = f"{count} rows of {evaluation.path} (seed {seed}), held apart from the rows measured"
     return rest, selection, how
+
+
+def without(
+    data: LabelledData, contents: AbstractSet[tuple[str, str | None]], note: str
+) -> tuple[LabelledData, list[str]]:
+    """``data`` less its rows whose content is in ``contents``, and a one-line note when any were removed
+    (``note`` says {count} {rows} ... {were})."""
+    kept = tuple(example for example in data.examples if example.content not in contents)
+    removed = len(data) - len(kept)
+    one = removed == 1
+    notes = (
+        [note.format(count=removed, rows="row" if one else "rows", were="was" if one else "were")] if removed else []
+    )
+    return replace(data, examples=kept), notes
+
+
+def calibration_contents(path: str, label2id: dict[str, int], columns: dict[str, str | None]) -> set[Any]:
+    """The content of every row of the calibration file (the distillation trains on all of it), in one pass."""
+    return {example.content for example in stream_examples(path, label2id, **columns)}
+
+
+def keep_claims(
+    evaluation: LabelledData,
+    selection: LabelledData,
+    trained: AbstractSet[tuple[str, str | None]],
+    options: DataOptions,
+    shared: bool,
+) -> tuple[LabelledData, LabelledData, list[str]]:
+    """Measured rows that also trained, and choosing rows that also trained, removed (see ResolvedData)."""
+    trainer = "the rows that scored heads and fitted the recovery" if shared else "--calib"
+    evaluation, measured = without(
+        evaluation, trained, f"{{count}} {{rows}} of --data also in {trainer} {{were}} not measured"
+    )
+    selection, chose = without(
+        selection,
+        trained,
+        f"{{count}} {{rows}} of {chooser_name(options)} also in {trainer} {{were}} not used to choose",
+    )
+    if not evaluation.examples:
+        raise InputError(
+            f"every row of --data '{evaluation.path}' is also a row that chooses or trains ({chooser_name(options)}, "
+            f"{trainer}); pass --data rows the run does not otherwise use"
+        )
+    if not selection.examples:
+        raise InputError(
+            f"every row of {chooser_name(options)} is also in {trainer}; pass --select-data rows apart from --calib"
+        )
+    return evaluation, selection, [*measured, *chose]
+
+
+def chooser_name(options: DataOptions) -> str:
+    return "--select-data" if options.select_data else "the selection rows"
 
 
 def resolve_data(
@@ -103,6 +167,41 @@ def resolve_data(
     fit_examples: int = 1000,
 ) -> ResolvedData:
     """Evaluation and calibration sets: the options, else the model's GLUE task from $GLUE_DIR or ``datasets``."""
+    data_path, calib_path, source = data_files(config, options)
+    columns = options.columns
+    evaluation = load_labelled_data(data_path, label2id, **columns)
+    evaluation, selection, how = hold_out_selection(evaluation, options, label2id, select_examples, seed + 1)
+    chose = {example.content for example in selection.examples}
+    evaluation, excluded = without(
+        evaluation, chose, f"{{count}} {{rows}} of --data also in {chooser_name(options)} {{were}} not measured"
+    )
+    if not evaluation.examples:
+        raise InputError(
+            f"every row of --data '{data_path}' is also a row that chooses ({chooser_name(options)}); pass --data "
+            "rows the run does not otherwise use"
+        )
+    if calib_path is None or Path(calib_path).resolve() == Path(data_path).resolve():
+        pool_size = min(max(examples, fit_examples), len(evaluation) // 2)
+        if pool_size < 1:
+            raise InputError(
+                f"'{data_path}' has too few rows to score, choose and measure on apart from each other; "
+                "pass --calib FILE or more --data rows"
+            )
+        pool, evaluation = evaluation.split(pool_size, seed + 3)
+        trained = {example.content for example in pool.examples}
+        evaluation, selection, more = keep_claims(evaluation, selection, trained, options, shared=True)
+        fit, calibration, rows, shared = pool.head(fit_examples), pool.head(examples), len(pool), True
+    else:  # each sample streams the file once: memory bounded by the sample, not the file
+        calibration, rows = sample_labelled_data(calib_path, label2id, examples, seed, **columns)
+        fit, _ = sample_labelled_data(calib_path, label2id, fit_examples, seed + 2, **columns)
+        trained = calibration_contents(calib_path, label2id, columns)
+        evaluation, selection, more = keep_claims(evaluation, selection, trained, options, shared=False)
+        shared = False
+    return ResolvedData(evaluation, calibration, rows, shared, source, selection, how, fit, (*excluded, *more))
+
+
+def data_files(config: dict[str, Any], options: DataOptions) -> tuple[str, str | None, str]:
+    """(evaluation file, calibration file or None, where they came from): the options, else the model's task."""
     task = config.get("finetuning_task")
     glue_dir = os.environ.get("GLUE_DIR")
     data_path, calib_path, source = options.data, options.calib, "options"
@@ -119,15 +218,4 @@ def resolve_data(
             _datasets_split(task, "train") if options.data is None else None
         )
         calib_path = str(found) if found else None
-    columns = options.columns
-    evaluation = load_labelled_data(data_path, label2id, **columns)
-    evaluation, selection, how = hold_out_selection(evaluation, options, label2id, select_examples, seed + 1)
-    if calib_path is None or Path(calib_path).resolve() == Path(data_path).resolve():
-        head = evaluation.head
-        return ResolvedData(
-            evaluation, head(examples), len(evaluation), True, source, selection, how, head(fit_examples)
-        )
-    # each sample streams the file once: memory bounded by the sample, not the file
-    sample, rows = sample_labelled_data(calib_path, label2id, examples, seed, **columns)
-    fit, _ = sample_labelled_data(calib_path, label2id, fit_examples, seed + 2, **columns)
-    return ResolvedData(evaluation, sample, rows, False, source, selection, how, fit)
+    return data_path, calib_path, source

@@ -83,7 +83,8 @@ def verdict_section(report: Report) -> str:
         f"<b>{ratios['speedup_p50_pruned_int8_vs_original_int8']:.2f}x</b> faster than the original's Optimum int8 "
         f"ONNX and <b>{ratios['speedup_p50_pruned_int8_vs_original_pytorch_fp32']:.2f}x</b> faster than PyTorch fp32 "
         f"(batch 1, p50), {_count(params['pruned'].total)} parameters instead of "
-        f"{_count(params['original'].total)}. Measured on {report.data.evaluation_rows} rows that chose nothing.</p>"
+        f"{_count(params['original'].total)}. Measured on {report.data.evaluation_rows} rows that chose nothing."
+        f"{escape(report.data.exclusions_note)}</p>"
     )
     rows = [(original, "PyTorch fp32 (original)"), (optimum, "Optimum int8 ONNX (original)"), (shipped, "shipped int8")]
     longest = max(row.latency_p50_ms for row, _ in rows)
@@ -411,6 +412,7 @@ def provenance_section(report: Report) -> str:
         ("evaluation rows", f"{report.data.evaluation_rows} of {report.data.evaluation}"),
         ("selection rows", report.data.selection),
         ("calibration", f"{report.data.calibration_examples} examples of {report.data.calibration}"),
+        ("rows set aside", "; ".join(report.data.excluded) or "none: no measured row also chose or trained"),
         ("machine", f"{report.machine.processor}, {report.machine.cpu_count} CPUs, {report.machine.threads} thread(s)"),
         ("versions", ", ".join(f"{name} {version}" for name, version in sorted(report.versions.items()))),
         ("options", ", ".join(f"{name}={value}" for name, value in options.items())),

@@ -46,6 +46,12 @@ class DataSummary:
     selection_rows: int
     evaluation_row_numbers: list[int]  # the rows every accuracy in the report is measured on
     selection_row_numbers: list[int]
+    excluded: list[str] = field(default_factory=list)  # rows removed so no measured row also chose or trained
+
+    @property
+    def exclusions_note(self) -> str:
+        """One sentence on the rows set aside by content, or nothing."""
+        return f" Compared by content: {'; '.join(self.excluded)}." if self.excluded else ""
 
 
 @dataclass(frozen=True)
@@ -495,9 +501,9 @@ def scoring_section(report: Report) -> list[str]:
     ]
     if data.calibration_shared_with_evaluation:
         lines += [
-            "**Note: scoring and evaluation shared data** (no separate calibration set was found): heads and "
-            "neurons were scored, the recovery fitted and the int8 recipe / target candidate chosen on the first "
-            "evaluation rows, so the pruned accuracy is optimistic.",
+            f"No separate calibration file was given: heads and neurons were scored and the recovery fitted on "
+            f"{data.calibration_rows_in_file} rows of the evaluation file held apart from the rows measured (and "
+            "from the rows that choose), so no distillation ran.",
             "",
         ]
     truncated = data.evaluation_truncated + data.calibration_truncated
@@ -553,7 +559,8 @@ def render_markdown(report: Report) -> str:
         "",
         f"The shipped int8 graph scores {shipped.accuracy:.4f} on {report.data.evaluation_rows} rows of "
         f"`{report.data.evaluation}` that chose nothing; the original in PyTorch fp32 scores {original.accuracy:.4f} "
-        f"on the same rows. Choices (int8 recipe, target candidate, recovery) were made on {report.data.selection}.",
+        f"on the same rows. Choices (int8 recipe, target candidate, recovery) were made on {report.data.selection}."
+        + report.data.exclusions_note,
         "",
         f"Model: `{report.model}`{family}; kept **{heads.kept} of {heads.total} heads** (keep {heads.keep:g}) and "
         f"**{sum(ffn.kept_per_layer):,} of {ffn.total:,} FFN neurons** (keep-ffn {ffn.keep_ffn:g}).",

@@ -11,6 +11,7 @@ from typing import Any
 
 from compressor.architectures import family_of, with_attention
 from compressor.errors import VerificationError
+from compressor.modeling import save_tokenizer
 
 ONNX_FP32 = "model.onnx"
 ONNX_INT8 = "model_quantized.onnx"
@@ -30,7 +31,8 @@ def quiet() -> Iterator[None]:
 
 def export_onnx(model: Any, tokenizer: Any, onnx_dir: str | Path, *, opset: int | None = None) -> Path:
     """Optimum's exporter, from the model in memory (pruned FFN layers keep their real widths), writes
-    model.onnx plus the config and tokenizer files ORTModel needs to load it.
+    model.onnx plus the config and tokenizer files ORTModel needs to load it (the tokenizer's own files, byte
+    for byte, when it was loaded from a folder).
 
     The graph is traced with the attention implementation whose graph onnxruntime fuses for the model's family
     (``Family.traced_attention``). Optimum's own validation is skipped: our parity gate checks the same logits
@@ -46,7 +48,7 @@ def export_onnx(model: Any, tokenizer: Any, onnx_dir: str | Path, *, opset: int 
         raise  # the machine's fault (a full disk, a forbidden file): the command line says so in its own words
     except (RuntimeError, ValueError) as err:
         raise VerificationError(f"ONNX export failed: {str(err).splitlines()[0]}") from err
-    tokenizer.save_pretrained(str(onnx_dir))
+    save_tokenizer(tokenizer, onnx_dir)
     path = Path(onnx_dir) / ONNX_FP32
     if not path.is_file():
         raise VerificationError(f"ONNX export wrote no {ONNX_FP32} in '{onnx_dir}'")

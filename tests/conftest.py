@@ -112,6 +112,23 @@ SENTENCES = [
 ]
 
 
+# other rows for a calibration file: a measured row that is also a training row is never measured
+TRAIN_SENTENCES = [
+    ("a great story and great actors", "positive"),
+    ("the film is awful", "negative"),
+    ("you love the plot", "positive"),
+    ("boring , boring , boring", "negative"),
+    ("funny and brilliant", "positive"),
+    ("i hate the actors", "negative"),
+    ("not fun", "negative"),
+    ("quite a good movie", "positive"),
+    ("the story was dull", "negative"),
+    ("really great fun", "positive"),
+    ("very good actors", "positive"),
+    ("this plot is bad", "negative"),
+]
+
+
 def write_tsv(path: Path, rows=SENTENCES, numeric: bool = False) -> Path:
     labels = {"negative": "0", "positive": "1"}
     lines = ["sentence\tlabel"] + [f"{text}\t{labels[label] if numeric else label}" for text, label in rows]

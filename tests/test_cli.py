@@ -8,7 +8,7 @@ import pytest
 from attr_compress.cli import EXIT_CODES, main
 from compressor.errors import VerificationError
 from exporters.parity import ParityResult
-from tests.conftest import SENTENCES, write_tsv
+from tests.conftest import SENTENCES, TRAIN_SENTENCES, write_tsv
 
 
 def run(argv, capsys):
@@ -134,7 +134,7 @@ def test_report_holds_the_figures(pipeline_run):
     ratio = results["original/onnx-int8"]["latency_p50_ms"] / results["pruned/onnx-int8-tuned"]["latency_p50_ms"]
     assert report["ratios"]["speedup_p50_pruned_int8_vs_original_int8"] == pytest.approx(ratio)
     assert report["data"]["calibration_shared_with_evaluation"] is True
-    assert "scoring and evaluation shared data" in (out / "report.md").read_text()
+    assert "held apart from the rows measured" in (out / "report.md").read_text()
     assert [t["stage"].split(" (")[0] for t in report["timings"]][:2] == [
         "load model and data",
         "score heads with attattr",
@@ -146,12 +146,13 @@ def test_report_holds_the_figures(pipeline_run):
     assert "## Why these heads" in (out / "report.md").read_text()
     importance = json.loads((out / "importance.json").read_text())
     assert len(importance["scores"]) == 2 and len(importance["scores"][0]) == 4
-    assert importance["steps"] == 3 and importance["examples"] == 6 and importance["target"] == "gold-log"
+    assert importance["steps"] == 3 and importance["examples"] == 3 and importance["target"] == "gold-log"
     tree = json.loads((out / "trees/tree_001.json").read_text())
     data = report["data"]
     assert tree["tokens"][0] == "[CLS]" and tree["meta"]["row"] == data["evaluation_row_numbers"][0]
-    # the rows that chose (recipe, candidate, recovery) are held apart from the rows that measured
-    assert data["selection_rows"] == 6 and data["evaluation_rows"] == 6 == len(data["evaluation_row_numbers"])
+    # the rows that chose (recipe, candidate, recovery) and those that scored are held apart from the rows measured
+    assert data["selection_rows"] == 6 and data["calibration_examples"] == 3
+    assert data["evaluation_rows"] == 3 == len(data["evaluation_row_numbers"])
     assert not set(data["selection_row_numbers"]) & set(data["evaluation_row_numbers"])
     markdown = (out / "report.md").read_text()
     drop = (results["original/pytorch-fp32"]["accuracy"] - results["pruned/onnx-int8-tuned"]["accuracy"]) * 100
@@ -406,7 +407,7 @@ def test_no_data_and_no_glue_dir_says_pass_data(tiny_model_dir, tmp_path, capsys
 def test_task_data_found_through_glue_dir(tiny_model_dir, tmp_path, monkeypatch, capsys):
     (tmp_path / "glue" / "SST-2").mkdir(parents=True)
     write_tsv(tmp_path / "glue" / "SST-2" / "dev.tsv")
-    write_tsv(tmp_path / "glue" / "SST-2" / "train.tsv")
+    write_tsv(tmp_path / "glue" / "SST-2" / "train.tsv", TRAIN_SENTENCES)
     monkeypatch.setenv("GLUE_DIR", str(tmp_path / "glue"))
     code, _, err = run(
         [
@@ -484,7 +485,7 @@ def test_gpu_requested_without_one_exits_2_before_any_work(tiny_model_dir, tiny_
 
 
 def test_auto_recovery_tries_lsq_and_distillation_and_keeps_the_better(tiny_model_dir, tiny_data, tmp_path, capsys):
-    train = write_tsv(tmp_path / "train.tsv", SENTENCES * 4)
+    train = write_tsv(tmp_path / "train.tsv", TRAIN_SENTENCES * 4)
     args = pipeline_args(tiny_model_dir, tiny_data, tmp_path / "slim", "--keep-ffn", "0.5", "--distill-steps", "4")
     args[args.index("--calib") + 1] = train
     code, out, err = run(args, capsys)
@@ -497,14 +498,16 @@ def test_auto_recovery_tries_lsq_and_distillation_and_keeps_the_better(tiny_mode
     assert "Chosen by measurement on the held-out selection rows" in (tmp_path / "slim/report.md").read_text()
 
 
-def test_select_data_file_chooses_and_all_data_rows_measure(tiny_model_dir, tiny_data, tmp_path, capsys):
+def test_select_data_file_chooses_and_other_data_rows_measure(tiny_model_dir, tiny_data, tmp_path, capsys):
     select = write_tsv(tmp_path / "select.tsv", SENTENCES[:5])
-    code, out, err = run(
-        [*pipeline_args(tiny_model_dir, tiny_data, tmp_path / "slim"), "--select-data", select], capsys
-    )
+    args = pipeline_args(tiny_model_dir, tiny_data, tmp_path / "slim", "--select-data", select)
+    args[args.index("--calib") + 1] = write_tsv(tmp_path / "train.tsv", TRAIN_SENTENCES)
+    code, out, err = run(args, capsys)
     assert code == 0, err
     data = json.loads((tmp_path / "slim/report.json").read_text())["data"]
-    assert data["evaluation_rows"] == len(SENTENCES) and data["selection_rows"] == 5
+    # the five choosing rows are also --data rows: found by content, they are not measured
+    assert data["evaluation_rows"] == len(SENTENCES) - 5 and data["selection_rows"] == 5
+    assert data["excluded"] == ["5 rows of --data also in --select-data were not measured"]
     assert "--select-data" in data["selection"]
     code, out, err = run(
         [*pipeline_args(tiny_model_dir, tiny_data, tmp_path / "other"), "--select-data", tmp_path / "missing.tsv"],

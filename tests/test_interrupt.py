@@ -25,7 +25,7 @@ def test_interrupted_run_leaves_nothing(sig, code, tiny_model_dir, tiny_data, tm
         "--out",
         str(out),
         "--steps",
-        "4000",
+        "40000",
         "--no-cache",  # scoring must really run (and last) when the signal comes
     ]
     # a CI job started in the background inherits an ignored SIGINT (POSIX shells do that to `&` jobs), and
