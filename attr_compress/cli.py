@@ -165,16 +165,22 @@ def recovery_options(command: Any) -> Any:
             ),
             click.option("--fit-examples", default=1000, show_default=True, help="Calibration examples lsq fits on."),
             click.option(
-                "--distill-minutes",
-                default=7.0,
-                type=FINITE,
+                "--distill-examples",
+                default=40000,
                 show_default=True,
-                help="Time box of the distillation, converted to a step count on this machine before it starts.",
+                help="Examples the distillation trains on (at most 8 passes over the training rows); with the seed "
+                "it fixes the result bit for bit, whatever the machine.",
             ),
             click.option(
                 "--distill-steps",
                 type=int,
-                help="Exact number of distillation batches (overrides --distill-minutes; reproducible bit for bit).",
+                help="Exact number of distillation batches of 32 (instead of --distill-examples).",
+            ),
+            click.option(
+                "--distill-minutes",
+                type=FINITE,
+                help="Opt-in time cap: stop distilling when it is up. The result then depends on this machine's "
+                "speed and load (the log and recovery.json say when it cut the training short).",
             ),
         ],
     )
@@ -193,7 +199,12 @@ def recovery_from(options: dict[str, Any], seed: int) -> Any:
     from compressor.distill import DistillOptions
     from compressor.recovery import RecoveryOptions
 
-    distill = DistillOptions(minutes=options.pop("distill_minutes"), steps=options.pop("distill_steps"), seed=seed)
+    distill = DistillOptions(
+        examples=options.pop("distill_examples"),
+        steps=options.pop("distill_steps"),
+        minutes=options.pop("distill_minutes"),
+        seed=seed,
+    )
     return RecoveryOptions(
         method=options.pop("recover"), fit_examples=options.pop("fit_examples"), distill=distill, seed=seed
     )
@@ -215,17 +226,20 @@ def recovery_from(options: dict[str, Any], seed: int) -> Any:
     help="Comma-separated layers (1-based) to remove whole, e.g. 6 or 5,6.",
 )
 @click.option(
-    "--try-dropping-layers",
-    is_flag=True,
-    help="With a target: the search also tries dropping the layer whose FFN neurons carry the least attribution.",
-)
-@click.option(
     "--max-drop",
     default=1.0,
     type=FINITE,
     show_default=True,
-    help="With a target: accuracy points the shipped int8 model may lose against the original on held-out rows; "
-    "if no candidate meets both, nothing is shipped (exit 2).",
+    help="With a target: accuracy points the shipped int8 model may lose against the original, checked on the "
+    "selection rows (paired, 95% interval): a model shown to lose more (the whole interval above it) is not "
+    "shipped (exit 2); one the rows cannot resolve ships, and the report says so.",
+)
+@click.option(
+    "--fidelity-examples",
+    default=4000,
+    show_default=True,
+    help="Unlabelled rows of --calib (at most a third) held out to judge every candidate, recipe and recovery by "
+    "agreement with the original; never scored, fitted or distilled on.",
 )
 @click.option("--data", type=click.Path(path_type=str), help="Labelled evaluation set (TSV, CSV, JSONL).")
 @click.option("--calib", type=click.Path(path_type=str), help="Examples to score heads on (default: task train split).")
@@ -237,7 +251,13 @@ def recovery_from(options: dict[str, Any], seed: int) -> Any:
 @click.option("--out", type=click.Path(path_type=str), help="Output folder (default: next to the model).")
 @data_options
 @scoring_options
-@click.option("--threads", default=1, show_default=True, help="Threads for latency measurement.")
+@click.option(
+    "--threads",
+    default=0,
+    show_default=True,
+    help="Threads for latency measurement; 0 times every graph as a default onnxruntime session runs it (how users "
+    "load the shipped folder).",
+)
 @click.option("--trees", default=5, show_default=True, help="Attribution trees for the first N evaluation examples.")
 @click.option("--latency-examples", default=200, show_default=True, help="Examples timed at batch 1.")
 @click.option(

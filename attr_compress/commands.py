@@ -13,6 +13,7 @@ from typing import Any
 
 from compressor.artifacts import write_json
 from compressor.data import load_labelled_data, sample_labelled_data
+from compressor.distill import TrainingText
 from compressor.distributed import is_main_process, process_group
 from compressor.encoded import encode_data, parity_batches
 from compressor.errors import InputError, check_counts
@@ -22,8 +23,9 @@ from compressor.modeling import USERS_ATTENTION, load_model, read_model_config, 
 from compressor.neurons import FFN_IMPORTANCE_FILE, NeuronImportance
 from compressor.outputs import check_output_folder, staged_folder
 from compressor.pruning import PrunePlan, check_unpruned, plan_pruning, prune_model, save_pruned
-from compressor.recovery import RecoveryOptions, RecoveryRecord, TrainingText, encode_for_fit, recover
+from compressor.recovery import RecoveryOptions, RecoveryRecord, encode_for_fit, recover
 from compressor.scoring import ScoringOptions, score_heads, score_neurons
+from evaluation.fidelity import Judge
 from evaluation.measure import Measurement, evaluate
 from evaluation.plots import save_importance
 from evaluation.tuning import tune_recipe
@@ -96,8 +98,8 @@ def prune_folder(
     pruned = prune_model(copy.deepcopy(loaded.model), plan)
     record = None
     if recovery.method != "none":
-        fit, _ = sample_labelled_data(calib, loaded.label2id, recovery.fit_examples, recovery.fit_seed, **columns)
-        text = TrainingText(loaded, calib, columns)
+        fit, rows = sample_labelled_data(calib, loaded.label2id, recovery.fit_examples, recovery.fit_seed, **columns)
+        text = TrainingText(loaded, calib, rows, columns)
         batches = encode_for_fit(loaded, fit.examples)
         record = recover(loaded.model, pruned, batches, recovery, text=text, progress=True, log=log)
     with staged_folder(out, force=force, contents="prune", log=log) as staging:
@@ -135,7 +137,8 @@ def export_folder(
         )
         tuning = None
         if tune:
-            tuning = tune_recipe(graphs, encoded, threads=threads, num_labels=loaded.config.num_labels, log=log)
+            judge = Judge(TorchRunner("pytorch", loaded.model), encoded, encoded)
+            tuning = tune_recipe(graphs, judge, encoded, threads=threads, log=log)
             tuning.save(staging / "graph_tuning.json")
             log(f"int8 recipe: {tuning.recipe.name} ({tuning.reason})")
         recipe = tuning.recipe if tuning else OPTIMUM_BASELINE

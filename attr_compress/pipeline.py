@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from compressor.allocation import plan_structure
 from compressor.architectures import family_of, ffn_width
 from compressor.artifacts import library_versions
 from compressor.cache import StageCache, ThisMachine
-from compressor.distill import distill
+from compressor.distill import TrainingText, distill
 from compressor.encoded import EncodedData, encode_data, parity_batches
 from compressor.errors import InputError, VerificationError, check_counts, check_finite
 from compressor.explain import explain
@@ -47,11 +48,13 @@ from compressor.pruning import (
     prune_model,
     save_pruned,
 )
-from compressor.recovery import RecoveryOptions, RecoveryRecord, TrainingText, encode_for_fit, recover
+from compressor.recovery import RecoveryOptions, RecoveryRecord, encode_for_fit, recover
 from compressor.scoring import ScoringOptions, score_heads, score_neurons
 from compressor.task_data import DataOptions, ResolvedData, resolve_data
 from compressor.trees import AttributionTree
-from evaluation.measure import Measurement, accuracy, evaluate
+from evaluation.fidelity import Judge, paired_drop
+from evaluation.int8 import choose_int8
+from evaluation.measure import Measurement, evaluate
 from evaluation.page import render_html
 from evaluation.plots import save_importance
 from evaluation.report import (
@@ -76,6 +79,9 @@ from exporters.runtime import OnnxRunner, TorchRunner
 from exporters.verified import ExportRecord, VerifiedGraphs, export_verified, quantize_all, ship_int8
 
 Log = Callable[[str], None]
+SENSITIVITY_EXAMPLES = 256  # calibration rows each layer's thinning is measured on
+TIMED_EXAMPLES = 100  # evaluation inputs every structure's latency is timed on, side by side with the baseline
+UNTARGETED_SLOWDOWN = 0.03  # without a target, fp32 MatMuls may make the int8 graph at most 3% slower
 
 
 @dataclass(frozen=True)
@@ -88,17 +94,17 @@ class PipelineOptions:
     target_speedup: float | None = None
     latency_budget: float | None = None
     drop_layers: tuple[int, ...] = ()  # whole layers removed (0-based)
-    try_dropping_layers: bool = False  # with a target: the search also tries dropping the least-attributed layer
     max_drop: float = 1.0
     out: str | None = None
     data: DataOptions = field(default_factory=DataOptions)
     scoring: ScoringOptions = field(default_factory=ScoringOptions)
     recovery: RecoveryOptions = field(default_factory=RecoveryOptions)
     compare: bool = False
-    threads: int = 1
+    threads: int = 0  # latency measured as a default onnxruntime session runs (0), or with this many threads
     trees: int = 5
     latency_examples: int = 200
     select_examples: int = 1000
+    fidelity_examples: int = 4000  # unlabelled rows of --calib that judge candidates (never scored, fitted, distilled)
     force: bool = False
     cache: bool = True  # reuse stage results cached by content ($XDG_CACHE_HOME/attr-compress)
     progress: bool = True
@@ -117,9 +123,13 @@ class PipelineOptions:
             check_keep(self.keep)
         if self.keep_ffn is not None:
             check_keep(self.keep_ffn, "--keep-ffn", "FFN neurons")
-        check_counts(threads=self.threads, latency_examples=self.latency_examples, select_examples=self.select_examples)
-        if self.trees < 0:
-            raise InputError(f"--trees must be 0 or more, got {self.trees}")
+        check_counts(
+            latency_examples=self.latency_examples,
+            select_examples=self.select_examples,
+            fidelity_examples=self.fidelity_examples,
+        )
+        if self.trees < 0 or self.threads < 0:
+            raise InputError(f"--trees and --threads must be 0 or more, got {self.trees} and {self.threads}")
         if not self.max_drop >= 0:
             raise InputError(f"--max-drop must be 0 or more accuracy points, got {self.max_drop}")
 
@@ -185,6 +195,7 @@ class RunInputs:
     selection: EncodedData
     fit_batches: list[dict[str, torch.Tensor]]
     training: TrainingText | None  # the calibration file, streamed by distillation (None when data is shared)
+    fidelity: EncodedData  # the unlabelled slice every candidate is judged on against the original
 
 
 def prepare_inputs(loaded: LoadedModel, options: PipelineOptions) -> RunInputs:
@@ -196,13 +207,19 @@ def prepare_inputs(loaded: LoadedModel, options: PipelineOptions) -> RunInputs:
         seed=options.scoring.seed,
         select_examples=options.select_examples,
         fit_examples=options.recovery.fit_examples,
+        fidelity_examples=options.fidelity_examples,
     )
     evaluation = encode_data(loaded, resolved.evaluation, singles=options.latency_examples)
     # choices are scored on calibration labels (selection) but timed on the inputs the model will serve
     selection = replace(encode_data(loaded, resolved.selection, singles=0), singles=evaluation.singles)
     fit = encode_for_fit(loaded, resolved.fit.examples) if options.recovery.method != "none" else []
-    training = None if resolved.shared else TrainingText(loaded, resolved.calibration.path, options.data.columns)
-    return RunInputs(resolved, evaluation, parity_batches(evaluation), selection, fit, training)
+    training = None
+    if not resolved.shared:
+        held_out = frozenset(example.content for example in resolved.fidelity.examples)
+        path, rows = resolved.calibration.path, resolved.calibration_rows
+        training = TrainingText(loaded, path, rows, options.data.columns, held_out)
+    fidelity = encode_data(loaded, resolved.fidelity, singles=0)
+    return RunInputs(resolved, evaluation, parity_batches(evaluation), selection, fit, training, fidelity)
 
 
 @dataclass(frozen=True)
@@ -226,13 +243,24 @@ class OriginalGraphs:
 
 @dataclass(frozen=True)
 class Sizes:
-    """The keep fractions used, and the search and recipe tuning that chose them (with a target)."""
+    """The plan (from the options' keep fractions, or the latency target's search) and, with a target, the
+    search and the recipe tuning that chose it."""
 
-    keep: float
-    keep_ffn: float
-    drop_layers: tuple[int, ...] = ()
+    plan: PrunePlan
     search: TargetSearch | None = None
     tuning: TuningResult | None = None
+
+    @property
+    def keep(self) -> float:
+        return self.plan.keep
+
+    @property
+    def keep_ffn(self) -> float:
+        return self.plan.keep_ffn
+
+    @property
+    def drop_layers(self) -> tuple[int, ...]:
+        return tuple(self.plan.dropped_layers)
 
 
 @dataclass(frozen=True)
@@ -266,6 +294,7 @@ class Run:
     timer: StageTimer
     log: Log
     cache: StageCache
+    judge: Judge  # the original's outputs on the fidelity slice and the selection rows, to compare candidates with
     reused: list[str] = field(default_factory=list)  # stages whose results came from the cache
 
     @property
@@ -308,7 +337,9 @@ def run(options: PipelineOptions, log: Log = lambda message: None) -> Report:
             check_unpruned(loaded.model)
             check_drop_layers(options.drop_layers, loaded.config.num_hidden_layers)
             cache = StageCache.default(options.cache, log)
-            job = Run(options, loaded, prepare_inputs(loaded, options), staging, timer, log, cache)
+            inputs = prepare_inputs(loaded, options)
+            judge = Judge(TorchRunner("original", loaded.model), inputs.fidelity, inputs.selection)
+            job = Run(options, loaded, inputs, staging, timer, log, cache, judge)
         scores = score(job)
         original = export_original(job)
         sizes = choose_sizes(job, scores, original)
@@ -375,60 +406,61 @@ def export_original(job: Run) -> OriginalGraphs:
 def tune(job: Run, graphs: VerifiedGraphs, model: ModelIdentity | LoadedModel) -> TuningResult:
     """The int8 recipe chosen by measurement on this machine (cached: a repeated run keeps the same recipe, so its
     search candidates match the cached ones too)."""
-    selection, threads = job.inputs.selection, job.options.threads
+    timing, threads = job.inputs.selection, job.options.threads
     return cached_artifact(
         job,
         "int8 recipe choice",
-        (model, selection, threads, job.num_labels, ThisMachine.here()),
+        (model, timing, job.inputs.fidelity, threads, ThisMachine.here()),
         TuningResult,
-        lambda: tune_recipe(graphs, selection, threads=threads, num_labels=job.num_labels, log=job.log),
+        lambda: tune_recipe(graphs, job.judge, timing, threads=threads, log=job.log),
     )
 
 
 def choose_sizes(job: Run, scores: Scores, original: OriginalGraphs) -> Sizes:
-    """The options' keep fractions, or the latency-target search's choice (with the recipe tuned for it)."""
+    """The plan from the options' keep fractions, or the latency-target search's structure (with the recipe
+    tuned for it)."""
     from attr_compress.search import SearchInputs, search_target
 
-    target = job.options.target
+    target, options, heads, neurons = job.options.target, job.options, scores.heads, scores.neurons
     if target is None:
-        return Sizes(job.options.keep, job.options.keep_ffn or 1.0, job.options.drop_layers)
-    with job.timer.stage(f"search keep / keep-ffn for the target: {target.description}"):
+        plan = plan_pruning(
+            heads.scores,
+            options.keep,
+            heads.order,
+            ffn_scores=neurons and neurons.scores,
+            keep_ffn=options.keep_ffn or 1.0,
+            drop_layers=options.drop_layers,
+        )
+        return Sizes(plan)
+    with job.timer.stage(f"search the structure for the target: {target.description}"):
         tuning = tune(job, original.graphs, job.loaded)
-        judged_by = "none" if job.options.recovery.method == "none" else "lsq"
+        refit = replace(options.recovery, method="none" if options.recovery.method == "none" else "lsq")
         inputs = SearchInputs(
             job.loaded,
-            scores.heads,
-            scores.neurons,
+            heads,
+            neurons,
             target,
-            job.inputs.selection,
+            job.judge,
             job.inputs.fit_batches,
-            replace(job.options.recovery, method=judged_by),
-            reference_accuracy=selection_accuracy(job.loaded.model, job.inputs.selection),
-            max_drop=job.options.max_drop,
-            drop_layers=job.options.try_dropping_layers,
+            encode_for_fit(job.loaded, job.inputs.resolved.fit.examples[:SENSITIVITY_EXAMPLES]),
+            refit,
+            job.inputs.evaluation.singles[:TIMED_EXAMPLES],
+            tuning.recipe,
+            original.baseline_int8,
+            threads=options.threads,
             cache=job.cache,
-            cache_inputs=search_cache_inputs(job, scores, judged_by),
         )
-        search = search_target(
-            inputs, tuning.recipe, baseline_graph=original.baseline_int8, threads=job.options.threads, log=job.log
-        )
+        search = search_target(inputs, log=job.log, progress=options.progress)
         search.save(job.staging / "target_search.json")
-    return Sizes(search.keep, search.keep_ffn, tuple(search.dropped_layers), search, tuning)
+        job.reused.extend(search.reused)
+    return Sizes(plan_structure(search.chosen, heads.array, neurons.array), search, tuning)
 
 
 def prune_and_recover(job: Run, scores: Scores, sizes: Sizes) -> Pruned:
     with job.timer.stage("plan, prune and recover"):
-        heads, neurons = scores.heads, scores.neurons
-        plan = plan_pruning(
-            heads.scores,
-            sizes.keep,
-            heads.order,
-            ffn_scores=neurons and neurons.scores,
-            keep_ffn=sizes.keep_ffn,
-            drop_layers=sizes.drop_layers,
-        )
+        plan = sizes.plan
         plan.save(job.staging / "prune_plan.json")
-        save_importance(heads, job.staging, plan)
+        save_importance(scores.heads, job.staging, plan)
         recovery = recovered_folder(job, plan)
         if recovery is not None:
             recovery.save(job.staging / "recovery.json")
@@ -451,21 +483,6 @@ def reload_pruned(job: Run, from_cache: bool) -> tuple[Any, Any]:
                 "--no-cache, or delete the cache folder"
             ) from None
         raise VerificationError(f"the pruned model this run wrote does not load back ({reason})") from None
-
-
-def search_cache_inputs(job: Run, scores: Scores, judged_by: str) -> tuple[Any, ...]:
-    """What every measured search candidate depends on: the model and its scores, the rows that time and judge
-    it, the recovery that refits it, and this machine (timings from elsewhere would mislead)."""
-    inputs, options = job.inputs, job.options
-    return (
-        job.loaded,
-        scores,
-        inputs.selection,
-        inputs.resolved.fit,
-        replace(options.recovery, method=judged_by),
-        options.threads,
-        ThisMachine.here(),
-    )
 
 
 def recovered_folder(job: Run, plan: PrunePlan) -> RecoveryRecord | None:
@@ -498,13 +515,9 @@ def recovery_methods(job: Run, plan: PrunePlan) -> tuple[str, ...]:
     return ("none", "lsq")
 
 
-def selection_accuracy(model: Any, selection: EncodedData) -> float:
-    return accuracy(TorchRunner("candidate", model), selection)
-
-
 def recover_by_measurement(job: Run, model: Any, methods: tuple[str, ...]) -> tuple[Any, RecoveryRecord | None]:
-    """Each method in turn on a copy (distill continues from lsq's weights when both run); the one most accurate
-    on the held-out selection rows wins (ties: the cheaper, earlier one)."""
+    """Each method in turn on a copy (distill continues from lsq's weights when both run); the one closest to the
+    original on the fidelity slice wins (least disagreement, then KL; ties: the cheaper, earlier one)."""
     options, tried = job.options.recovery, {}
     for method in methods:
         if method == "distill" and "lsq" in tried:
@@ -512,13 +525,7 @@ def recover_by_measurement(job: Run, model: Any, methods: tuple[str, ...]) -> tu
             text = job.inputs.training
             job.log(f"distilling from the original model on {text.path}")
             trained = distill(
-                job.loaded.model,
-                candidate,
-                text.loaded,
-                text.path,
-                options.distill,
-                columns=text.columns,
-                progress=job.options.progress,
+                job.loaded.model, candidate, text, options.distill, progress=job.options.progress, log=job.log
             )
             record = replace(record, method="distill", distill=trained)
         else:
@@ -532,12 +539,17 @@ def recover_by_measurement(job: Run, model: Any, methods: tuple[str, ...]) -> tu
                 progress=job.options.progress,
                 log=job.log,
             )
-        tried[method] = (candidate, record, selection_accuracy(candidate, job.inputs.selection))
-    best = max(tried, key=lambda method: (tried[method][2], -methods.index(method)))
+        tried[method] = (candidate, record, job.judge.judge(TorchRunner("candidate", candidate)))
+    best = min(tried, key=lambda method: (*tried[method][2].key, methods.index(method)))
     chosen, record, _ = tried[best]
-    scores = {method: accuracy for method, (_, _, accuracy) in tried.items()}
-    job.log("recovery on the held-out rows: " + ", ".join(f"{m} {a:.4f}" for m, a in scores.items()) + f"; kept {best}")
-    return chosen, None if record is None else replace(record, selection_accuracy=scores)
+    judgements = {method: judgement for method, (_, _, judgement) in tried.items()}
+    job.log(
+        "recovery against the original: "
+        + ", ".join(f"{m} disagrees on {j.fidelity.disagreement:.2%}" for m, j in judgements.items())
+        + f" of {job.judge.rows} unlabelled rows; kept {best}"
+    )
+    compared = {method: judgement.summary for method, judgement in judgements.items()}
+    return chosen, None if record is None else replace(record, compared=compared)
 
 
 def export_pruned(job: Run, sizes: Sizes, pruned: Pruned, original: OriginalGraphs) -> Shipped:
@@ -557,11 +569,21 @@ def export_pruned(job: Run, sizes: Sizes, pruned: Pruned, original: OriginalGrap
                 "pruned",
                 None,
             )
-        else:  # the search judged its candidates as int8 graphs with recipes tuned on the original
-            tuning, tuned_on, recipe = sizes.tuning, "original", recovered_granularity(job, graphs, sizes.search)
-        recipe = recipe or tuning.recipe
+        else:  # the search timed its candidates with the recipe tuned on the original
+            tuning, tuned_on, recipe = sizes.tuning, "original", int8_granularity(job, graphs, sizes.tuning.recipe)
+        int8 = choose_int8(
+            graphs,
+            recipe or tuning.recipe,
+            job.judge,
+            job.inputs.evaluation.singles[:TIMED_EXAMPLES],
+            threads=job.options.threads,
+            slowdown=allowed_slowdown(sizes.search),
+            log=job.log,
+        )
+        recipe = int8.chosen
+        tuning = replace(tuning, per_matmul=int8)
         tuning.save(job.staging / "graph_tuning.json")
-        (tuned,) = quantize_all(original.graphs, [recipe], original.graphs.folder / "tuned")
+        (tuned,) = quantize_all(original.graphs, [recipe.uniform], original.graphs.folder / "tuned")
         record = ship_int8(
             graphs,
             recipe,
@@ -574,47 +596,54 @@ def export_pruned(job: Run, sizes: Sizes, pruned: Pruned, original: OriginalGrap
     return Shipped(record, tuning, tuned_on, tuned)
 
 
-def recovered_granularity(job: Run, graphs: VerifiedGraphs, search: TargetSearch) -> Recipe:
-    """Recovery changed the weights since the search judged them: of the chosen candidate's int8 recipes that met
-    the target when re-timed (per-channel / per-tensor weights; the plain target, without the search's margin),
-    the one now more accurate on the selection rows. On the demo model the distilled weights lost 5 points as
-    per-tensor int8, the recipe the search had chosen (.8440 against the original's .8945 on the selection rows),
-    and none as per-channel (.8991)."""
-    row, target = search.chosen_candidate, job.options.target
-    recipes = [Recipe.from_dict(r["recipe"]) for r in row["int8"] if target.met(r["p50_ms"], r["speedup"])]
-    if len(recipes) < 2:
-        return Recipe.from_dict(search.recipe)
+def allowed_slowdown(search: TargetSearch | None) -> float:
+    """How much slower fp32 MatMuls may make the shipped graph: with a target, the part of the planned budget
+    the allocation left unused (from the latency model, not a timing); without one, 3%."""
+    if search is None:
+        return UNTARGETED_SLOWDOWN
+    planned = search.latency_model.predict(search.chosen)
+    return max(0.0, search.target_ratio / search.margin / planned - 1)
+
+
+def int8_granularity(job: Run, graphs: VerifiedGraphs, recipe: Recipe) -> Recipe:
+    """Recovery changed the weights since the recipe was tuned on the original: of the recipe with per-channel
+    and with per-tensor weights, the one closer to the original on the fidelity slice (on the demo model the
+    distilled weights lost 5 points as per-tensor int8 and none as per-channel)."""
+    recipes = [replace(recipe, per_channel=True), replace(recipe, per_channel=False)]
     with tempfile.TemporaryDirectory(prefix="attr-compress-granularity-") as scratch:
         paths = quantize_all(graphs, recipes, Path(scratch))
-        scores = [
-            accuracy(OnnxRunner(r.name, p, threads=job.options.threads), job.inputs.selection)
+        verdicts = [
+            job.judge.judge(OnnxRunner(r.name, p, threads=job.options.threads))
             for r, p in zip(recipes, paths, strict=True)
         ]
-    best = max(range(len(recipes)), key=lambda index: (scores[index], recipes[index].to_dict() == search.recipe))
+    best = min(range(len(recipes)), key=lambda index: (*verdicts[index].key, recipes[index] != recipe))
     job.log(
-        "int8 after recovery on the held-out rows: "
-        + ", ".join(f"{r.name} {a:.4f}" for r, a in zip(recipes, scores, strict=True))
+        "int8 after recovery against the original: "
+        + ", ".join(
+            f"{r.name} disagrees on {v.fidelity.disagreement:.2%}" for r, v in zip(recipes, verdicts, strict=True)
+        )
     )
     return recipes[best]
 
 
 def check_selection(job: Run, sizes: Sizes) -> SelectionCheck:
-    """The shipped int8 graph on the held-out selection rows against the original; with a latency target a drop
-    beyond --max-drop ships nothing (one line, exit 2)."""
-    selection = job.inputs.selection
+    """The shipped int8 graph against the original on the selection rows (paired) and the fidelity slice. With a
+    latency target, a drop that the selection rows show to exceed --max-drop (the lower end of its 95% interval
+    above it) ships nothing (one line, exit 2); a drop they cannot resolve ships, and the report says so."""
     shipped = OnnxRunner("shipped", job.staging / "onnx" / ONNX_INT8, threads=job.options.threads)
+    verdict = job.judge.judge(shipped)
     check = SelectionCheck(
-        rows=len(selection.labels),
-        original_accuracy=selection_accuracy(job.loaded.model, selection),
-        shipped_accuracy=accuracy(shipped, selection),
+        drop=verdict.selection,
+        fidelity=verdict.fidelity,
         max_drop=job.options.max_drop,
         enforced=sizes.search is not None,
     )
-    if check.enforced and check.drop_points > check.max_drop:
+    if check.refused:
+        interval = check.drop.interval()
         raise InputError(
-            f"no candidate meets both the target ({sizes.search.target}) and --max-drop {check.max_drop:g}: the "
-            f"best, keep {sizes.keep:g} / keep-ffn {sizes.keep_ffn:g}, loses {check.drop_points:.2f} points on "
-            f"{check.rows} held-out rows as int8; nothing was written: relax --max-drop or the target"
+            f"the structure that meets the target ({sizes.search.target}) loses {check.drop_points:.2f} points "
+            f"(95% interval {interval.low:.2f} to {interval.high:.2f}) on {check.drop.rows} selection rows as int8, "
+            f"more than --max-drop {check.max_drop:g}; nothing was written: relax --max-drop or the target"
         )
     return check
 
@@ -711,6 +740,11 @@ def build_report(job: Run, outcome: Outcome) -> Report:
         machine=Machine.here(job.options.threads),
         weights=WeightsInfo(loaded.weights_file, loaded.weights_note, loaded.stored_dtype),
         versions=library_versions(),
+        drop=paired_drop(
+            measurement.predictions["original/pytorch-fp32"],
+            measurement.predictions["pruned/onnx-int8-tuned"],
+            job.inputs.evaluation.labels,
+        ),
         reused=list(job.reused),
     )
 
@@ -770,4 +804,5 @@ def data_summary(job: Run) -> DataSummary:
         evaluation_row_numbers=[example.row for example in evaluation.examples],
         selection_row_numbers=[example.row for example in resolved.selection.examples],
         excluded=list(resolved.excluded),
+        fidelity_rows=len(resolved.fidelity),
     )

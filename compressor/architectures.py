@@ -40,6 +40,18 @@ def _distilbert_head(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
+class Block:
+    """An attention or FFN block as the layer calls it, so an emptied one (no head or no FFN neuron left) can be
+    replaced in the exported graph by what it still computes: its output bias on the residual stream."""
+
+    module: str  # the module the layer calls for the block (replaced)
+    residual: int | str  # the call's argument that carries the residual stream: position or keyword
+    bias: str  # the linear layer whose bias is all the emptied block adds
+    norm: str | None  # the LayerNorm the replaced module applies itself (None: the layer applies it afterwards)
+    returns_tuple: bool  # the layer reads the block's output as a tuple's first item
+
+
+@dataclass(frozen=True)
 class Family:
     """One architecture: module paths from the classifier (``embeddings``, ``layers``) or from one encoder
     layer (the rest), and the few behaviours that differ between families."""
@@ -69,6 +81,8 @@ class Family:
     positions_after_padding: bool = False  # position ids start at pad_token_id + 1 (RoBERTa)
     embedding_projection: str | None = None  # ELECTRA: a linear map when embeddings are narrower than layers
     traced_attention: str = "eager"  # the attention implementation whose ONNX graph onnxruntime's fusion matches
+    attention_block: Block = Block("attention", 0, "attention.output.dense", "attention.output.LayerNorm", True)
+    ffn_block: Block = Block("output", 1, "output.dense", "output.LayerNorm", False)  # output(intermediate, residual)
 
 
 BERT = Family(
@@ -126,6 +140,8 @@ DISTILBERT = Family(
     padding_mask=True,
     token_types=False,
     traced_attention="sdpa",  # the eager graph's masked_fill/scaled-query pattern is not fused (onnxruntime 1.32)
+    attention_block=Block("attention", "query", "attention.out_lin", None, True),
+    ffn_block=Block("ffn", 0, "ffn.lin2", None, False),
 )
 FAMILIES = {family.model_type: family for family in (BERT, ROBERTA, XLM_ROBERTA, ELECTRA, DISTILBERT)}
 CLASSIFIERS = {family.classifier for family in FAMILIES.values()}
@@ -248,3 +264,19 @@ def with_attention(model: nn.Module, implementation: str) -> nn.Module:
             set_part(mine, path, copy.deepcopy(part(theirs, path)))
     twin.load_state_dict(model.state_dict())
     return twin
+
+
+class BiasOnly(nn.Module):
+    """Stands in for an emptied block: adds the block's output bias to the residual stream (and applies the
+    block's LayerNorm when the block applied it), with no matrix product left in the graph."""
+
+    def __init__(self, block: Block, layer: nn.Module) -> None:
+        super().__init__()
+        self.block = block
+        self.register_buffer("bias", part(layer, block.bias).bias.detach().clone())
+        self.norm = copy.deepcopy(part(layer, block.norm)) if block.norm else None
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        residual = kwargs[self.block.residual] if isinstance(self.block.residual, str) else args[self.block.residual]
+        output = self.norm(residual + self.bias) if self.norm is not None else self.bias.expand_as(residual)
+        return (output,) if self.block.returns_tuple else output

@@ -50,6 +50,9 @@ def from_plain(kind: Any, value: Any) -> Any:
         return from_plain(options[0], value) if len(options) == 1 else value
     if origin is list:
         return [from_plain(arguments[0], item) for item in value]
+    if origin is tuple:  # tuple[X, ...] or a fixed tuple[X, Y]
+        kinds = [arguments[0]] * len(value) if len(arguments) == 2 and arguments[1] is Ellipsis else arguments
+        return tuple(from_plain(kind, item) for kind, item in zip(kinds, value, strict=True))
     if origin is dict:
         return {key: from_plain(arguments[1], item) for key, item in value.items()}
     if isinstance(kind, type) and issubclass(kind, JsonArtifact) and kind.kind != value.get("kind", kind.kind):

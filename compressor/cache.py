@@ -82,6 +82,8 @@ def fingerprint(value: Any) -> Any:
         return value if math.isfinite(value) else repr(value)
     if isinstance(value, np.generic):
         return fingerprint(value.item())
+    if hasattr(value, "detach") and hasattr(value, "numpy"):  # a torch tensor, by its values
+        return fingerprint(value.detach().cpu().numpy())
     if isinstance(value, np.ndarray):
         return {
             "array": sha256_hex(np.ascontiguousarray(value).tobytes()),

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import heapq
 import itertools
 import json
 import re
 from collections.abc import Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -134,9 +136,11 @@ def sample_labelled_data(
     text_column: str | None = None,
     text_pair_column: str | None = None,
     label_column: str | None = None,
+    exclude: AbstractSet[tuple[str, str | None]] = frozenset(),
 ) -> tuple[LabelledData, int]:
     """A seeded random sample of n rows (all rows if the file has n or fewer), read in one streaming pass, and the
-    total number of data rows in the file. Memory is O(n), not O(file).
+    total number of data rows in the file. Memory is O(n), not O(file). Rows whose content is in ``exclude``
+    (``Example.content``) are never drawn, but counted.
 
     Every row is parsed and validated exactly as :func:`load_labelled_data` does, so a file that the full loader
     rejects raises the same :class:`InputError` here. The sample is drawn by reservoir sampling (Algorithm R)
@@ -149,8 +153,37 @@ def sample_labelled_data(
     )
     reservoir = _Reservoir(n, seed)
     for example in stream:
-        reservoir.add(example)
+        if example.content not in exclude:
+            reservoir.add(example)
     return stream.labelled(reservoir.in_file_order()), stream.count
+
+
+def hashed_sample(
+    path: str | Path,
+    label2id: dict[str, int],
+    n: int,
+    seed: int,
+    *,
+    at_most: float = 1.0,
+    text_column: str | None = None,
+    text_pair_column: str | None = None,
+    label_column: str | None = None,
+) -> tuple[LabelledData, int]:
+    """The n rows (at most the fraction ``at_most`` of the file) whose content hashes lowest under ``seed``, in
+    file order, in one pass; and the file's row count. Chosen by content, so copies of a row are taken or left
+    together and a run never trains on the twin of a row it judges with."""
+    stream = _ExampleStream(
+        path, label2id, text_column=text_column, text_pair_column=text_pair_column, label_column=label_column
+    )
+    lowest: list[tuple[int, int, Example]] = []  # a max-heap of the n lowest (negated hash, -row)
+    for example in stream:
+        key = int.from_bytes(hashlib.blake2b(repr((seed, example.content)).encode(), digest_size=8).digest(), "big")
+        if len(lowest) < n:
+            heapq.heappush(lowest, (-key, -example.row, example))
+        elif -key > lowest[0][0]:
+            heapq.heapreplace(lowest, (-key, -example.row, example))
+    kept = sorted(lowest, reverse=True)[: min(n, int(stream.count * at_most))]
+    return stream.labelled(tuple(sorted((item[2] for item in kept), key=lambda e: e.row))), stream.count
 
 
 def stream_examples(

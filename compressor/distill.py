@@ -6,20 +6,24 @@ layer, its hidden states (same depth and width after pruning, so layer i matches
 CoFi's layer-wise loss without a projection). Training text is streamed from the file through a seeded
 shuffle buffer, epoch after epoch, so memory stays bounded whatever the file's size.
 
-The work is planned in steps: ``steps`` when given (bit-for-bit reproducible with the same seed), else as
-many as fit in ``minutes`` on this machine, estimated from a short timing probe before training (the
-record says how many ran, so a run can be repeated exactly with that step count).
+The length is fixed by the data and the options, never by the machine's speed: ``steps`` when given, else
+``examples`` (at most ``epochs`` passes over the training rows) in batches of ``batch_size``; the same seed
+gives the same weights bit for bit. A short timing probe before training only estimates how long it will
+take (shown, and recorded). ``minutes`` is an opt-in cap that stops training when the time is up: it makes
+the result depend on this machine's speed and load, and the record and the log say so.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import math
 import os
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,6 +31,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from compressor.artifacts import JsonArtifact
+from compressor.cache import file_digest
 from compressor.data import Example, stream_examples
 from compressor.errors import InputError
 from compressor.modeling import LoadedModel, encode, token_lengths
@@ -38,10 +43,14 @@ LENGTH_GROUP = 50  # batches whose examples are sorted by length together: littl
 
 @dataclass(frozen=True)
 class DistillOptions:
-    """How long and how hard to distil. ``steps`` (batches) wins over ``minutes`` when both are given."""
+    """How long and how hard to distil: ``steps`` batches when given, else ``examples`` examples but at most
+    ``epochs`` passes over the training rows; ``minutes`` (opt-in) caps the time, at the cost of runs that
+    depend on the machine."""
 
-    minutes: float = 7.0
+    examples: int = 40000
+    epochs: float = 8.0
     steps: int | None = None
+    minutes: float | None = None
     batch_size: int = 32
     learning_rate: float = 1e-4
     warmup: float = 0.05  # fraction of the steps with a linearly rising learning rate, then linear decay
@@ -50,16 +59,47 @@ class DistillOptions:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.steps is None and not self.minutes > 0:
+        if self.minutes is not None and not self.minutes > 0:
             raise InputError(f"--distill-minutes must be above 0, got {self.minutes}")
         if self.steps is not None and self.steps < 1:
             raise InputError(f"--distill-steps must be at least 1, got {self.steps}")
+        if self.examples < 1 or not self.epochs > 0:
+            raise InputError("--distill-examples must be at least 1 and the epochs above 0")
         if self.batch_size < 1 or not self.learning_rate > 0 or not self.temperature > 0:
             raise InputError(
                 "distillation needs a batch size of at least 1 and a positive learning rate and temperature"
             )
         if not 0 <= self.warmup < 1 or self.hidden_weight < 0:
             raise InputError("distillation warm-up must be in [0, 1) and the hidden-state weight 0 or more")
+
+    def planned_steps(self, rows: int) -> int:
+        """The step count, from the options and the number of training rows only."""
+        if self.steps is not None:
+            return self.steps
+        examples = min(self.examples, int(self.epochs * max(rows, 1)))
+        return max(1, math.ceil(examples / self.batch_size))
+
+
+@dataclass(frozen=True)
+class TrainingText:
+    """Where distillation reads its text: a labelled file (labels unused) of ``rows`` rows and the columns,
+    tokenised by ``loaded``; rows whose content is in ``held_out`` (the slice that judges candidates) are never
+    trained on."""
+
+    loaded: LoadedModel
+    path: str
+    rows: int
+    columns: dict[str, str | None] = field(default_factory=dict)
+    held_out: frozenset[tuple[str, str | None]] = frozenset()
+
+    def cache_identity(self) -> tuple[Any, ...]:
+        """The file's content (not its name), the columns read, the rows left out and the tokenizer."""
+        held_out = hashlib.sha256(json.dumps(sorted(self.held_out, key=repr)).encode()).hexdigest()
+        return file_digest(self.path), self.columns, held_out, self.loaded.identity.tokenizer
+
+    @property
+    def training_rows(self) -> int:
+        return max(1, self.rows - len(self.held_out))
 
 
 @dataclass(frozen=True)
@@ -70,7 +110,7 @@ class DistillRecord(JsonArtifact):
 
     data: str
     steps: int
-    planned_from: str  # "steps" or "minutes"
+    planned_from: str  # "steps", "examples", or "minutes" (the opt-in time cap cut it short)
     examples: int
     seconds: float
     threads: int
@@ -81,17 +121,18 @@ class DistillRecord(JsonArtifact):
     seed: int
     loss_first: float
     loss_last: float
+    estimated_seconds: float | None = None  # from the timing probe, said before training
 
 
-def training_batches(
-    loaded: LoadedModel, path: str | Path, batch_size: int, seed: int, columns: dict[str, str | None]
-) -> Iterator[dict[str, torch.Tensor]]:
-    """Tokenised batches of the file's examples, shuffled within a seeded buffer, over and over (epochs). Each
-    run of LENGTH_GROUP batches is cut from examples sorted by length and served in random order, so batches
-    carry little padding (SST-2 sentences: 13 tokens on average, up to 60)."""
+def training_batches(text: TrainingText, batch_size: int, seed: int) -> Iterator[dict[str, torch.Tensor]]:
+    """Tokenised batches of the file's examples (less the held-out ones), shuffled within a seeded buffer, over
+    and over (epochs). Each run of LENGTH_GROUP batches is cut from examples sorted by length and served in
+    random order, so batches carry little padding (SST-2 sentences: 13 tokens on average, up to 60)."""
+    loaded = text.loaded
     for epoch in itertools.count():
         rng = np.random.default_rng([seed, epoch])
-        examples = _shuffled(stream_examples(path, loaded.label2id, **columns), rng)
+        rows = stream_examples(text.path, loaded.label2id, **text.columns)
+        examples = _shuffled((row for row in rows if row.content not in text.held_out), rng)
         while group := list(itertools.islice(examples, batch_size * LENGTH_GROUP)):
             lengths = token_lengths(loaded, group)
             ordered = [group[index] for index in np.argsort(lengths, kind="stable")]
@@ -192,11 +233,11 @@ def _train_step(
     return float(loss.detach())
 
 
-def plan_steps(
+def seconds_per_step(
     teacher: nn.Module, student: nn.Module, batches: Sequence[dict[str, torch.Tensor]], options: DistillOptions
-) -> int:
-    """How many steps fit in ``options.minutes``: forward and backward timed on a throw-away copy of the
-    student (the student itself is untouched, so the probe does not change the result)."""
+) -> float:
+    """Forward and backward timed on a throw-away copy of the student (the student itself is untouched, so the
+    probe never changes the result): for the time estimate, and for the opt-in time cap."""
     import copy
 
     probe = copy.deepcopy(student)
@@ -207,8 +248,7 @@ def plan_steps(
     started = time.perf_counter()
     for batch in batches[1:]:
         _train_step(teacher, probe, batch, optimizer, options, layers)
-    per_step = (time.perf_counter() - started) / max(1, len(batches) - 1)
-    return max(1, int(options.minutes * 60 / per_step))
+    return (time.perf_counter() - started) / max(1, len(batches) - 1)
 
 
 def _trainable(model: nn.Module) -> list[nn.Parameter]:
@@ -224,28 +264,31 @@ def _trainable(model: nn.Module) -> list[nn.Parameter]:
 def distill(
     teacher: nn.Module,
     student: nn.Module,
-    loaded: LoadedModel,
-    data: str | Path,
+    text: TrainingText,
     options: DistillOptions,
     *,
-    columns: dict[str, str | None] | None = None,
     progress: bool = False,
+    log: Callable[[str], None] = lambda message: None,
 ) -> DistillRecord:
-    """Train ``student`` in place against ``teacher`` on the examples of the file ``data`` (streamed, shuffled
-    with ``options.seed``), with every CPU core; dropout stays off. The tokenizer is ``loaded``'s."""
+    """Train ``student`` in place against ``teacher`` on the rows of ``text`` (streamed, shuffled with
+    ``options.seed``), with every CPU core; dropout stays off. The step count comes from the options and the
+    data (``DistillOptions.planned_steps``); the time it will take is estimated and said before training."""
     threads = os.cpu_count() or 1
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     torch.manual_seed(options.seed)
-    batches = training_batches(loaded, data, options.batch_size, options.seed, columns or {})
+    batches = training_batches(text, options.batch_size, options.seed)
     try:
-        steps = options.steps or plan_steps(
-            teacher,
-            student,
-            list(
-                itertools.islice(training_batches(loaded, data, options.batch_size, options.seed + 1, columns or {}), 6)
-            ),
-            options,
+        steps = options.planned_steps(text.training_rows)
+        probe = list(itertools.islice(training_batches(text, options.batch_size, options.seed + 1), 6))
+        per_step = seconds_per_step(teacher, student, probe, options)
+        capped = options.minutes is not None and per_step * steps > options.minutes * 60
+        if capped:
+            steps = max(1, int(options.minutes * 60 / per_step))
+        log(
+            f"distillation: {steps:,} steps of {options.batch_size} on {text.training_rows:,} training rows, about "
+            f"{per_step * steps / 60:.1f} min on this machine"
+            + (" (cut by --distill-minutes: the result now depends on this machine's speed)" if capped else "")
         )
         record = _run(teacher, student, batches, steps, options, progress)
     finally:
@@ -253,14 +296,15 @@ def distill(
         for parameter in student.parameters():
             parameter.requires_grad_(False)
     return DistillRecord(
-        data=str(data),
-        planned_from="steps" if options.steps else "minutes",
+        data=str(text.path),
+        planned_from="minutes" if capped else ("steps" if options.steps else "examples"),
         threads=threads,
         batch_size=options.batch_size,
         learning_rate=options.learning_rate,
         temperature=options.temperature,
         hidden_weight=options.hidden_weight,
         seed=options.seed,
+        estimated_seconds=round(per_step * steps, 1),
         **record,
     )
 

@@ -37,6 +37,7 @@ from torch import nn
 from transformers.pytorch_utils import prune_linear_layer
 
 from compressor.architectures import (
+    BiasOnly,
     Family,
     encoder_layers,
     family_of,
@@ -321,6 +322,26 @@ def heads_per_layer(model: nn.Module) -> list[int]:
     for layer in (getattr(model.config, "attr_compress", None) or {}).get("silent_head_layers", []):
         counts[layer] = 0
     return counts
+
+
+def without_empty_blocks(model: nn.Module) -> nn.Module:
+    """``model``, or a copy whose emptied blocks (a layer with no head, or no FFN neuron, left) are replaced by
+    their output bias (``BiasOnly``): the same function (the silent head's context and the silent neuron's
+    output are exactly zero), without the block's matrix products, for the exported graph."""
+    family = family_of(model)
+    empty = [
+        (index, block)
+        for counts, block in ((heads_per_layer(model), family.attention_block), (ffn_widths(model), family.ffn_block))
+        for index, count in enumerate(counts)
+        if count == 0
+    ]
+    if not empty:
+        return model
+    model = copy.deepcopy(model)
+    layers = encoder_layers(model)
+    for index, block in empty:
+        set_part(layers[index], block.module, BiasOnly(block, layers[index]))
+    return model
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:

@@ -26,9 +26,8 @@ from tqdm.auto import tqdm
 
 from compressor.architectures import embed, encoder_layers, family_of, layer_mask, part, run_layer
 from compressor.artifacts import JsonArtifact
-from compressor.cache import file_digest
 from compressor.data import Example
-from compressor.distill import DistillOptions, DistillRecord, distill
+from compressor.distill import DistillOptions, DistillRecord, TrainingText, distill
 from compressor.errors import InputError, check_counts
 from compressor.importance import DEFAULT_MAX_BATCH_TOKENS, length_batches
 from compressor.modeling import LoadedModel, encode
@@ -50,7 +49,9 @@ class RecoveryRecord(JsonArtifact):
     ridge: float
     layers: list[dict[str, Any]]
     distill: DistillRecord | None = None
-    selection_accuracy: dict[str, float] | None = None  # with --recover auto: each method tried, on held-out rows
+    # with --recover auto: each method tried against the original (disagreement and KL on the fidelity slice,
+    # paired drop in points on the selection rows)
+    compared: dict[str, dict[str, float]] | None = None
 
 
 def encode_for_fit(loaded: LoadedModel, examples: Sequence[Example]) -> list[dict[str, torch.Tensor]]:
@@ -80,13 +81,18 @@ class NormalEquations:
         squared = self.target_energy - 2 * np.sum(stacked * self.cross) + np.sum(stacked * (self.gram @ stacked))
         return float(np.sqrt(max(squared, 0.0) / max(self.target_energy, 1e-300)))
 
-    def solve(self, ridge: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """Weight [outputs, inputs] and bias minimising |[X 1] W_aug - Y|^2 + lambda |W|^2 (bias not penalised);
-        lambda = ``ridge`` x the mean diagonal of X^T X, so the penalty does not depend on the activations' scale."""
+    def solve(self, ridge: float, prior: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weight [outputs, inputs] and bias minimising |[X 1] W_aug - Y|^2 + lambda |W - prior|^2 (bias not
+        penalised; no prior: toward zero); lambda = ``ridge`` x the mean diagonal of X^T X, so the penalty does not
+        depend on the activations' scale. Damping toward the weights the layer had keeps the refit from growing
+        outlier columns, which int8 quantises badly."""
         inputs = self.gram.shape[0] - 1
         penalty = ridge * max(float(np.trace(self.gram[:inputs, :inputs])) / max(inputs, 1), 1e-12)
         regularised = self.gram + np.diag(np.r_[np.full(inputs, penalty), 0.0])
-        solution = np.linalg.solve(regularised, self.cross)
+        target = self.cross
+        if prior is not None:
+            target = target + penalty * np.vstack([prior.double().numpy().T, np.zeros((1, self.cross.shape[1]))])
+        solution = np.linalg.solve(regularised, target)
         weight = torch.from_numpy(np.ascontiguousarray(solution[:inputs].T)).float()
         return weight, torch.from_numpy(solution[inputs]).float()
 
@@ -113,9 +119,9 @@ def _capture_outputs(module: nn.Module) -> Iterator[list[torch.Tensor]]:
         handle.remove()
 
 
-def _refit(linear: nn.Linear, equations: NormalEquations, ridge: float) -> dict[str, float]:
+def _refit(linear: nn.Linear, equations: NormalEquations, ridge: float, damped: bool) -> dict[str, float]:
     before = equations.relative_error(linear.weight, linear.bias)
-    weight, bias = equations.solve(ridge)
+    weight, bias = equations.solve(ridge, linear.weight.detach() if damped else None)
     after = equations.relative_error(weight, bias)
     if after < before:  # a refit can only help on the data it saw; keep the old weights otherwise
         with torch.no_grad():
@@ -144,6 +150,7 @@ def recover_lsq(
     batches: Sequence[dict[str, torch.Tensor]],
     *,
     ridge: float = DEFAULT_RIDGE,
+    damped: bool = True,
     progress: bool = False,
 ) -> list[dict[str, Any]]:
     """Refit, in place, every layer's attention output and FFN output projection of ``pruned``.
@@ -186,7 +193,7 @@ def recover_lsq(
                 for h, m in zip(current, masks, strict=True):
                     run_layer(target, h, m)
             equations = _least_squares(projection, [c[0] for c in contexts], current, real, attention_targets)
-            attention = _refit(projection, equations, ridge)
+            attention = _refit(projection, equations, ridge, damped)
 
             # FFN output projection: activations -> (original residual sum - the attention block's output)
             projection = part(target, family.ffn_output)
@@ -197,7 +204,7 @@ def recover_lsq(
                 for h, m in zip(current, masks, strict=True):
                     run_layer(target, h, m)
             equations = _least_squares(projection, [a[0] for a in activations], residuals, real, ffn_targets)
-            ffn = _refit(projection, equations, ridge)
+            ffn = _refit(projection, equations, ridge, damped)
             current = [run_layer(target, h, m) for h, m in zip(current, masks, strict=True)]
         report.append({"layer": first, "attention_output": attention, "ffn_output": ffn})
     return report
@@ -213,6 +220,7 @@ class RecoveryOptions:
     distill: DistillOptions = field(default_factory=DistillOptions)
     seed: int = 0
     ridge: float = DEFAULT_RIDGE
+    damped: bool = True  # the ridge pulls toward the layer's weights before the refit, not toward zero
 
     def __post_init__(self) -> None:
         if self.method not in RECOVERY_METHODS:
@@ -225,19 +233,6 @@ class RecoveryOptions:
     def fit_seed(self) -> int:
         """The fit sample's seed: apart from scoring (``seed``) and selection (``seed`` + 1)."""
         return self.seed + 2
-
-
-@dataclass(frozen=True)
-class TrainingText:
-    """Where distillation reads its text: a labelled file (labels unused) and the columns, tokenised by ``loaded``."""
-
-    loaded: LoadedModel
-    path: str
-    columns: dict[str, str | None] = field(default_factory=dict)
-
-    def cache_identity(self) -> tuple[Any, ...]:
-        """The file's content (not its name), the columns read and the tokenizer that reads them."""
-        return file_digest(self.path), self.columns, self.loaded.identity.tokenizer
 
 
 def recover(
@@ -261,13 +256,11 @@ def recover(
     tokens = int(sum(int(batch["attention_mask"].sum()) for batch in batches))
     examples = sum(int(batch["input_ids"].shape[0]) for batch in batches)
     log(f"refitting output projections by least squares on {examples} examples ({tokens} tokens)")
-    layers = recover_lsq(original, pruned, batches, ridge=options.ridge, progress=progress)
+    layers = recover_lsq(original, pruned, batches, ridge=options.ridge, damped=options.damped, progress=progress)
     distilled = None
     if options.method == "distill":
         log(f"distilling from the original model on {text.path}")
-        distilled = distill(
-            original, pruned, text.loaded, text.path, options.distill, columns=text.columns, progress=progress
-        )
+        distilled = distill(original, pruned, text, options.distill, progress=progress, log=log)
     return RecoveryRecord(
         method=options.method, examples=examples, tokens=tokens, ridge=options.ridge, layers=layers, distill=distilled
     )

@@ -16,6 +16,7 @@ from typing import Any
 from compressor.data import (
     LabelledData,
     find_glue_split,
+    hashed_sample,
     load_labelled_data,
     sample_labelled_data,
     stream_examples,
@@ -68,7 +69,9 @@ class ResolvedData:
     """The rows a run measures (``evaluation``), the rows it chooses on (``selection``: recipes, the target's
     candidate, the recovery) and two samples of the calibration file: scoring (``calibration``) and fitting the
     recovery (``fit``, another seed). Without a calibration file (``shared``) those two come from a seeded part
-    of the evaluation file held apart from the rest.
+    of the evaluation file held apart from the rest. ``fidelity`` is a large slice of the calibration file
+    (chosen by content hash, never scored, fitted or distilled on) whose text judges every candidate by its
+    agreement with the original; without a calibration file, the selection rows' text.
 
     No measured row is also a row that chose, scored, fitted or trained (compared by content: ``Example.content``),
     and no row that chooses was trained on: such rows are removed, and ``excluded`` says how many, one line each,
@@ -82,6 +85,7 @@ class ResolvedData:
     selection: LabelledData
     selection_how: str
     fit: LabelledData
+    fidelity: LabelledData  # unlabelled use: candidates are judged by agreement with the original here
     excluded: tuple[str, ...] = ()
 
 
@@ -165,6 +169,7 @@ def resolve_data(
     seed: int,
     select_examples: int = 1000,
     fit_examples: int = 1000,
+    fidelity_examples: int = 4000,
 ) -> ResolvedData:
     """Evaluation and calibration sets: the options, else the model's GLUE task from $GLUE_DIR or ``datasets``."""
     data_path, calib_path, source = data_files(config, options)
@@ -191,13 +196,18 @@ def resolve_data(
         trained = {example.content for example in pool.examples}
         evaluation, selection, more = keep_claims(evaluation, selection, trained, options, shared=True)
         fit, calibration, rows, shared = pool.head(fit_examples), pool.head(examples), len(pool), True
-    else:  # each sample streams the file once: memory bounded by the sample, not the file
-        calibration, rows = sample_labelled_data(calib_path, label2id, examples, seed, **columns)
-        fit, _ = sample_labelled_data(calib_path, label2id, fit_examples, seed + 2, **columns)
+        fidelity = selection
+    else:  # each pass streams the file once: memory bounded by the samples, not the file
+        fidelity, rows = hashed_sample(calib_path, label2id, fidelity_examples, seed + 4, at_most=1 / 3, **columns)
+        apart = {example.content for example in fidelity.examples}
+        calibration, _ = sample_labelled_data(calib_path, label2id, examples, seed, exclude=apart, **columns)
+        fit, _ = sample_labelled_data(calib_path, label2id, fit_examples, seed + 2, exclude=apart, **columns)
         trained = calibration_contents(calib_path, label2id, columns)
         evaluation, selection, more = keep_claims(evaluation, selection, trained, options, shared=False)
         shared = False
-    return ResolvedData(evaluation, calibration, rows, shared, source, selection, how, fit, (*excluded, *more))
+    return ResolvedData(
+        evaluation, calibration, rows, shared, source, selection, how, fit, fidelity, (*excluded, *more)
+    )
 
 
 def data_files(config: dict[str, Any], options: DataOptions) -> tuple[str, str | None, str]:

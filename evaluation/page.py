@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from compressor.trees import AttributionTree
-from evaluation.report import VARIANT_LABELS, Report
+from evaluation.report import VARIANT_LABELS, Report, change_text, drop_sentence, fidelity_sentence, selection_line
 from evaluation.svg import PALETTE, Point, grouped_columns, lines, scatter, svg_open
 
 STYLE = """
@@ -74,17 +74,19 @@ def _page(title: str, body: str) -> str:
 def verdict_section(report: Report) -> str:
     shipped, original = report.shipped, report.result("original", "pytorch-fp32")
     optimum = report.result("original", "onnx-int8")
-    ratios, drop = report.ratios, report.drop_points
-    change = f"-{drop:.2f}" if drop >= 0 else f"+{-drop:.2f}"
+    ratios, drop, interval = report.ratios, report.drop_points, report.drop.interval()
     params = report.parameters
     line = (
-        f'<p class="verdict" id="verdict">Accuracy <b class="{"drop" if drop > 0 else "gain"}">{change} points</b> '
-        f"({shipped.accuracy:.4f} against the original's {original.accuracy:.4f}), "
+        f'<p class="verdict" id="verdict">Accuracy <b class="{"drop" if drop > 0 else "gain"}">'
+        f"{change_text(drop)} points</b> ({interval.level:.0%} interval {change_text(interval.high)} to "
+        f"{change_text(interval.low)}; {shipped.accuracy:.4f} against the original's {original.accuracy:.4f}), "
         f"<b>{ratios['speedup_p50_pruned_int8_vs_original_int8']:.2f}x</b> faster than the original's Optimum int8 "
         f"ONNX and <b>{ratios['speedup_p50_pruned_int8_vs_original_pytorch_fp32']:.2f}x</b> faster than PyTorch fp32 "
         f"(batch 1, p50), {_count(params['pruned'].total)} parameters instead of "
         f"{_count(params['original'].total)}. Measured on {report.data.evaluation_rows} rows that chose nothing."
         f"{escape(report.data.exclusions_note)}</p>"
+        f"<p>{escape(drop_sentence(report.drop, 'the rows that chose nothing'))} "
+        f"{escape(fidelity_sentence(report.selection_check.fidelity))}</p>"
     )
     rows = [(original, "PyTorch fp32 (original)"), (optimum, "Optimum int8 ONNX (original)"), (shipped, "shipped int8")]
     longest = max(row.latency_p50_ms for row, _ in rows)
@@ -126,7 +128,8 @@ def frontier_section(report: Report) -> str:
     )
     caption = (
         "Filled, numbered: every variant measured on the evaluation rows (grey original, blue pruned). Hollow orange: "
-        "target-search candidates after recovery, timed in the search and scored on the selection rows. Ringed: "
+        "target-search candidates after the least-squares refit, at their predicted latency and their accuracy on "
+        "the selection rows. Ringed: "
         "shipped / chosen. Latency on a log scale. Hover a mark for its figures."
     )
     chart = scatter(
@@ -136,29 +139,31 @@ def frontier_section(report: Report) -> str:
 
 
 def _candidate_points(report: Report) -> list[Point]:
+    """The search's candidates at their predicted latency and their accuracy on the selection rows."""
     search = report.target_search
     if search is None:
         return []
     points = []
-    for row in search.candidates:
-        structure = search.label(row["keep"], row["keep_ffn"], row.get("drop_layers", []))
-        for result in row.get("int8", []):
-            chosen = search.is_chosen(row) and result["recipe"] == search.recipe
-            hover = (
-                f"{structure}, {result['recipe']['name']}: selection accuracy {result['selection_accuracy']:.4f}, "
-                f"{result['p50_ms']:.3f} ms, {result['speedup']:.2f}x" + (" (chosen)" if chosen else "")
+    for candidate in search.candidates:
+        selection = candidate.judgement.selection
+        p50 = search.latency_model.baseline_p50_ms / candidate.predicted_speedup
+        chosen = candidate.structure == search.chosen
+        hover = (
+            f"{candidate.origin}: {candidate.structure.label}; predicted {candidate.predicted_speedup:.2f}x; "
+            f"disagreement {candidate.judgement.fidelity.disagreement:.2%}; selection accuracy "
+            f"{selection.candidate_correct / selection.rows:.4f}" + (" (chosen)" if chosen else "")
+        )
+        points.append(
+            Point(
+                p50,
+                selection.candidate_correct / selection.rows,
+                "",
+                hover,
+                PALETTE["candidate"],
+                hollow=True,
+                ring=chosen,
             )
-            points.append(
-                Point(
-                    result["p50_ms"],
-                    result["selection_accuracy"],
-                    "",
-                    hover,
-                    PALETTE["candidate"],
-                    hollow=True,
-                    ring=chosen,
-                )
-            )
+        )
     return points
 
 
@@ -257,9 +262,12 @@ def _recovery_figure(report: Report) -> str:
     colours = ["#c6dbef", "#2171b5", "#fdd0a2", "#d94801"]
     chart = grouped_columns(categories, series, colours, "recovery error per layer", "relative error")
     chosen = ""
-    if recovery.selection_accuracy:
-        tried = ", ".join(f"{name} {value:.4f}" for name, value in recovery.selection_accuracy.items())
-        chosen = f" Methods tried, accuracy on the selection rows: {escape(tried)}; kept: {escape(recovery.method)}."
+    if recovery.compared:
+        tried = ", ".join(f"{name} {values['disagreement']:.2%}" for name, values in recovery.compared.items())
+        chosen = (
+            f" Methods tried, disagreement with the original on the unlabelled rows: {escape(tried)}; kept: "
+            f"{escape(recovery.method)}."
+        )
     return _figure(
         chart,
         "Relative reconstruction error of each sub-layer's output against the original, before and "
@@ -360,20 +368,19 @@ def _token_chip(token: str, strength: float | None) -> str:
 
 def recipe_section(report: Report) -> str:
     tuning = report.graph_tuning
-    header = ["recipe", "eligible", "accuracy", "p50 ms", "throughput/s", "operators"]
+    header = ["recipe", "eligible", "disagreement", "p50 ms", "throughput/s"]
     rows = [
         [
-            ("<b>" if c["name"] == tuning.chosen.get("name") else "") + escape(c["name"]),
-            "yes" if c.get("eligible") else "no",
-            f"{c['accuracy']:.4f}",
-            f"{c['latency_p50_ms']:.3f}",
-            f"{c['throughput_per_s']:.0f}",
-            escape(str(c.get("operators", ""))),
+            ("<b>" if trial.recipe == tuning.chosen else "") + escape(trial.recipe.name),
+            "yes" if trial.eligible else "no",
+            f"{trial.judgement.fidelity.disagreement:.2%}",
+            f"{trial.latency_p50_ms:.3f}",
+            f"{trial.throughput_per_s:.0f}",
         ]
-        for c in tuning.candidates
+        for trial in tuning.trials
     ]
     shipped = report.export["pruned"].recipe["name"]
-    again = " (the weight granularity chosen again after recovery)" if shipped != tuning.chosen.get("name") else ""
+    again = " (the weight granularity chosen again after recovery)" if shipped != tuning.chosen.name else ""
     intro = (
         f"<p>Tuned on the {escape(report.tuned_on)} model: {escape(tuning.reason)} (bold). Shipped: "
         f"<b>{escape(shipped)}</b>{again}.</p>"
@@ -394,12 +401,7 @@ def checks_section(report: Report) -> str:
         for model, record in sorted(report.export.items())
         for check in record.parity
     ]
-    check = report.selection_check
-    selection = (
-        f"<p>Selection check: shipped int8 {check.shipped_accuracy:.4f} against the original's "
-        f"{check.original_accuracy:.4f} on {check.rows} selection rows ({check.drop_points:.2f} points; "
-        f"--max-drop {check.max_drop:g}{', enforced' if check.enforced else ''}).</p>"
-    )
+    selection = f"<p>{escape(selection_line(report.selection_check).replace('**', ''))}</p>"
     header = ["model", "graph", "against", "max |diff|", "tolerance", "result"]
     return "<h2>Parity checks</h2>" + selection + _table(header, rows)
 

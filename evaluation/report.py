@@ -11,10 +11,11 @@ import platform
 from dataclasses import dataclass, field
 from typing import Any
 
-from compressor.artifacts import JsonArtifact
+from compressor.artifacts import JsonArtifact, to_plain
 from compressor.importance import HeadImportance
 from compressor.outputs import REPORT_KIND
 from compressor.recovery import RecoveryRecord
+from evaluation.fidelity import Fidelity, PairedDrop
 from evaluation.measure import VariantResult
 from evaluation.target import TargetSearch
 from evaluation.tuning import TuningResult
@@ -47,6 +48,7 @@ class DataSummary:
     evaluation_row_numbers: list[int]  # the rows every accuracy in the report is measured on
     selection_row_numbers: list[int]
     excluded: list[str] = field(default_factory=list)  # rows removed so no measured row also chose or trained
+    fidelity_rows: int = 0  # unlabelled rows of the calibration text that judge candidates against the original
 
     @property
     def exclusions_note(self) -> str:
@@ -124,18 +126,27 @@ class WeightsInfo:
 
 @dataclass(frozen=True)
 class SelectionCheck:
-    """The shipped int8 graph against the original (PyTorch fp32) on the held-out selection rows: the check
-    --max-drop enforces with a latency target, before anything is shipped."""
+    """The shipped int8 graph against the original before anything ships: the paired drop on the selection rows
+    and the disagreement on the unlabelled fidelity slice. With a latency target, --max-drop refuses a drop the
+    selection rows show to exceed it (the lower end of the 95% interval above it)."""
 
-    rows: int
-    original_accuracy: float
-    shipped_accuracy: float
+    drop: PairedDrop
+    fidelity: Fidelity
     max_drop: float
     enforced: bool
 
     @property
     def drop_points(self) -> float:
-        return (self.original_accuracy - self.shipped_accuracy) * 100
+        return self.drop.drop_points
+
+    @property
+    def refused(self) -> bool:
+        return self.enforced and self.drop.interval().low > self.max_drop
+
+    @property
+    def confirmed(self) -> bool:
+        """The whole interval within --max-drop: the selection rows show the drop is small enough."""
+        return self.drop.interval().high <= self.max_drop
 
 
 @dataclass(frozen=True)
@@ -168,6 +179,7 @@ class Report(JsonArtifact):
     machine: Machine
     weights: WeightsInfo
     versions: dict[str, str]
+    drop: PairedDrop  # the shipped int8 graph against the original (PyTorch fp32) on the rows that chose nothing
     reused: list[str] = field(default_factory=list)  # stages whose results came from the cache
     family: str = ""  # the architecture, e.g. "RoBERTa, RobertaForSequenceClassification"
 
@@ -182,7 +194,7 @@ class Report(JsonArtifact):
     @property
     def drop_points(self) -> float:
         """Accuracy points the shipped graph lost against the original in PyTorch fp32, on the same rows."""
-        return (self.result("original", "pytorch-fp32").accuracy - self.shipped.accuracy) * 100
+        return self.drop.drop_points
 
     @property
     def ratios(self) -> dict[str, float]:
@@ -197,7 +209,40 @@ class Report(JsonArtifact):
         }
 
     def to_dict(self) -> dict[str, Any]:
-        return {**super().to_dict(), "ratios": self.ratios, "drop_points": self.drop_points}
+        interval = self.drop.interval()
+        fidelity = self.selection_check.fidelity.interval()
+        return {
+            **super().to_dict(),
+            "ratios": self.ratios,
+            "drop_points": self.drop_points,
+            "drop_interval": to_plain(interval),
+            "disagreement": self.selection_check.fidelity.disagreement,
+            "disagreement_interval": to_plain(fidelity),
+        }
+
+
+def change_text(drop_points: float) -> str:
+    """An accuracy change in points, signed as the reader expects: -0.46 is a loss."""
+    return f"{-drop_points + 0.0:+.2f}"  # + 0.0: no "-0.00"
+
+
+def drop_sentence(drop: PairedDrop, where: str) -> str:
+    """The drop against the original with its interval, the level and the method, in one sentence."""
+    interval = drop.interval()
+    return (
+        f"Against the original (PyTorch fp32) on {where}: {change_text(drop.drop_points)} points, "
+        f"{interval.level:.0%} interval {change_text(interval.high)} to {change_text(interval.low)} "
+        f"({interval.method}; {drop.lost} of {drop.rows} rows lost, {drop.gained} gained)."
+    )
+
+
+def fidelity_sentence(fidelity: Fidelity) -> str:
+    interval = fidelity.interval()
+    return (
+        f"On {fidelity.rows:,} unlabelled rows of the calibration text that chose only, never trained, the shipped "
+        f"model disagrees with the original on {fidelity.disagreement:.2%} of them ({interval.level:.0%} interval "
+        f"{interval.low:.2%} to {interval.high:.2%}, {interval.method}); mean KL {fidelity.kl:.4f} nats."
+    )
 
 
 def results_table(results: list[VariantResult], *, reference: str = "original/pytorch-fp32") -> list[str]:
@@ -317,11 +362,16 @@ def recovery_section(recovery: RecoveryRecord | None) -> list[str]:
             f"(weight {d.hidden_weight:g}), lr {d.learning_rate:g}, seed {d.seed}; loss {d.loss_first:.4f} -> "
             f"{d.loss_last:.4f}.",
         ]
-    if recovery.selection_accuracy:
-        tried = ", ".join(f"{method} {accuracy:.4f}" for method, accuracy in recovery.selection_accuracy.items())
+    if recovery.compared:
+        tried = ", ".join(
+            f"{method} {values['disagreement']:.2%} ({change_text(values['selection_drop_points'])} points on the "
+            "selection rows)"
+            for method, values in recovery.compared.items()
+        )
         lines += [
             "",
-            f"Chosen by measurement on the held-out selection rows (PyTorch fp32): {tried}; kept `{recovery.method}`.",
+            f"Chosen by fidelity to the original on the unlabelled rows (PyTorch fp32, disagreement): {tried}; "
+            f"kept `{recovery.method}`.",
         ]
     return [*lines, ""]
 
@@ -329,66 +379,44 @@ def recovery_section(recovery: RecoveryRecord | None) -> list[str]:
 def target_section(search: TargetSearch | None, met: bool | None) -> list[str]:
     if search is None:
         return []
+    model = search.latency_model
+    terms = ", ".join(
+        f"{name.replace('_', ' ')} {value:.2e} (± {model.errors[name]:.1e})"
+        for name, value in model.coefficients.items()
+    )
     lines = [
         "## Latency target",
         "",
-        f"Target: {search.target}. Candidates measured on this machine ({search.threads} thread(s), "
-        f"recipe {search.search_recipe['name']}), each timed side by side with the original int8 graph:",
+        f"Target: {search.target}. Latency model of this machine ({search.threads or 'default'} thread(s), recipe "
+        f"{search.recipe['name']}): {len(model.timings)} structures, each timed beside the original's int8 graph "
+        f"example by example in {len(model.timings[0].ratios)} rounds; latency relative to the baseline = "
+        f"{model.intercept:.3f} + per {terms}; RMS error {model.rms_error:.4f}. Plans had to be predicted to clear "
+        f"the target by {(search.margin - 1) * 100:.1f}%.",
         "",
-        "| keep | keep-ffn | layers dropped | p50 ms | speed-up vs original int8 | meets |",
+        "| candidate | heads per layer / FFN neurons per layer | predicted speed-up | disagreement | KL | "
+        "selection rows |",
         "|---|---|---|---|---|---|",
     ]
-    for row in search.candidates:
+    for candidate in search.candidates:
+        verdict = candidate.judgement
+        chosen = " (chosen)" if candidate.structure == search.chosen else ""
         lines.append(
-            f"| {row['keep']:g} | {row['keep_ffn']:g} | {_layers(row)} | {row['p50_ms']:.3f} | {row['speedup']:.2f}x | "
-            f"{'yes' if row['meets_target'] else 'no'} |"
+            f"| {candidate.origin}{chosen} | {candidate.structure.label} | {candidate.predicted_speedup:.2f}x | "
+            f"{verdict.fidelity.disagreement:.2%} | {verdict.fidelity.kl:.4f} | "
+            f"{change_text(verdict.selection.drop_points)} points |"
         )
-    lines += [
-        "",
-        "Frontier candidates after recovery (selection accuracy: PyTorch fp32, then each int8 graph, re-timed):",
-        "",
-        "| keep | keep-ffn | layers dropped | fp32 | int8 recipe | int8 accuracy | speed-up | meets |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for row in search.candidates:
-        for result in row.get("int8", []):
-            lines.append(
-                f"| {row['keep']:g} | {row['keep_ffn']:g} | {_layers(row)} | {row['selection_accuracy_fp32']:.4f} | "
-                f"{result['recipe']['name']} | {result['selection_accuracy']:.4f} | {result['speedup']:.2f}x | "
-                f"{'yes' if result['meets_target'] else 'no'} |"
-            )
-    fp32_only = [row for row in search.candidates if "selection_accuracy_fp32" in row and "int8" not in row]
-    if fp32_only:
-        lines += [
-            "",
-            "Frontier candidates not built in int8 (lower fp32 selection accuracy after recovery): "
-            + "; ".join(
-                f"keep {row['keep']:g} / keep-ffn {row['keep_ffn']:g} / dropped {_layers(row)}: "
-                f"{row['selection_accuracy_fp32']:.4f}"
-                for row in fp32_only
-            ),
-        ]
-    if search.latency_model is not None:
-        model = search.latency_model
-        lines += [
-            "",
-            f"Latency model fitted on the {model.rows} candidates measured (least squares, RMS error "
-            f"{model.rms_error_ms * 1000:.0f} us): {model.intercept_ms:.3f} ms + {model.head_ms * 1000:.1f} us per "
-            f"head + {model.neuron_ms * 1e6:.0f} ns per FFN neuron + {model.layer_ms * 1000:.0f} us per layer.",
-        ]
+    confirmed = "; ".join(
+        f"{c.structure.label}: {c.speedup:.2f}x ({'met' if c.met else 'missed'})" for c in search.confirmations
+    )
     verdict = "met" if met else "**NOT met**"
     return [
         *lines,
         "",
-        f"Chosen: {search.reason}. Candidates had to "
-        f"clear the target by {(search.margin - 1) * 100:.0f}% in the search. In the final side-by-side "
-        f"measurement (the accuracy and speed table) the target was {verdict}.",
+        f"Candidates were refitted by least squares and judged against the original. Chosen: {search.reason}. "
+        f"Measured beside the baseline before shipping: {confirmed}. In the final side-by-side measurement (the "
+        f"accuracy and speed table) the target was {verdict}.",
         "",
     ]
-
-
-def _layers(row: dict[str, Any]) -> str:
-    return ", ".join(str(layer + 1) for layer in row.get("drop_layers", [])) or "-"
 
 
 def tuning_section(report: Report) -> list[str]:
@@ -398,18 +426,30 @@ def tuning_section(report: Report) -> list[str]:
         "## int8 recipe (chosen by measurement)",
         "",
         f"Shipped: **{export.recipe['name']}**. Tuned on the {report.tuned_on} model"
-        + (" (the latency-target search then judged each frontier candidate as an int8 graph)" if by_search else "")
-        + f". Tuning chose **{tuning.chosen['name']}**: {tuning.reason}. {tuning.fusion_note}. Every graph was "
-        "timed in a default onnxruntime session (no session flags); `onnx/runtime.json` suggests a thread count.",
+        + (" (the latency-target search timed every structure with it)" if by_search else "")
+        + f". Tuning chose **{tuning.chosen.name}**: {tuning.reason}. {tuning.fusion_note}. Every graph was "
+        "timed in an onnxruntime session with no flags but the thread count; `onnx/runtime.json` suggests one.",
         "",
-        "| recipe | selection accuracy | p50 ms | throughput/s | eligible |",
+        "| recipe | disagreement with the original | p50 ms | throughput/s | eligible |",
         "|---|---|---|---|---|",
     ]
-    for row in sorted(tuning.candidates, key=lambda row: row["latency_p50_ms"]):
+    for trial in sorted(tuning.trials, key=lambda trial: trial.latency_p50_ms):
         lines.append(
-            f"| {row['name']} | {row['accuracy']:.4f} | {row['latency_p50_ms']:.3f} | {row['throughput_per_s']:.1f} "
-            f"| {'yes' if row['eligible'] else 'no'} |"
+            f"| {trial.recipe.name} | {trial.judgement.fidelity.disagreement:.2%} | {trial.latency_p50_ms:.3f} | "
+            f"{trial.throughput_per_s:.1f} | {'yes' if trial.eligible else 'no'} |"
         )
+    if tuning.per_matmul is not None and tuning.per_matmul.trials:
+        choice = tuning.per_matmul
+        lines += [
+            "",
+            f"Per MatMul after recovery: {choice.reason}. Graphs judged: "
+            + "; ".join(
+                f"{trial.recipe.name}: {trial.judgement.fidelity.disagreement:.2%} disagreement, estimated "
+                f"{trial.estimated_slowdown:.1%} slower"
+                for trial in choice.trials
+            )
+            + ".",
+        ]
     if export.thread_latency_ms:
         timings = ", ".join(f"{count} thread(s) {ms:.3f} ms" for count, ms in export.thread_latency_ms.items())
         lines += [
@@ -421,15 +461,21 @@ def tuning_section(report: Report) -> list[str]:
 
 
 def selection_line(check: SelectionCheck) -> str:
-    verdict = (
-        f"within --max-drop {check.max_drop:g}, checked before shipping"
-        if check.enforced
-        else "for information (--max-drop applies to latency targets)"
-    )
+    """What --max-drop was checked against, and what it said."""
+    interval = check.drop.interval()
+    if not check.enforced:
+        verdict = "for information (--max-drop applies to latency targets)"
+    elif check.confirmed:
+        verdict = f"the whole interval is within --max-drop {check.max_drop:g}"
+    else:
+        verdict = (
+            f"**not confirmed within --max-drop {check.max_drop:g}**: the selection rows allow a drop up to "
+            f"{interval.high:.2f} points (the run refuses only a model whose interval lies wholly beyond it)"
+        )
     return (
-        f"On the {check.rows} held-out selection rows the shipped int8 graph scores {check.shipped_accuracy:.4f} "
-        f"against the original's {check.original_accuracy:.4f} (PyTorch fp32): a drop of {check.drop_points:.2f} "
-        f"points, {verdict}."
+        f"--max-drop is checked before shipping against the paired drop on the {check.drop.rows} selection rows: "
+        f"{change_text(check.drop_points)} points ({interval.level:.0%} interval {change_text(interval.high)} to "
+        f"{change_text(interval.low)}); {verdict}."
     )
 
 
@@ -439,7 +485,7 @@ def accuracy_section(report: Report) -> list[str]:
         "## Accuracy and speed",
         "",
         f"Evaluation data: `{report.data.evaluation}` ({report.data.evaluation_rows} examples). Latency: batch 1, "
-        f"{report.machine.threads} thread(s), median and p90 over {first.latency_examples} examples after "
+        f"{report.machine.threads or 'default'} thread(s), median and p90 over {first.latency_examples} examples after "
         f"warm-up, model time only (tokenisation excluded); throughput at batch {first.batch_size}. All variants "
         "were measured in one process, round-robin, so the ratios compare.",
         "",
@@ -452,6 +498,10 @@ def accuracy_section(report: Report) -> list[str]:
         "Speed-ups of the pruned int8 model (batch-1 p50): "
         f"{ratios['speedup_p50_pruned_int8_vs_original_pytorch_fp32']:.2f}x over the original in PyTorch fp32, "
         f"{ratios['speedup_p50_pruned_int8_vs_original_int8']:.2f}x over the original int8 ONNX.",
+        "",
+        drop_sentence(report.drop, f"the {report.drop.rows} rows that chose nothing"),
+        "",
+        fidelity_sentence(report.selection_check.fidelity),
         "",
         selection_line(report.selection_check),
         "",
@@ -545,9 +595,12 @@ def checks_section(report: Report) -> list[str]:
 
 def headline(report: Report) -> str:
     """The verdict in one line: the accuracy drop (bold) and what it bought."""
-    drop, speedup = report.drop_points, report.ratios["speedup_p50_pruned_int8_vs_original_int8"]
-    change = f"-{drop:.2f} points" if drop >= 0 else f"+{-drop:.2f} points"
-    return f"# attr-compress: **{change}** accuracy against the original, {speedup:.2f}x faster than its int8 ONNX"
+    speedup, interval = report.ratios["speedup_p50_pruned_int8_vs_original_int8"], report.drop.interval()
+    return (
+        f"# attr-compress: **{change_text(report.drop_points)} points** accuracy against the original "
+        f"({interval.level:.0%} interval {change_text(interval.high)} to {change_text(interval.low)}), "
+        f"{speedup:.2f}x faster than its int8 ONNX"
+    )
 
 
 def render_markdown(report: Report) -> str:
@@ -559,8 +612,9 @@ def render_markdown(report: Report) -> str:
         "",
         f"The shipped int8 graph scores {shipped.accuracy:.4f} on {report.data.evaluation_rows} rows of "
         f"`{report.data.evaluation}` that chose nothing; the original in PyTorch fp32 scores {original.accuracy:.4f} "
-        f"on the same rows. Choices (int8 recipe, target candidate, recovery) were made on {report.data.selection}."
-        + report.data.exclusions_note,
+        f"on the same rows. Choices (int8 recipe, target candidate, recovery) were made by agreement with the "
+        f"original on {report.data.fidelity_rows:,} unlabelled rows of `{report.data.calibration}` (never scored, "
+        f"fitted or distilled on), beside the labelled {report.data.selection}." + report.data.exclusions_note,
         "",
         f"Model: `{report.model}`{family}; kept **{heads.kept} of {heads.total} heads** (keep {heads.keep:g}) and "
         f"**{sum(ffn.kept_per_layer):,} of {ffn.total:,} FFN neurons** (keep-ffn {ffn.keep_ffn:g}).",

@@ -1,18 +1,26 @@
-"""Latency targets, and the record of a search for the pruning that meets one (``target_search.json``)."""
+"""Latency targets, the latency model that turns a structure into a predicted speed-up, and the record of a
+search for the structure that meets a target (``target_search.json``).
+
+The model is fitted to repeated measurements, not trusted from one: each designed structure's int8 graph is
+timed side by side with the original's Optimum int8 graph, example by example, in several rounds; the ratio
+(structure / baseline) is linear in what a structure keeps (layers, attention blocks, heads, FFN blocks, FFN
+neurons) and fitted by least squares, with the coefficients' standard errors and the residual error stated.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
+from scipy import optimize
 
+from compressor.allocation import LayerShape, Structure
 from compressor.artifacts import JsonArtifact
 from compressor.errors import InputError
+from evaluation.fidelity import Judgement
 
-# The search times a candidate beside the baseline alone; the final report times seven variants in turn,
-# which measured up to ~4% less favourably on our 2-core machine. Candidates must clear the target by 3%.
-SEARCH_MARGIN = 1.03
+FEATURES = ("layers", "attention_blocks", "heads", "ffn_blocks", "neurons")
+MIN_MARGIN = 1.03  # a planned structure must clear the target by at least 3% in the model's prediction
 
 
 @dataclass(frozen=True)
@@ -36,6 +44,10 @@ class LatencyTarget:
             return speedup >= self.speedup * margin
         return p50_ms * margin <= self.budget_ms
 
+    def ratio(self, baseline_ms: float) -> float:
+        """The largest latency relative to the original's int8 graph that meets the target."""
+        return 1 / self.speedup if self.speedup is not None else self.budget_ms / baseline_ms
+
     @property
     def description(self) -> str:
         if self.speedup is not None:
@@ -44,64 +56,121 @@ class LatencyTarget:
 
 
 @dataclass(frozen=True)
-class LatencyModel:
-    """Batch-1 int8 latency on this machine as intercept + ms per head + ms per FFN neuron + ms per layer,
-    fitted by least squares to the candidates measured (rows with ``p50_ms``, ``heads``, ``neurons``,
-    ``layers``). With one layer count only, the per-layer cost folds into the intercept."""
+class Timing:
+    """One structure's int8 graph timed side by side with the baseline: per round, the median over examples of
+    (structure time / baseline time), and the p50s."""
 
-    intercept_ms: float
-    head_ms: float
-    neuron_ms: float
-    layer_ms: float
-    rows: int
-    rms_error_ms: float
+    structure: Structure
+    ratios: list[float]
+    p50_ms: float
+    baseline_p50_ms: float
+
+    @property
+    def ratio(self) -> float:
+        return float(np.mean(self.ratios))
+
+    @property
+    def speedup(self) -> float:
+        return 1 / self.ratio
+
+
+@dataclass(frozen=True)
+class LatencyModel:
+    """Latency relative to the original's Optimum int8 graph: ``intercept`` + the sum over FEATURES of
+    coefficient x count, fitted by non-negative least squares; ``errors`` are the coefficients' standard errors
+    (of the unconstrained fit), ``rms_error`` the residual."""
+
+    intercept: float
+    coefficients: dict[str, float]
+    errors: dict[str, float]
+    rms_error: float
+    baseline_p50_ms: float
+    timings: list[Timing]
 
     @classmethod
-    def fit(cls, rows: list[dict[str, Any]]) -> LatencyModel:
-        features = np.array([[1.0, row["heads"], row["neurons"], row["layers"]] for row in rows])
-        times = np.array([row["p50_ms"] for row in rows])
-        if len({row["layers"] for row in rows}) == 1:
-            features[:, 3] = 0.0  # not identifiable apart from the intercept
-        coefficients, *_ = np.linalg.lstsq(features, times, rcond=None)
-        residual = float(np.sqrt(np.mean((features @ coefficients - times) ** 2)))
-        return cls(*(float(value) for value in coefficients), rows=len(rows), rms_error_ms=residual)
+    def fit(cls, timings: list[Timing]) -> LatencyModel:
+        features = np.array([[1.0, *(t.structure.features()[name] for name in FEATURES)] for t in timings])
+        ratios = np.array([t.ratio for t in timings])
+        # no part of a model makes it faster by being there: costs are fitted non-negative
+        solution, _ = optimize.nnls(features, ratios)
+        residuals = ratios - features @ solution
+        dof = max(1, len(timings) - features.shape[1])
+        variance = float(residuals @ residuals) / dof
+        covariance = variance * np.linalg.pinv(features.T @ features)
+        errors = np.sqrt(np.clip(np.diag(covariance), 0, None))
+        return cls(
+            intercept=float(solution[0]),
+            coefficients={name: float(value) for name, value in zip(FEATURES, solution[1:], strict=True)},
+            errors={name: float(value) for name, value in zip(("intercept", *FEATURES), errors, strict=True)},
+            rms_error=float(np.sqrt(np.mean(residuals**2))),
+            baseline_p50_ms=float(np.median([t.baseline_p50_ms for t in timings])),
+            timings=timings,
+        )
 
-    def predict(self, heads: int, neurons: int, layers: int) -> float:
-        return self.intercept_ms + self.head_ms * heads + self.neuron_ms * neurons + self.layer_ms * layers
+    def layer_cost(self, shape: LayerShape) -> float:
+        """What one layer adds to the ratio (nothing when dropped)."""
+        if shape.dropped:
+            return 0.0
+        counts = {
+            "layers": 1,
+            "attention_blocks": int(shape.heads > 0),
+            "heads": shape.heads,
+            "ffn_blocks": int(shape.neurons > 0),
+            "neurons": shape.neurons,
+        }
+        return sum(self.coefficients[name] * counts[name] for name in FEATURES)
+
+    def predict(self, structure: Structure) -> float:
+        """The structure's latency relative to the baseline."""
+        return self.intercept + sum(self.layer_cost(shape) for shape in structure.layers)
+
+    def margin(self, target_ratio: float) -> float:
+        """How far below the target a plan must be predicted: three residual errors, at least MIN_MARGIN."""
+        return max(MIN_MARGIN, 1 + 3 * self.rms_error / target_ratio)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A structure the search considered: where it came from, its predicted speed-up, and how it did against
+    the original after the least-squares refit (None until judged)."""
+
+    structure: Structure
+    origin: str
+    predicted_speedup: float
+    judgement: Judgement | None = None
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """The chosen structure's int8 graph measured side by side with the baseline before it ships."""
+
+    structure: Structure
+    speedup: float
+    p50_ms: float
+    baseline_p50_ms: float
+    met: bool
 
 
 @dataclass(frozen=True)
 class TargetSearch(JsonArtifact):
-    """Every candidate measured, and the chosen (keep, keep_ffn)."""
+    """How the structure was chosen: the latency model, the candidates and their judgements, the chosen one,
+    why, and the confirming measurement."""
 
     kind = "latency-target-search"
+    schema = 2
 
     target: str
+    target_ratio: float
     margin: float
-    search_recipe: dict[str, Any]
-    recipe: dict[str, Any]
+    recipe: dict[str, object]
     threads: int
-    baseline_p50_ms: float
-    candidates: list[dict[str, Any]]
-    keep: float
-    keep_ffn: float
+    latency_model: LatencyModel
+    candidates: list[Candidate]
+    chosen: Structure
     reason: str
-    reference_accuracy: float  # the original's (PyTorch fp32) on the selection rows
-    max_drop: float
-    dropped_layers: list[int] = field(default_factory=list)  # 0-based, removed whole
-    latency_model: LatencyModel | None = None  # fitted on every candidate measured
-
-    @staticmethod
-    def label(keep: float, keep_ffn: float, drops: list[int] | tuple[int, ...] = ()) -> str:
-        """A candidate's structure for people: 'keep 0.3 / keep-ffn 0.35 / layers 6 dropped'."""
-        dropped = f" / layers {','.join(str(layer + 1) for layer in drops)} dropped" if drops else ""
-        return f"keep {keep:g} / keep-ffn {keep_ffn:g}{dropped}"
-
-    def is_chosen(self, row: dict[str, Any]) -> bool:
-        """Whether a candidate row has the chosen structure."""
-        structure = (row["keep"], row["keep_ffn"], row.get("drop_layers", []))
-        return structure == (self.keep, self.keep_ffn, self.dropped_layers)
+    confirmations: list[Confirmation] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)  # the search's stages that came from the cache
 
     @property
-    def chosen_candidate(self) -> dict[str, Any]:
-        return next(row for row in self.candidates if self.is_chosen(row))
+    def chosen_candidate(self) -> Candidate:
+        return next(candidate for candidate in self.candidates if candidate.structure == self.chosen)

@@ -1,9 +1,10 @@
-"""Choose the int8 recipe by measurement on this machine: every candidate graph is built, checked and timed.
+"""Choose the int8 recipe by measurement on this machine: every candidate graph is built, judged and timed.
 
-Candidates: plain or fused graph x per-channel or per-tensor weights x two operator sets x the
-onnxruntime session's SkipLayerNormalization fusion on or off, plus Optimum's baseline recipe. The
-choice is the fastest at batch 1 among those whose accuracy on the selection data is within
-``tolerance`` of the most accurate candidate.
+Candidates: plain or fused graph x per-channel or per-tensor weights x two operator sets, plus Optimum's
+baseline recipe. A recipe is eligible when its disagreement with the original on the fidelity slice is
+within ``tolerance`` (a share of the rows) of the closest recipe's; of the eligible ones, the first in
+candidate order whose batch-1 latency is within ``LATENCY_TIE`` of the fastest is chosen, so two recipes
+that time alike do not trade places from one run to the next on timing noise.
 """
 
 from __future__ import annotations
@@ -13,16 +14,18 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from compressor.artifacts import JsonArtifact
 from compressor.encoded import EncodedData
+from evaluation.fidelity import Judge, Judgement
+from evaluation.int8 import Int8Choice
 from evaluation.measure import evaluate_runners
 from exporters.recipes import OPERATOR_SETS, OPTIMUM_BASELINE, Recipe
 from exporters.runtime import OnnxRunner
 from exporters.verified import VerifiedGraphs, quantize_all
 
-DEFAULT_TOLERANCE = 0.01  # one point: 10 of the default 1000 selection examples
+DEFAULT_TOLERANCE = 0.005  # half a percent of the fidelity rows more disagreement than the closest recipe
+LATENCY_TIE = 1.05  # recipes within 5% of the fastest count as equally fast
 
 
 def candidate_recipes(fused: bool = True) -> list[Recipe]:
@@ -34,35 +37,48 @@ def candidate_recipes(fused: bool = True) -> list[Recipe]:
 
 
 @dataclass(frozen=True)
+class RecipeTrial:
+    """One recipe's int8 graph: how it compares with the original, and how fast it runs."""
+
+    recipe: Recipe
+    judgement: Judgement
+    latency_p50_ms: float
+    throughput_per_s: float
+    eligible: bool
+
+
+@dataclass(frozen=True)
 class TuningResult(JsonArtifact):
-    """Every candidate recipe with its accuracy and latency, the chosen one and why."""
+    """Every candidate recipe judged and timed, the chosen one and why."""
 
     kind = "graph-tuning"
+    schema = 2
 
-    chosen: dict[str, Any]
+    chosen: Recipe
     reason: str
     tolerance: float
     threads: int
-    candidates: list[dict[str, Any]]
+    trials: list[RecipeTrial]
     fusion_note: str
+    per_matmul: Int8Choice | None = None  # the exceptions chosen for the shipped model after recovery
 
     @property
     def recipe(self) -> Recipe:
-        return Recipe.from_dict(self.chosen)
+        return self.chosen
 
 
 def tune_recipe(
     graphs: VerifiedGraphs,
-    selection: EncodedData,
+    judge: Judge,
+    timing: EncodedData,
     *,
     threads: int = 1,
     tolerance: float = DEFAULT_TOLERANCE,
-    num_labels: int = 2,
     log: Callable[[str], None] = lambda message: None,
     progress: bool = False,
 ) -> TuningResult:
-    """Quantise every candidate recipe from the verified graphs (in a scratch folder), measure them side by
-    side on ``selection``, choose."""
+    """Quantise every candidate recipe from the verified graphs (in a scratch folder), judge each against the
+    reference and time them side by side on ``timing``'s single examples (batch 1), choose."""
     fused = graphs.fused is not None
     fusion_note = "fused graph matches PyTorch" if fused else f"fused graph dropped: {graphs.fusion.get('rejected')}"
     recipes = candidate_recipes(fused=fused)
@@ -72,43 +88,48 @@ def tune_recipe(
             OnnxRunner(recipe.name, graph, threads=threads)
             for recipe, graph in zip(recipes, quantize_all(graphs, recipes, Path(scratch)), strict=True)
         ]
-        results, _ = evaluate_runners(runners, selection, threads=threads, num_labels=num_labels, progress=progress)
+        judgements = [judge.judge(runner) for runner in runners]
+        results, _ = evaluate_runners(runners, timing, threads=threads, progress=progress)
         del runners
-    return choose_recipe(recipes, results, tolerance=tolerance, threads=threads, fusion_note=fusion_note)
+    return choose_recipe(recipes, judgements, results, tolerance=tolerance, threads=threads, fusion_note=fusion_note)
 
 
 def choose_recipe(
     recipes: Sequence[Recipe],
-    results: dict[str, dict[str, Any]],
+    judgements: Sequence[Judgement],
+    results: dict[str, dict],
     *,
     tolerance: float,
     threads: int,
     fusion_note: str,
 ) -> TuningResult:
-    """The fastest batch-1 recipe among those within ``tolerance`` of the best selection accuracy."""
-    best = max(results[recipe.name]["accuracy"] for recipe in recipes)
-    eligible = [recipe for recipe in recipes if results[recipe.name]["accuracy"] >= best - tolerance]
-    chosen = min(eligible, key=lambda recipe: results[recipe.name]["latency_p50_ms"])
-    baseline = results[OPTIMUM_BASELINE.name]["latency_p50_ms"]
-    fastest = results[chosen.name]
-    reason = (
-        f"fastest at batch 1 ({fastest['latency_p50_ms']:.3f} ms p50, {baseline / fastest['latency_p50_ms']:.2f}x "
-        f"Optimum's recipe) among {len(eligible)} of {len(recipes)} recipes whose selection accuracy is within "
-        f"{tolerance * 100:g} point of the best ({best:.4f})"
-    )
-    candidates = [
-        {
-            **recipe.to_dict(),
-            **{key: results[recipe.name][key] for key in ("accuracy", "latency_p50_ms", "throughput_per_s")},
-            "eligible": recipe in eligible,
-        }
-        for recipe in recipes
+    """See the module docstring."""
+    closest = min(judgement.fidelity.disagreement for judgement in judgements)
+    trials = [
+        RecipeTrial(
+            recipe,
+            judgement,
+            results[recipe.name]["latency_p50_ms"],
+            results[recipe.name]["throughput_per_s"],
+            judgement.fidelity.disagreement <= closest + tolerance,
+        )
+        for recipe, judgement in zip(recipes, judgements, strict=True)
     ]
+    eligible = [trial for trial in trials if trial.eligible]
+    fastest = min(trial.latency_p50_ms for trial in eligible)
+    chosen = next(trial for trial in eligible if trial.latency_p50_ms <= fastest * LATENCY_TIE)
+    baseline = next(trial for trial in trials if trial.recipe == OPTIMUM_BASELINE).latency_p50_ms
+    reason = (
+        f"the first in candidate order within {(LATENCY_TIE - 1) * 100:.0f}% of the fastest at batch 1 "
+        f"({chosen.latency_p50_ms:.3f} ms p50, {baseline / chosen.latency_p50_ms:.2f}x Optimum's recipe) among "
+        f"{len(eligible)} of {len(trials)} recipes whose disagreement with the original is within "
+        f"{tolerance:.1%} of the closest ({closest:.2%})"
+    )
     return TuningResult(
-        chosen=chosen.to_dict(),
+        chosen=chosen.recipe,
         reason=reason,
         tolerance=tolerance,
         threads=threads,
-        candidates=candidates,
+        trials=trials,
         fusion_note=fusion_note,
     )

@@ -12,6 +12,7 @@ from typing import Any
 from compressor.architectures import family_of, with_attention
 from compressor.errors import VerificationError
 from compressor.modeling import save_tokenizer
+from compressor.pruning import without_empty_blocks
 
 ONNX_FP32 = "model.onnx"
 ONNX_INT8 = "model_quantized.onnx"
@@ -35,12 +36,12 @@ def export_onnx(model: Any, tokenizer: Any, onnx_dir: str | Path, *, opset: int 
     for byte, when it was loaded from a folder).
 
     The graph is traced with the attention implementation whose graph onnxruntime fuses for the model's family
-    (``Family.traced_attention``). Optimum's own validation is skipped: our parity gate checks the same logits
-    on real inputs.
+    (``Family.traced_attention``) and without the matrix products of emptied blocks (``without_empty_blocks``).
+    Optimum's own validation is skipped: our parity gate checks the same logits on real inputs.
     """
     from optimum.exporters.onnx import onnx_export_from_model
 
-    traced = with_attention(model, family_of(model).traced_attention)
+    traced = without_empty_blocks(with_attention(model, family_of(model).traced_attention))
     try:
         with quiet():
             onnx_export_from_model(traced, str(onnx_dir), task="text-classification", opset=opset, do_validation=False)

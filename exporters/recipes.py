@@ -9,12 +9,12 @@ fusion is one of the candidates.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from exporters.onnx_export import quiet
-from exporters.quantize import cpu_flags, quantize_dynamic
+from exporters.quantize import quantize_dynamic
 
 FUSED_FP32 = "model_fused.onnx"
 # onnxruntime's dynamic quantisation defaults, and the same without embeddings (kept fp32 for accuracy)
@@ -39,16 +39,32 @@ class Recipe:
     quantizer: str = "optimum"
     per_channel: bool = True
     operators: str = "matmul+attention+embeddings"
+    flipped: tuple[str, ...] = ()  # weighted nodes quantised at the other granularity (onnxruntime quantizer)
+    fp32: tuple[str, ...] = ()  # weighted nodes left in fp32 (onnxruntime quantizer)
+
+    def __post_init__(self) -> None:  # JSON gives lists
+        object.__setattr__(self, "flipped", tuple(self.flipped))
+        object.__setattr__(self, "fp32", tuple(self.fp32))
 
     @property
     def name(self) -> str:
         parts = [self.graph, self.quantizer, "per-channel" if self.per_channel else "per-tensor"]
         if self.quantizer == "onnxruntime":
             parts.append(self.operators)
-        return " / ".join(parts)
+        name = " / ".join(parts)
+        if self.flipped:
+            name += f" + {len(self.flipped)} weight(s) {'per-tensor' if self.per_channel else 'per-channel'}"
+        if self.fp32:
+            name += f" + {len(self.fp32)} MatMul(s) in fp32"
+        return name
+
+    @property
+    def uniform(self) -> Recipe:
+        """The recipe without its per-node exceptions."""
+        return replace(self, flipped=(), fp32=())
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "name": self.name}
+        return {**asdict(self), "flipped": list(self.flipped), "fp32": list(self.fp32), "name": self.name}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Recipe:
@@ -109,26 +125,6 @@ def quantize_graph(source: str | Path, target: str | Path, recipe: Recipe) -> di
     source, target = Path(source), Path(target)
     if recipe.quantizer == "optimum":
         return quantize_dynamic(source.parent, per_channel=recipe.per_channel, source=source.name, target=target)[1]
-    import onnx
-    from onnxruntime.quantization import QuantType
-    from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
+    from exporters.mixed import quantize_mixed
 
-    with quiet():
-        ort_quantize_dynamic(
-            str(source),
-            str(target),
-            per_channel=recipe.per_channel,
-            weight_type=QuantType.QInt8,
-            op_types_to_quantize=list(OPERATOR_SETS[recipe.operators]),
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-        )
-    quantized = onnx.load(str(target))
-    if guard_layer_norm_adds(quantized):  # plain graphs: the fused ones were guarded before quantisation
-        onnx.save(quantized, str(target))
-    return {
-        "quantizer": "onnxruntime.quantization.quantize_dynamic",
-        "per_channel": recipe.per_channel,
-        "operators": list(OPERATOR_SETS[recipe.operators]),
-        "dynamic": True,
-        "avx512_vnni": "avx512_vnni" in cpu_flags(),
-    }
+    return quantize_mixed(source, target, recipe)

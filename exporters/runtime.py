@@ -38,8 +38,9 @@ RUNTIME_FILE = "runtime.json"
 
 
 def create_session(path: str | Path, *, threads: int = 1) -> Any:
-    """An onnxruntime CPU session with a fixed thread count, otherwise as a default session builds it (every
-    graph optimisation on): the shipped graphs need no session flags."""
+    """An onnxruntime CPU session with a fixed thread count (0: onnxruntime's own choice, as in a default
+    session), otherwise as a default session builds it (every graph optimisation on): the shipped graphs need
+    no session flags."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -97,11 +98,11 @@ class OnnxRunner:
 
 @contextmanager
 def torch_threads(threads: int) -> Iterator[None]:
-    """Pin PyTorch's intra-op threads for the measurement, then restore them."""
+    """Pin PyTorch's intra-op threads for the measurement (0: leave PyTorch's default), then restore them."""
     import torch
 
     previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    torch.set_num_threads(threads or previous)
     try:
         yield
     finally:

@@ -121,13 +121,12 @@ def _fuse_with_parity(
 def quantize_all(graphs: VerifiedGraphs, recipes: Sequence[Recipe], folder: Path) -> list[Path]:
     """One int8 graph per recipe, in recipe order, each distinct quantisation done once, into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
-    made: dict[tuple, Path] = {}
+    made: dict[Recipe, Path] = {}
     for recipe in recipes:
-        key = (recipe.graph, recipe.quantizer, recipe.per_channel, recipe.operators)
-        if key not in made:
-            made[key] = folder / f"int8_{len(made)}.onnx"
-            quantize_graph(graphs.source(recipe), made[key], recipe)
-    return [made[(r.graph, r.quantizer, r.per_channel, r.operators)] for r in recipes]
+        if recipe not in made:
+            made[recipe] = folder / f"int8_{len(made)}.onnx"
+            quantize_graph(graphs.source(recipe), made[recipe], recipe)
+    return [made[recipe] for recipe in recipes]
 
 
 def ship_int8(

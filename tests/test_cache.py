@@ -82,25 +82,35 @@ def test_a_repeated_run_reuses_every_stage_and_writes_the_same_bytes(
         "neuron scores",
         "int8 recipe choice",
         "recovered weights",
-        "candidate timing",
-        "candidate accuracy",
-        "candidate int8",
+        "latency model",
+        "layer sensitivity",
+        "candidate judgement",
     }
 
     def never(*args, **kwargs):
         raise AssertionError("measured again")
 
-    monkeypatch.setattr(search_module._Timer, "measure", never)
+    monkeypatch.setattr(search_module.LatencyModel, "fit", never)
+    monkeypatch.setattr(search_module, "measure_sensitivity", never)
     code, _, err = run(target_args(tiny_model_dir, tiny_data, tmp_path / "second"), capsys)
     assert code == 0, err
-    reused = ["head scores", "neuron scores", "int8 recipe choice", "recovered weights"]
+    reused = [
+        "head scores",
+        "neuron scores",
+        "int8 recipe choice",
+        "latency model",
+        "layer sensitivity",
+        "candidate judgement",
+        "recovered weights",
+    ]
     assert report_of(tmp_path / "second")["reused"] == reused
     for name in ARTIFACTS:
         first, second = (tmp_path / run_name / name for run_name in ("first", "second"))
         if name.endswith(".json") and name != "prune_plan.json":
             first, second = json.loads(first.read_text()), json.loads(second.read_text())
-            for record in (first, second):
-                record.pop("model", None), record.pop("calibration", None)
+            for record in (first, second):  # where the scores came from, what was reused, the confirming timing
+                for key in ("model", "calibration", "confirmations", "reused"):
+                    record.pop(key, None)
         else:
             first, second = first.read_bytes(), second.read_bytes()
         assert first == second, name
@@ -114,9 +124,9 @@ def test_a_one_byte_change_to_a_used_row_misses(tiny_model_dir, tiny_data, tmp_p
     assert "head scores" in report_of(tmp_path / "again")["reused"]
     write_tsv(calib, [("the movie was great and dull!", "positive"), *TRAIN_SENTENCES[1:]])
     assert run(target_args(tiny_model_dir, tiny_data, tmp_path / "second", *every_row), capsys)[0] == 0
-    # the scores and everything fitted on the training rows are made again; the int8 recipe, chosen on the
-    # unchanged --data rows, is still reused
-    assert report_of(tmp_path / "second")["reused"] == ["int8 recipe choice"]
+    # the scores and everything fitted or judged on the training text are made again (the int8 recipe is judged
+    # on its fidelity slice too); only the latency model, timed on the --data rows, may be reused
+    assert set(report_of(tmp_path / "second")["reused"]) <= {"latency model"}
 
 
 def test_no_cache_neither_reads_nor_writes(tiny_model_dir, tiny_data, tmp_path, capsys, fresh_cache):
@@ -132,18 +142,18 @@ def test_a_search_killed_half_way_resumes_with_the_candidates_it_measured(
     def killed(*args, **kwargs):
         raise KeyboardInterrupt
 
-    choices = search_module._Judge.choices
-    monkeypatch.setattr(search_module._Judge, "choices", killed)  # the staircase was measured, then the kill
+    judged = search_module.judged
+    monkeypatch.setattr(search_module, "judged", killed)  # the latency model and the sensitivity were measured
     assert run(target_args(tiny_model_dir, tiny_data, tmp_path / "slim"), capsys)[0] == 130
-    monkeypatch.setattr(search_module._Judge, "choices", choices)
+    monkeypatch.setattr(search_module, "judged", judged)
     measured = []
-    real = search_module._Timer.measure
+    real = search_module.LatencyModel.fit
 
-    def counted(self, plan):
-        measured.append(plan)
-        return real(self, plan)
+    def counted(timings):
+        measured.append(timings)
+        return real(timings)
 
-    monkeypatch.setattr(search_module._Timer, "measure", counted)
+    monkeypatch.setattr(search_module.LatencyModel, "fit", counted)
     code, _, err = run(target_args(tiny_model_dir, tiny_data, tmp_path / "slim"), capsys)
     assert code == 0, err
     assert measured == []

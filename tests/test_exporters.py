@@ -50,7 +50,8 @@ def test_zero_head_layer_and_uneven_ffn_export_with_parity(pruned_with_empty_lay
     # the plain graph and the fused one (two head counts, one per layer) both passed the gate
     assert [check["candidate"] for check in record.parity] == ["onnx-fp32", "onnx-fp32-fused"]
     assert all(check["passed"] and check["max_abs_diff"] <= 1e-4 for check in record.parity)
-    assert record.fusion["attention_fusion"] and record.fusion["operators"]["Attention"] == 2
+    # the layer without heads exports its output bias only: one attention block left to fuse, no matrix product
+    assert record.fusion["attention_fusion"] and record.fusion["operators"]["Attention"] == 1
     expected = TorchRunner("pytorch", model).logits(batches[1])
     assert np.abs(OnnxRunner("fp32", onnx_dir / ONNX_FP32).logits(batches[1]) - expected).max() <= 1e-4
     assert 0.0 <= record.int8_agreement <= 1.0
@@ -120,7 +121,9 @@ def test_the_shipped_graph_runs_fast_in_a_default_session(pruned_with_empty_laye
     model, onnx_dir, record, batches = pruned_with_empty_layer
     operators = record.default_session_operators
     assert operators == default_session_operators(onnx_dir / ONNX_INT8)
-    assert "SkipLayerNormalization" not in operators and operators["LayerNormalization"] == 4
+    # two per layer and the embeddings' (not fused into EmbedLayerNormalization: onnxruntime anchors that fusion on
+    # the first layer's attention, which this model's first layer no longer has)
+    assert "SkipLayerNormalization" not in operators and operators["LayerNormalization"] == 5
     assert {"Attention", "DynamicQuantizeMatMul"} & set(operators) or "MatMulInteger" in operators
     plain = ort.InferenceSession(str(onnx_dir / ONNX_INT8))
     feeds = {item.name: batches[1][item.name].astype(np.int64) for item in plain.get_inputs()}

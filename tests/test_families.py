@@ -184,8 +184,9 @@ def test_onnx_graphs_pass_parity_and_load_with_optimum(staged):
 
 def test_attention_fusion_where_onnxruntime_supports_the_family(staged):
     fusion = staged["record"].fusion
-    # onnxruntime fuses the attention of every family here; each fused graph still had to pass the gate
-    assert fusion["operators"].get("Attention", 0) == 2, fusion
+    # onnxruntime fuses the attention of every family here; each fused graph still had to pass the gate. The
+    # layer that lost every head has no attention left in the graph (its output bias only): one to fuse.
+    assert fusion["operators"].get("Attention", 0) == 1, fusion
 
 
 def test_trees_are_drawn_from_the_pruned_model(staged):

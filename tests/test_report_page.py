@@ -42,11 +42,12 @@ def test_the_page_shows_the_report_figures(target_run):
     assert page.count('class="mark head-cell"') == layers * heads
     assert page.count('data-kept="1"') == report["heads"]["kept"]
     assert page.count('class="tree-svg"') == len(report["trees"]) == 2
-    drop = report["drop_points"]
-    assert f"{'-' if drop >= 0 else '+'}{abs(drop):.2f} points" in page
+    drop, interval = report["drop_points"], report["drop_interval"]
+    assert f"{-drop + 0.0:+.2f} points</b> (95% interval {-interval['high'] + 0.0:+.2f} to" in page
+    assert "Newcombe" in page and "Clopper-Pearson" in page and "--max-drop is checked" in page
     speedup = report["ratios"]["speedup_p50_pruned_int8_vs_original_int8"]
     assert f"<b>{speedup:.2f}x</b>" in page
-    judged = sum(len(row.get("int8", [])) for row in report["target_search"]["candidates"])
+    judged = len(report["target_search"]["candidates"])
     assert judged > 0 and page.count("selection accuracy") >= judged
     for check in report["export"]["pruned"]["parity"]:
         assert check["candidate"] in page

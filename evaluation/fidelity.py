@@ -1,0 +1,205 @@
+"""How close a compressed model stays to the original, and how sure we can be of it.
+
+Two signals, both comparing the same rows through both models (paired), so the noise of which rows happened to
+be drawn cancels:
+- fidelity on a large unlabelled slice of task text: how often the candidate's prediction differs from the
+  original's (with an exact Clopper-Pearson interval) and the mean KL divergence of its class distribution
+  from the original's;
+- the labelled drop in accuracy: only the rows where exactly one of the two models is right carry information
+  (``lost``: the original right, the candidate wrong; ``gained``: the reverse). Its interval is Newcombe's
+  hybrid score interval for a difference of paired proportions (Newcombe 1998, method 10), which keeps its
+  coverage with few discordant rows and gives no zero-width interval when there are none.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+from scipy import stats
+
+from compressor.encoded import EncodedData
+from exporters.runtime import Runner
+
+LEVEL = 0.95
+
+
+@dataclass(frozen=True)
+class Interval:
+    low: float
+    high: float
+    level: float
+    method: str
+
+    def contains(self, value: float) -> bool:
+        return self.low <= value <= self.high
+
+
+def clopper_pearson(successes: int, trials: int, level: float = LEVEL) -> tuple[float, float]:
+    """Exact binomial interval for a proportion."""
+    tail = (1 - level) / 2
+    low = 0.0 if successes == 0 else float(stats.beta.ppf(tail, successes, trials - successes + 1))
+    high = 1.0 if successes == trials else float(stats.beta.ppf(1 - tail, successes + 1, trials - successes))
+    return low, high
+
+
+def wilson(successes: int, trials: int, level: float = LEVEL) -> tuple[float, float]:
+    """Wilson score interval for a proportion."""
+    z = float(stats.norm.ppf(1 - (1 - level) / 2))
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """A candidate against the original on unlabelled rows: disagreements and the mean KL(original || candidate)
+    of the class distributions, in nats."""
+
+    rows: int
+    disagreements: int
+    kl: float
+
+    @property
+    def disagreement(self) -> float:
+        return self.disagreements / self.rows
+
+    def interval(self, level: float = LEVEL) -> Interval:
+        low, high = clopper_pearson(self.disagreements, self.rows, level)
+        return Interval(low, high, level, "exact binomial (Clopper-Pearson)")
+
+
+@dataclass(frozen=True)
+class PairedDrop:
+    """A candidate against the original on the same labelled rows. ``drop_points`` > 0 means the candidate is
+    less accurate."""
+
+    rows: int
+    original_correct: int
+    candidate_correct: int
+    lost: int  # the original right, the candidate wrong
+    gained: int  # the original wrong, the candidate right
+
+    @property
+    def drop_points(self) -> float:
+        return 100 * (self.lost - self.gained) / self.rows
+
+    def interval(self, level: float = LEVEL) -> Interval:
+        """Newcombe's method 10 for the paired difference, in accuracy points (original minus candidate)."""
+        n = self.rows
+        both_right = self.original_correct - self.lost
+        both_wrong = n - both_right - self.lost - self.gained
+        p1, p2 = self.original_correct / n, self.candidate_correct / n
+        l1, u1 = wilson(self.original_correct, n, level)
+        l2, u2 = wilson(self.candidate_correct, n, level)
+        margins = [
+            self.original_correct,
+            n - self.original_correct,
+            self.candidate_correct,
+            n - self.candidate_correct,
+        ]
+        product = math.prod(margins)
+        phi = 0.0 if product == 0 else (both_right * both_wrong - self.lost * self.gained) / math.sqrt(product)
+        difference = p1 - p2
+        below = math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
+        above = math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
+        return Interval(
+            100 * (difference - below), 100 * (difference + above), level, "Newcombe hybrid score, paired (method 10)"
+        )
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exponent = np.exp(shifted)
+    return exponent / exponent.sum(axis=-1, keepdims=True)
+
+
+def fidelity(reference: np.ndarray, candidate: np.ndarray) -> Fidelity:
+    """Compare two models' logits on the same rows."""
+    p, q = softmax(reference.astype(np.float64)), softmax(candidate.astype(np.float64))
+    kl = float(np.mean(np.sum(p * (np.log(np.clip(p, 1e-12, None)) - np.log(np.clip(q, 1e-12, None))), axis=-1)))
+    disagreements = int(np.sum(reference.argmax(-1) != candidate.argmax(-1)))
+    return Fidelity(rows=len(reference), disagreements=disagreements, kl=kl)
+
+
+def paired_drop(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray) -> PairedDrop:
+    """Compare two models' predicted classes on the same labelled rows."""
+    original_right = reference == labels
+    candidate_right = candidate == labels
+    return PairedDrop(
+        rows=len(labels),
+        original_correct=int(original_right.sum()),
+        candidate_correct=int(candidate_right.sum()),
+        lost=int((original_right & ~candidate_right).sum()),
+        gained=int((~original_right & candidate_right).sum()),
+    )
+
+
+def all_logits(runner: Runner, data: EncodedData) -> np.ndarray:
+    return np.concatenate([runner.logits(batch) for batch in data.batches]) if data.batches else np.zeros((0, 2))
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A candidate judged against the original: on the unlabelled slice and on the labelled choosing rows."""
+
+    fidelity: Fidelity
+    selection: PairedDrop
+
+    @property
+    def key(self) -> tuple[float, float]:
+        """Smaller is better: disagreement with the original first, then its KL divergence."""
+        return self.fidelity.disagreement, self.fidelity.kl
+
+    @property
+    def summary(self) -> dict[str, float]:
+        return {
+            "disagreement": self.fidelity.disagreement,
+            "kl": self.fidelity.kl,
+            "selection_drop_points": self.selection.drop_points,
+        }
+
+
+class Judge:
+    """The original's outputs on the fidelity slice and the selection rows, computed once; ``judge`` compares a
+    candidate with them."""
+
+    def __init__(self, original: Runner | None, fidelity_rows: EncodedData, selection: EncodedData) -> None:
+        self.fidelity_rows, self.selection = fidelity_rows, selection
+        if original is not None:
+            self.fidelity_reference = all_logits(original, fidelity_rows)
+            self.selection_reference = all_logits(original, selection)
+
+    def subset(self, rows: int) -> Judge:
+        """The same judge on the first batches holding about ``rows`` fidelity rows (for cheap rankings)."""
+        batches, count = [], 0
+        for batch in self.fidelity_rows.batches:
+            if count >= rows:
+                break
+            batches.append(batch)
+            count += len(batch["input_ids"])
+        part = Judge(
+            None, replace(self.fidelity_rows, batches=batches, labels=self.fidelity_rows.labels[:count]), self.selection
+        )
+        part.fidelity_reference, part.selection_reference = self.fidelity_reference[:count], self.selection_reference
+        return part
+
+    @property
+    def rows(self) -> int:
+        return len(self.fidelity_reference)
+
+    def cache_identity(self) -> tuple[EncodedData, EncodedData]:
+        """The rows it judges on (the original, which its references come from, is keyed separately)."""
+        return self.fidelity_rows, self.selection
+
+    def judge(self, candidate: Runner) -> Judgement:
+        return Judgement(
+            fidelity(self.fidelity_reference, all_logits(candidate, self.fidelity_rows)),
+            paired_drop(
+                self.selection_reference.argmax(-1),
+                all_logits(candidate, self.selection).argmax(-1),
+                self.selection.labels,
+            ),
+        )
