@@ -81,6 +81,8 @@ from exporters.verified import ExportRecord, VerifiedGraphs, export_verified, qu
 Log = Callable[[str], None]
 SENSITIVITY_EXAMPLES = 256  # calibration rows each layer's thinning is measured on
 TIMED_EXAMPLES = 100  # evaluation inputs every structure's latency is timed on, side by side with the baseline
+ALLOCATIONS = ("per-layer", "global")
+INT8_CHOICES = ("per-matmul", "uniform")
 UNTARGETED_SLOWDOWN = 0.03  # without a target, fp32 MatMuls may make the int8 graph at most 3% slower
 
 
@@ -95,6 +97,8 @@ class PipelineOptions:
     latency_budget: float | None = None
     drop_layers: tuple[int, ...] = ()  # whole layers removed (0-based)
     max_drop: float = 1.0
+    allocation: str = "per-layer"  # with a target: heads and FFN widths allocated per layer, or "global" ranking
+    int8: str = "per-matmul"  # granularity and fp32 chosen per MatMul after recovery, or "uniform"
     out: str | None = None
     data: DataOptions = field(default_factory=DataOptions)
     scoring: ScoringOptions = field(default_factory=ScoringOptions)
@@ -128,6 +132,10 @@ class PipelineOptions:
             select_examples=self.select_examples,
             fidelity_examples=self.fidelity_examples,
         )
+        if self.allocation not in ALLOCATIONS or self.int8 not in INT8_CHOICES:
+            raise InputError(
+                f"--allocation must be one of {', '.join(ALLOCATIONS)} and --int8 one of {', '.join(INT8_CHOICES)}"
+            )
         if self.trees < 0 or self.threads < 0:
             raise InputError(f"--trees and --threads must be 0 or more, got {self.trees} and {self.threads}")
         if not self.max_drop >= 0:
@@ -448,6 +456,7 @@ def choose_sizes(job: Run, scores: Scores, original: OriginalGraphs) -> Sizes:
             tuning.recipe,
             original.baseline_int8,
             threads=options.threads,
+            allocation=options.allocation,
             cache=job.cache,
         )
         search = search_target(inputs, log=job.log, progress=options.progress)
@@ -571,17 +580,18 @@ def export_pruned(job: Run, sizes: Sizes, pruned: Pruned, original: OriginalGrap
             )
         else:  # the search timed its candidates with the recipe tuned on the original
             tuning, tuned_on, recipe = sizes.tuning, "original", int8_granularity(job, graphs, sizes.tuning.recipe)
-        int8 = choose_int8(
-            graphs,
-            recipe or tuning.recipe,
-            job.judge,
-            job.inputs.evaluation.singles[:TIMED_EXAMPLES],
-            threads=job.options.threads,
-            slowdown=allowed_slowdown(sizes.search),
-            log=job.log,
-        )
-        recipe = int8.chosen
-        tuning = replace(tuning, per_matmul=int8)
+        recipe = recipe or tuning.recipe
+        if job.options.int8 == "per-matmul":
+            int8 = choose_int8(
+                graphs,
+                recipe,
+                job.judge,
+                job.inputs.evaluation.singles[:TIMED_EXAMPLES],
+                threads=job.options.threads,
+                slowdown=allowed_slowdown(sizes.search),
+                log=job.log,
+            )
+            recipe, tuning = int8.chosen, replace(tuning, per_matmul=int8)
         tuning.save(job.staging / "graph_tuning.json")
         (tuned,) = quantize_all(original.graphs, [recipe.uniform], original.graphs.folder / "tuned")
         record = ship_int8(

@@ -81,6 +81,7 @@ class SearchInputs:
     recipe: Recipe
     baseline_graph: Path
     threads: int = 1
+    allocation: str = "per-layer"  # or "global": one attribution ranking over the whole model (the ablation)
     cache: StageCache = StageCache(None)  # latency model, sensitivity and judgements: a resumed search reuses them
     reused: list[str] = field(default_factory=list)  # the stages that came from the cache, in order
 
@@ -217,11 +218,12 @@ def budget(model: LatencyModel, target_ratio: float) -> tuple[float, float]:
 def propose(
     inputs: SearchInputs, model: LatencyModel, sensitivity: Sensitivity, layers_budget: float
 ) -> list[Candidate]:
-    """The allocations (with and without dropped layers) and the global rankings that fit the budget."""
+    """The allocations (with and without dropped layers) and the global rankings that fit the budget; with
+    ``inputs.allocation`` "global", the global rankings only."""
     structures: list[tuple[Structure, str]] = []
     for allow_drop, origin in ((True, "per-layer allocation"), (False, "per-layer allocation, no layer dropped")):
         found = allocate(sensitivity, model.layer_cost, layers_budget, allow_drop=allow_drop)
-        if found is not None:
+        if found is not None and inputs.allocation == "per-layer":
             structures.append((found, origin))
     width = inputs.shape[2]
     for keep in HEAD_KEEPS:

@@ -57,7 +57,7 @@ def variants(job: Run, model: Any, name: str, scratch: Path, int8: bool) -> list
 
 
 def judge_all(job: Run, scores: Any, scratch: Path, int8: bool) -> list[dict[str, Any]]:
-    judge = Judge(TorchRunner("original", job.loaded.model), job.inputs.fidelity, job.inputs.selection)
+    judge = job.judge
     evaluation = job.inputs.evaluation
     truth_reference = all_logits(TorchRunner("original", job.loaded.model), evaluation)
     rows = []
@@ -65,7 +65,7 @@ def judge_all(job: Run, scores: Any, scratch: Path, int8: bool) -> list[dict[str
         heads, neurons = scores.heads, scores.neurons
         plan = plan_pruning(heads.scores, keep, heads.order, ffn_scores=neurons.scores, keep_ffn=keep_ffn)
         model = prune_model(copy.deepcopy(job.loaded.model), plan)
-        recover(job.loaded.model, model, job.inputs.fit_batches, RecoveryOptions(method="lsq"))
+        recover(job.loaded.model, model, job.inputs.fit_batches, RecoveryOptions(method="lsq", damped=False))
         for name, runner in variants(job, model, f"{keep:g}-{keep_ffn:g}", scratch, int8):
             verdict = judge.judge(runner)
             predicted = all_logits(runner, evaluation).argmax(-1)
@@ -145,15 +145,9 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory(prefix="signals-") as scratch:
         loaded = load_model(args.model)
-        job = Run(
-            options,
-            loaded,
-            prepare_inputs(loaded, options),
-            Path(scratch),
-            StageTimer(print),
-            print,
-            StageCache.default(),
-        )
+        inputs = prepare_inputs(loaded, options)
+        judge = Judge(TorchRunner("original", loaded.model), inputs.fidelity, inputs.selection)
+        job = Run(options, loaded, inputs, Path(scratch), StageTimer(print), print, StageCache.default(), judge)
         job = replace(job, options=replace(options, progress=True))
         rows = judge_all(job, score(job), Path(scratch), not args.no_int8)
     result = {

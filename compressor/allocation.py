@@ -13,14 +13,25 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from compressor.architectures import classify, embed, encoder_layers, family_of, layer_mask, part, run_layer
+from compressor.architectures import (
+    classify,
+    embed,
+    encoder_layers,
+    family_of,
+    heads_of,
+    layer_mask,
+    part,
+    run_layer,
+)
 from compressor.artifacts import JsonArtifact
+from compressor.progress import progress_bar
 from compressor.pruning import PrunePlan
+from compressor.recovery import DEFAULT_RIDGE
 
 
 @dataclass(frozen=True)
@@ -125,11 +136,14 @@ class Sensitivity(JsonArtifact):
 
 class _Thinning:
     """Forward passes of the original with one layer thinned by masks (equal to pruning: a masked head's context
-    and a masked neuron's activation are zero), from that layer's cached input upwards."""
+    and a masked neuron's activation are zero), from that layer's cached input upwards. The thinned block's
+    output projection is refitted first, by the damped least squares the candidates get (``recover_lsq``), on
+    the kept units only: what a layer loses is measured as it will be after the refit."""
 
-    def __init__(self, model: torch.nn.Module, batches: Sequence[dict[str, torch.Tensor]]) -> None:
-        self.model, self.family, self.layers = model, family_of(model), encoder_layers(model)
+    def __init__(self, model: torch.nn.Module, batches: Sequence[dict[str, torch.Tensor]], ridge: float) -> None:
+        self.model, self.family, self.layers, self.ridge = model, family_of(model), encoder_layers(model), ridge
         self.masks = [layer_mask(model, batch["attention_mask"]) for batch in batches]
+        self.tokens = [batch["attention_mask"].bool() for batch in batches]
         with torch.no_grad():
             states = [embed(model, batch) for batch in batches]
             self.inputs: list[list[torch.Tensor]] = []  # [layer][batch]
@@ -138,31 +152,98 @@ class _Thinning:
                 states = [run_layer(layer, h, m) for h, m in zip(states, self.masks, strict=True)]
             self.reference = [torch.log_softmax(classify(model, h), dim=-1) for h in states]
 
-    def kl(self, start: int, heads: torch.Tensor | None = None, neurons: torch.Tensor | None = None) -> float:
-        """Mean KL over the rows with layer ``start`` thinned (``heads`` / ``neurons`` masks; both None: dropped)."""
-        dropped = heads is None and neurons is None
-        hook = None
-        if neurons is not None:
-            hook = part(self.layers[start], self.family.ffn_activation).register_forward_hook(
-                lambda _module, _args, output: output * neurons
-            )
-        total, rows = 0.0, 0
+    def gram(self, start: int, projection: str) -> np.ndarray:
+        """[X 1]^T [X 1] of the projection's inputs on the real tokens (the classifier's token in the last layer)."""
+        module = part(self.layers[start], projection)
+        captured: list[torch.Tensor] = []
+        handle = module.register_forward_pre_hook(lambda _module, args: captured.append(args[0]))
         try:
             with torch.no_grad():
-                for states, mask, reference in zip(self.inputs[start], self.masks, self.reference, strict=True):
-                    hidden = states
-                    for index in range(start, len(self.layers)):
-                        if index == start and dropped:
-                            continue
-                        head_mask = heads.view(1, -1, 1, 1) if index == start and heads is not None else None
-                        hidden = run_layer(self.layers[index], hidden, mask, head_mask)
-                    thinned = torch.log_softmax(classify(self.model, hidden), dim=-1)
-                    total += float((reference.exp() * (reference - thinned)).sum())
-                    rows += hidden.shape[0]
+                for states, mask in zip(self.inputs[start], self.masks, strict=True):
+                    run_layer(self.layers[start], states, mask)
+        finally:
+            handle.remove()
+        last = start == len(self.layers) - 1
+        rows = [x[:, :1] if last else x[real] for x, real in zip(captured, self.tokens, strict=True)]
+        x = torch.cat([row.reshape(-1, row.shape[-1]) for row in rows]).double()
+        x = torch.cat([x, x.new_ones(x.shape[0], 1)], dim=1)
+        return (x.T @ x).numpy()
+
+    def refitted(self, start: int, projection: str, kept: np.ndarray, gram: np.ndarray) -> tuple[Any, Any]:
+        """The projection's weight and bias refitted on the ``kept`` inputs to give the original's outputs
+        (ridge toward its weights), the other inputs' columns zero."""
+        linear = part(self.layers[start], projection)
+        weight, bias = linear.weight.detach().double().numpy(), linear.bias.detach().double().numpy()
+        full = np.vstack([weight.T, bias[None]])  # [inputs + 1, outputs]: the original's map
+        index = np.r_[np.flatnonzero(kept), gram.shape[0] - 1]
+        sub = gram[np.ix_(index, index)]
+        penalty = self.ridge * max(float(np.trace(gram[:-1, :-1])) / max(gram.shape[0] - 1, 1), 1e-12)
+        damping = np.r_[np.full(len(index) - 1, penalty), 0.0]
+        solution = np.linalg.solve(sub + np.diag(damping), gram[index] @ full + damping[:, None] * full[index])
+        new_weight = np.zeros_like(weight)
+        new_weight[:, index[:-1]] = solution[:-1].T
+        return torch.from_numpy(new_weight).float(), torch.from_numpy(solution[-1]).float()
+
+    def kl(
+        self,
+        start: int,
+        grams: dict[str, np.ndarray],
+        heads: torch.Tensor | None = None,
+        neurons: torch.Tensor | None = None,
+    ) -> float:
+        """Mean KL over the rows with layer ``start`` thinned (``heads`` / ``neurons`` masks, the block's output
+        projection refitted with the layer's ``grams``; both None: the layer dropped)."""
+        dropped = heads is None and neurons is None
+        layer = self.layers[start]
+        hook, saved = None, None
+        if neurons is not None:
+            hook = part(layer, self.family.ffn_activation).register_forward_hook(
+                lambda _module, _args, output: output * neurons
+            )
+        if not dropped:
+            projection = self.family.ffn_output if neurons is not None else self.family.attention_output
+            kept = neurons.numpy() if neurons is not None else np.repeat(heads.numpy(), self.head_size(start))
+            saved = self.swap(start, projection, self.refitted(start, projection, kept > 0, grams[projection]))
+        try:
+            return self.divergence(start, heads, dropped)
         finally:
             if hook is not None:
                 hook.remove()
+            if saved is not None:
+                self.swap(start, projection, saved)
+
+    def divergence(self, start: int, heads: torch.Tensor | None, dropped: bool) -> float:
+        total, rows = 0.0, 0
+        with torch.no_grad():
+            for states, mask, reference in zip(self.inputs[start], self.masks, self.reference, strict=True):
+                hidden = states
+                for index in range(start, len(self.layers)):
+                    if index == start and dropped:
+                        continue
+                    head_mask = heads.view(1, -1, 1, 1) if index == start and heads is not None else None
+                    hidden = run_layer(self.layers[index], hidden, mask, head_mask)
+                thinned = torch.log_softmax(classify(self.model, hidden), dim=-1)
+                total += float((reference.exp() * (reference - thinned)).sum())
+                rows += hidden.shape[0]
         return total / max(rows, 1)
+
+    def head_size(self, start: int) -> int:
+        return part(self.layers[start], self.family.attention_output).in_features // heads_of(
+            self.layers[start], self.family
+        )
+
+    def grams(self, start: int) -> dict[str, np.ndarray]:
+        """Both projections' input Gram matrices for one layer."""
+        return {path: self.gram(start, path) for path in (self.family.attention_output, self.family.ffn_output)}
+
+    def swap(self, start: int, projection: str, weights: tuple[Any, Any]) -> tuple[Any, Any]:
+        """Put (weight, bias) into the projection; returns the ones it had."""
+        linear = part(self.layers[start], projection)
+        old = (linear.weight.detach().clone(), linear.bias.detach().clone())
+        with torch.no_grad():
+            linear.weight.copy_(weights[0])
+            linear.bias.copy_(weights[1])
+        return old
 
 
 def measure_sensitivity(
@@ -171,24 +252,30 @@ def measure_sensitivity(
     head_scores: np.ndarray,
     ffn_scores: np.ndarray,
     *,
+    ridge: float = DEFAULT_RIDGE,
     progress: bool = False,
 ) -> Sensitivity:
-    """Each layer thinned alone to every head count, every FFN width of ``neuron_grid`` and dropped."""
+    """Each layer thinned alone (its output projection refitted) to every head count, every FFN width of
+    ``neuron_grid``, and dropped."""
     heads, neurons = np.asarray(head_scores, dtype=float), np.asarray(ffn_scores, dtype=float)
-    thinning = _Thinning(model, batches)
+    thinning = _Thinning(model, batches, ridge)
     head_counts, neuron_counts = list(range(heads.shape[1] + 1)), neuron_grid(neurons.shape[1])
     attention, ffn, dropped = [], [], []
-    for layer in tqdm(range(heads.shape[0]), desc="layer sensitivity", unit="layer", disable=not progress):
+    for layer in progress_bar(range(heads.shape[0]), desc="layer sensitivity", unit="layer", enabled=progress):
+        grams = thinning.grams(layer)
         attention.append(
-            [thinning.kl(layer, heads=torch.tensor(_top(heads[layer], k), dtype=torch.float32)) for k in head_counts]
+            [
+                thinning.kl(layer, grams, heads=torch.tensor(_top(heads[layer], k), dtype=torch.float32))
+                for k in head_counts
+            ]
         )
         ffn.append(
             [
-                thinning.kl(layer, neurons=torch.tensor(_top(neurons[layer], k), dtype=torch.float32))
+                thinning.kl(layer, grams, neurons=torch.tensor(_top(neurons[layer], k), dtype=torch.float32))
                 for k in neuron_counts
             ]
         )
-        dropped.append(thinning.kl(layer))
+        dropped.append(thinning.kl(layer, grams))
     rows = sum(int(batch["input_ids"].shape[0]) for batch in batches)
     return Sensitivity(head_counts, neuron_counts, attention, ffn, dropped, rows)
 

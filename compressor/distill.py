@@ -28,13 +28,13 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from compressor.artifacts import JsonArtifact
 from compressor.cache import file_digest
 from compressor.data import Example, stream_examples
 from compressor.errors import InputError
 from compressor.modeling import LoadedModel, encode, token_lengths
+from compressor.progress import progress_bar
 from compressor.pruning import model_layer_spans
 
 SHUFFLE_BUFFER = 8192
@@ -321,7 +321,7 @@ def _run(
     optimizer = torch.optim.AdamW(_trainable(student), lr=options.learning_rate, weight_decay=0.01)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _Schedule(steps, options.warmup))
     losses, examples, started = [], 0, time.perf_counter()
-    bar = tqdm(total=steps, desc="distillation", unit="step", disable=not progress)
+    bar = progress_bar(total=steps, desc="distillation", unit="step", enabled=progress)
     layers = _teacher_layers(student)
     for batch in itertools.islice(batches, steps):
         losses.append(_train_step(teacher, student, batch, optimizer, options, layers))

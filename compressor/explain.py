@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from compressor.data import LabelledData
 from compressor.importance import predicted_attribution
 from compressor.modeling import LoadedModel
+from compressor.progress import progress_bar
 from compressor.trees import AttributionTree, build_tree, render_tree_svg
 
 
@@ -28,7 +27,7 @@ def explain(
     folder.mkdir(parents=True, exist_ok=True)
     id2label = loaded.config.id2label
     trees = []
-    for index, example in enumerate(tqdm(data.examples[:count], desc="trees", unit="ex", disable=not progress)):
+    for index, example in enumerate(progress_bar(data.examples[:count], desc="trees", unit="ex", enabled=progress)):
         result = predicted_attribution(loaded, example, steps=steps, rule=rule)
         predicted, gold = id2label.get(result["predicted"]), id2label.get(example.label)
         meta = {

@@ -16,15 +16,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from compressor.architectures import ffn_width
 from compressor.attribution import NeuronAttribution
-from compressor.data import LabelledData
+from compressor.data import Example, LabelledData
 from compressor.distributed import all_reduce_sum, local_items
 from compressor.errors import InputError
-from compressor.importance import DEFAULT_MAX_BATCH_TOKENS, UnitImportance, length_batches
+from compressor.importance import DEFAULT_MAX_BATCH_TOKENS, UnitImportance, length_batches, until_settled
 from compressor.modeling import LoadedModel, encode
+from compressor.progress import progress_bar
 from compressor.pruning import check_unpruned
 
 FFN_IMPORTANCE_FILE = "ffn_importance.json"
@@ -45,36 +45,42 @@ def score_neurons(
     rule: str = "left",
     seed: int = 0,
     max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+    settle: float = 0.0,
     progress: bool = False,
 ) -> NeuronImportance:
-    """Score every FFN neuron on ``data`` (shared across torchrun ranks like head scoring)."""
+    """Score every FFN neuron on ``data`` (shared across torchrun ranks like head scoring), round by round until
+    the ranking settles (``settle``; see ``until_settled``)."""
     check_unpruned(loaded.model)  # FFN widths would differ per layer
     if len(data) == 0:
         raise InputError(f"no calibration examples in '{data.path}'; pass a --calib file with rows")
     engine = NeuronAttribution(loaded.model)
-    totals = np.zeros((len(engine.layers), ffn_width(loaded.config)), dtype=np.float64)
-    mine = local_items(data.examples)
-    bar = tqdm(total=len(mine), desc="FFN attribution", unit="ex", disable=not progress)
-    for batch in length_batches(loaded, mine, max(1, max_batch_tokens // steps)):
-        inputs = encode(loaded, batch)
-        labels = torch.tensor([e.label for e in batch], device=inputs["input_ids"].device)
-        real = inputs["attention_mask"].bool()[:, :, None]
-        chunk = max(1, max_batch_tokens // inputs["input_ids"].shape[1])
-        for result in engine.attribute(
-            inputs, labels, steps=steps, rule=rule, internal_batch_size=chunk, log_probability=True
-        ):
-            per_example = result.scores.double().abs().masked_fill(~real, 0.0).sum(dim=1)
-            totals[result.layer] += per_example.sum(dim=0).cpu().numpy()
-        bar.update(len(batch))
+    bar = progress_bar(total=len(data), desc="FFN attribution", unit="ex", enabled=progress)
+
+    def score_round(part: list[Example]) -> np.ndarray:
+        totals = np.zeros((len(engine.layers), ffn_width(loaded.config)), dtype=np.float64)
+        mine = local_items(part)
+        for batch in length_batches(loaded, mine, max(1, max_batch_tokens // steps)):
+            inputs = encode(loaded, batch)
+            labels = torch.tensor([e.label for e in batch], device=inputs["input_ids"].device)
+            real = inputs["attention_mask"].bool()[:, :, None]
+            chunk = max(1, max_batch_tokens // inputs["input_ids"].shape[1])
+            for result in engine.attribute(
+                inputs, labels, steps=steps, rule=rule, internal_batch_size=chunk, log_probability=True
+            ):
+                per_example = result.scores.double().abs().masked_fill(~real, 0.0).sum(dim=1)
+                totals[result.layer] += per_example.sum(dim=0).cpu().numpy()
+            bar.update(len(batch))
+        return all_reduce_sum(totals)
+
+    total, used = until_settled(data.examples, seed, score_round, settle)
     bar.close()
-    mean = all_reduce_sum(totals) / len(data)
     return NeuronImportance(
-        scores=mean.tolist(),
+        scores=(total / used).tolist(),
         target="gold-log",
         aggregation="mean over examples of the sum of |Attr| over real tokens (not normalised per layer)",
         steps=steps,
         rule=rule,
-        examples=len(data),
+        examples=used,
         seed=seed,
         calibration=data.path,
         model=loaded.path,

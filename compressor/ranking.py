@@ -11,7 +11,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from compressor.data import LabelledData
 from compressor.distributed import all_reduce_sum, local_items
@@ -22,8 +21,10 @@ from compressor.importance import (
     attribution_statistics,
     length_batches,
     real_token_pairs,
+    until_settled,
 )
 from compressor.modeling import LoadedModel, encode
+from compressor.progress import progress_bar
 
 DEFAULT_KEEPS = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
 
@@ -43,6 +44,7 @@ class Ranker(ABC):
         rule: str = "left",
         seed: int = 0,
         max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+        settle: float = 0.0,
         progress: bool = False,
     ) -> None:
         self.loaded = loaded
@@ -50,7 +52,9 @@ class Ranker(ABC):
         self.rule = rule
         self.seed = seed
         self.max_batch_tokens = max_batch_tokens
+        self.settle = settle
         self.progress = progress
+        self.used: int | None = None  # examples scored, when a method stops once its ranking settled
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -71,7 +75,7 @@ class Ranker(ABC):
             aggregation=self.aggregation,
             steps=self.steps,
             rule=self.rule,
-            examples=len(data),
+            examples=self.used or len(data),
             seed=self.seed,
             calibration=data.path,
             model=self.loaded.path,
@@ -104,11 +108,30 @@ class AttAttr(Ranker):
     aggregation = "mean over examples of the sum of |Attr_h| over real tokens, L2-normalised per layer"
 
     def _aggregate(self, stats: dict[str, np.ndarray]) -> np.ndarray:
-        values = stats[self.statistic].mean(axis=0)
+        return self._normalised(stats[self.statistic].mean(axis=0))
+
+    def _normalised(self, values: np.ndarray) -> np.ndarray:
         return layer_l2_normalised(values) if self.layer_normalised else values
 
     def scores(self, data: LabelledData) -> tuple[np.ndarray, list[list[int]] | None]:
-        return self._aggregate(self._attribution(data)), None
+        """Scored round by round until the ranking settles (``settle``; see ``until_settled``)."""
+        bar = progress_bar(total=len(data), desc="attribution", unit="ex", enabled=self.progress)
+
+        def score_round(part: list[Any]) -> np.ndarray:
+            stats = attribution_statistics(
+                self.loaded,
+                part,
+                target=self.target,
+                steps=self.steps,
+                rule=self.rule,
+                max_batch_tokens=self.max_batch_tokens,
+                bar=bar,
+            )
+            return stats[self.statistic].sum(axis=0)
+
+        total, self.used = until_settled(data.examples, self.seed, score_round, self.settle, self._normalised)
+        bar.close()
+        return self._normalised(total / self.used), None
 
 
 class AttAttrPaper(AttAttr):
@@ -172,7 +195,7 @@ class Attention(Ranker):
         model = self.loaded.model
         totals = np.zeros(self.shape)
         examples = local_items(data.examples)
-        bar = tqdm(total=len(examples), desc="attention", unit="ex", disable=not self.progress)
+        bar = progress_bar(total=len(examples), desc="attention", unit="ex", enabled=self.progress)
         for batch in length_batches(self.loaded, examples, self.max_batch_tokens):
             inputs = encode(self.loaded, batch)
             pairs = real_token_pairs(inputs["attention_mask"])
@@ -198,7 +221,7 @@ class Taylor(Ranker):
         layers, heads = self.shape
         totals = np.zeros(self.shape)
         examples = local_items(data.examples)
-        bar = tqdm(total=len(examples), desc="taylor", unit="ex", disable=not self.progress)
+        bar = progress_bar(total=len(examples), desc="taylor", unit="ex", enabled=self.progress)
         for batch in length_batches(self.loaded, examples, self.max_batch_tokens):
             inputs = encode(self.loaded, batch)
             device = inputs["input_ids"].device

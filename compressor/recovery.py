@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from compressor.architectures import embed, encoder_layers, family_of, layer_mask, part, run_layer
 from compressor.artifacts import JsonArtifact
@@ -31,6 +30,7 @@ from compressor.distill import DistillOptions, DistillRecord, TrainingText, dist
 from compressor.errors import InputError, check_counts
 from compressor.importance import DEFAULT_MAX_BATCH_TOKENS, length_batches
 from compressor.modeling import LoadedModel, encode
+from compressor.progress import progress_bar
 from compressor.pruning import model_layer_spans
 
 RECOVERY_METHODS = ("auto", "none", "lsq", "distill")
@@ -174,7 +174,7 @@ def recover_lsq(
             reference = [run_layer(layer, h, m) for h, m in zip(reference, masks, strict=True)]
         current = [embed(pruned, batch) for batch in batches]
     report = []
-    for index in tqdm(range(len(pruned_layers)), desc="LSQ recovery", unit="layer", disable=not progress):
+    for index in progress_bar(range(len(pruned_layers)), desc="LSQ recovery", unit="layer", enabled=progress):
         (first, last), target = spans[index], pruned_layers[index]
         real = first_only if index == len(pruned_layers) - 1 else tokens
         with torch.no_grad():

@@ -27,9 +27,10 @@ class ScoringOptions:
     the calibration sample size ``examples`` and its ``seed``, the attribution batch bound and the device."""
 
     method: str = "attattr"
-    examples: int = 200
-    steps: int = 20
-    rule: str = "left"
+    examples: int = 200  # at most; scoring stops earlier once the ranking settles
+    steps: int = 6
+    rule: str = "gauss"
+    settle: float = 0.995  # Spearman between consecutive rankings that ends scoring; 0 scores every example
     seed: int = 0
     max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS
     device: str = "cpu"
@@ -41,6 +42,8 @@ class ScoringOptions:
         if self.rule not in QUADRATURE_RULES:
             raise InputError(f"--rule must be one of {', '.join(QUADRATURE_RULES)}, got {self.rule!r}")
         check_counts(examples=self.examples, steps=self.steps, max_batch_tokens=self.max_batch_tokens)
+        if not 0 <= self.settle <= 1:
+            raise InputError(f"--settle must be in [0, 1] (0: score every example), got {self.settle}")
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise InputError(f"--device must be cpu, cuda or cuda:N, got {self.device!r}")
 
@@ -52,6 +55,7 @@ class ScoringOptions:
             "rule": self.rule,
             "seed": self.seed,
             "max_batch_tokens": self.max_batch_tokens,
+            "settle": self.settle,
             "progress": self.progress,
         }
 

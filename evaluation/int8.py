@@ -7,7 +7,8 @@ the few weighted MatMuls whose quantisation hurts most may stay fp32, within the
    ranked by how much closer to the original the graph gets with that one MatMul in fp32.
 3. The extra cost of an fp32 MatMul is estimated from the int8 and fp32 graphs timed side by side (per weight,
    in proportion to its size); the first 0..``MAX_FP32`` of the ranking are kept fp32 while the estimate stays
-   within ``slowdown`` of the int8 graph's latency, and the closest to the original on all fidelity rows wins.
+   within ``slowdown`` of the int8 graph's latency. Of these graphs and the uniform recipe, the closest to the
+   original on all fidelity rows wins (ties: fewer exceptions).
 """
 
 from __future__ import annotations
@@ -122,14 +123,15 @@ def choose_int8(
         }
         ranked = [name for name in sorted(gains, key=lambda name: (-gains[name], name)) if gains[name] > 0][:MAX_FP32]
         per_weight, int8_ms = fp32_cost(graphs, trials.runner(start), singles, threads, sum(flops(graph).values()))
-        results = []
+        results = [Int8Trial(base, judge.judge(trials.runner(base)), 0.0)]
         for count in range(len(ranked) + 1):
             candidate = replace(start, fp32=tuple(ranked[:count]))
             extra = per_weight * sum(flops(graph)[name] for name in candidate.fp32) / max(int8_ms, 1e-9)
-            if extra > slowdown and count:
+            if extra > slowdown:
                 break
-            results.append(Int8Trial(candidate, judge.judge(trials.runner(candidate)), extra))
-    best = min(results, key=lambda trial: (*trial.judgement.key, len(trial.recipe.fp32)))
+            if candidate != base:
+                results.append(Int8Trial(candidate, judge.judge(trials.runner(candidate)), extra))
+    best = min(results, key=lambda trial: (*trial.judgement.key, len(trial.recipe.fp32), len(trial.recipe.flipped)))
     log(
         "int8 per MatMul: "
         + ", ".join(f"{t.recipe.name} {t.judgement.fidelity.disagreement:.2%}" for t in results)

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from compressor.encoded import EncodedData
+from compressor.progress import progress_bar
 from evaluation.metrics import classification_metrics
 from exporters.runtime import Runner, batch1_latency, torch_threads
 
@@ -100,7 +100,7 @@ def evaluate_runners(
     with_f1 = encoded.is_pair and num_labels == 2
     examples = sum(batch["input_ids"].shape[0] for batch in encoded.batches)
     with torch_threads(threads):
-        for runner in tqdm(runners, desc="accuracy", unit="model", disable=not progress):
+        for runner in progress_bar(runners, desc="accuracy", unit="model", enabled=progress):
             runner.logits(encoded.batches[0])
             started = time.perf_counter()
             predicted = predict(runner, encoded)

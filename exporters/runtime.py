@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from tqdm.auto import tqdm
+
+from compressor.progress import progress_bar
 
 
 class Runner(Protocol):
@@ -122,7 +123,7 @@ def batch1_latency(
     half) are not counted. ``keep_samples`` adds the per-example times (``samples_ms``, in example order)
     for paired comparisons. Call it inside ``torch_threads`` to fix PyTorch's thread count."""
     times: dict[str, list[float]] = {runner.name: [] for runner in runners}
-    for index, inputs in enumerate(tqdm(singles, desc="latency", unit="ex", disable=not progress)):
+    for index, inputs in enumerate(progress_bar(singles, desc="latency", unit="ex", enabled=progress)):
         for runner in runners:
             started = time.perf_counter()
             runner.logits(inputs)
