@@ -182,6 +182,13 @@ def recovery_options(command: Any) -> Any:
             ),
             click.option("--fit-examples", default=1000, show_default=True, help="Calibration examples lsq fits on."),
             click.option(
+                "--lsq-damping/--no-lsq-damping",
+                default=True,
+                show_default=True,
+                help="The least-squares refit's ridge pulls toward the layer's weights (no outlier columns for int8 "
+                "to round badly) rather than toward zero.",
+            ),
+            click.option(
                 "--distill-examples",
                 default=40000,
                 show_default=True,
@@ -192,6 +199,13 @@ def recovery_options(command: Any) -> Any:
                 "--distill-steps",
                 type=int,
                 help="Exact number of distillation batches of 32 (instead of --distill-examples).",
+            ),
+            click.option(
+                "--distill-int8-aware",
+                type=FINITE,
+                default=0.0,
+                show_default=True,
+                help="The last fraction of the distillation trains through int8-rounded weights (quantisation-aware).",
             ),
             click.option(
                 "--distill-minutes",
@@ -220,10 +234,15 @@ def recovery_from(options: dict[str, Any], seed: int) -> Any:
         examples=options.pop("distill_examples"),
         steps=options.pop("distill_steps"),
         minutes=options.pop("distill_minutes"),
+        quantization_aware=options.pop("distill_int8_aware"),
         seed=seed,
     )
     return RecoveryOptions(
-        method=options.pop("recover"), fit_examples=options.pop("fit_examples"), distill=distill, seed=seed
+        method=options.pop("recover"),
+        fit_examples=options.pop("fit_examples"),
+        distill=distill,
+        seed=seed,
+        damped=options.pop("lsq_damping"),
     )
 
 

@@ -79,7 +79,7 @@ from exporters.runtime import OnnxRunner, TorchRunner
 from exporters.verified import ExportRecord, VerifiedGraphs, export_verified, quantize_all, ship_int8
 
 Log = Callable[[str], None]
-SENSITIVITY_EXAMPLES = 256  # calibration rows each layer's thinning is measured on
+SENSITIVITY_EXAMPLES = 128  # calibration rows each layer's thinning is measured on
 TIMED_EXAMPLES = 100  # evaluation inputs every structure's latency is timed on, side by side with the baseline
 ALLOCATIONS = ("per-layer", "global")
 INT8_CHOICES = ("per-matmul", "uniform")
@@ -219,14 +219,14 @@ def prepare_inputs(loaded: LoadedModel, options: PipelineOptions) -> RunInputs:
     )
     evaluation = encode_data(loaded, resolved.evaluation, singles=options.latency_examples)
     # choices are scored on calibration labels (selection) but timed on the inputs the model will serve
-    selection = replace(encode_data(loaded, resolved.selection, singles=0), singles=evaluation.singles)
+    selection = replace(encode_data(loaded, resolved.selection, singles=0, by_length=True), singles=evaluation.singles)
     fit = encode_for_fit(loaded, resolved.fit.examples) if options.recovery.method != "none" else []
     training = None
     if not resolved.shared:
         held_out = frozenset(example.content for example in resolved.fidelity.examples)
         path, rows = resolved.calibration.path, resolved.calibration_rows
         training = TrainingText(loaded, path, rows, options.data.columns, held_out)
-    fidelity = encode_data(loaded, resolved.fidelity, singles=0)
+    fidelity = encode_data(loaded, resolved.fidelity, singles=0, by_length=True)
     return RunInputs(resolved, evaluation, parity_batches(evaluation), selection, fit, training, fidelity)
 
 
@@ -374,14 +374,29 @@ def score(job: Run) -> Scores:
         heads = cached_artifact(
             job, "head scores", inputs, HeadImportance, lambda: score_heads(job.loaded, calibration, scoring)
         )
+        job.log(
+            f"head ranking from {heads.examples} of {len(calibration)} examples"
+            + settled(scoring, heads, len(calibration))
+        )
     neurons = None
     if job.options.scores_neurons:
         with job.timer.stage(f"score FFN neurons ({work})"):
             neurons = cached_artifact(
                 job, "neuron scores", inputs, NeuronImportance, lambda: score_neurons(job.loaded, calibration, scoring)
             )
+            job.log(
+                f"FFN neuron ranking from {neurons.examples} of {len(calibration)} examples"
+                + settled(scoring, neurons, len(calibration))
+            )
             neurons.save(job.staging / FFN_IMPORTANCE_FILE)
     return Scores(heads, neurons)
+
+
+def settled(scoring: ScoringOptions, scores: Any, available: int) -> str:
+    """Why scoring stopped where it did, for the log."""
+    if scoring.settle and scores.examples < available:
+        return f" (it settled: Spearman >= {scoring.settle:g} between consecutive rankings)"
+    return ""
 
 
 def cached_artifact(job: Run, stage: str, inputs: tuple[Any, ...], kind: type[Any], compute: Callable[[], Any]) -> Any:

@@ -87,19 +87,25 @@ def unseen_drop(model: str, shipped: Path, unseen: str) -> dict[str, float]:
     return {"drop_points": drop.drop_points, "rows": drop.rows, "low": interval.low, "high": interval.high}
 
 
-def one_run(args: argparse.Namespace, index: int, extra: list[str]) -> dict:
+def measured_run(args: argparse.Namespace, target: float, extra: list[str], cache: Path | None = None) -> dict:
+    """One command-line run (cold unless ``cache`` is given), measured as the module docstring says."""
     with tempfile.TemporaryDirectory(prefix="repeat-") as scratch:
         out = Path(scratch) / "slim"
-        environment = {**os.environ, "XDG_CACHE_HOME": str(Path(scratch) / "cache")}  # cold: a fresh cache
+        environment = {**os.environ, "XDG_CACHE_HOME": str(cache or Path(scratch) / "cache")}
         command = [
-            sys.executable, "-m", "attr_compress.cli", args.model, "--target-speedup", str(args.target),
+            sys.executable, "-m", "attr_compress.cli", args.model, "--target-speedup", str(target),
             "--data", args.data, "--calib", args.calib, "--out", str(out), "--quiet", *extra,
         ]  # fmt: skip
         started = time.perf_counter()
         finished = subprocess.run(command, env=environment, capture_output=True, text=True)
         wall = time.perf_counter() - started
         if finished.returncode != 0:
-            return {"run": index, "exit": finished.returncode, "error": finished.stderr.strip()[-500:], "wall_s": wall}
+            return {
+                "target": target,
+                "exit": finished.returncode,
+                "error": finished.stderr.strip()[-500:],
+                "wall_s": wall,
+            }
         report = json.loads((out / "report.json").read_text())
         search = json.loads((out / "target_search.json").read_text())
         weights = hashlib.sha256((out / "pruned" / "model.safetensors").read_bytes()).hexdigest()[:16]
@@ -107,7 +113,8 @@ def one_run(args: argparse.Namespace, index: int, extra: list[str]) -> dict:
         rows = load_labelled_data(args.unseen, load_model(args.model).label2id).examples
         stated = report["drop_interval"]
         return {
-            "run": index,
+            "target": target,
+            "options": extra,
             "exit": 0,
             "wall_s": wall,
             "structure": search["chosen"],
@@ -144,7 +151,7 @@ def main() -> None:
         return
     results = []
     for index in range(1, args.runs + 1):
-        result = one_run(args, index, [item for item in extra if item != "--"])
+        result = {"run": index, **measured_run(args, args.target, [item for item in extra if item != "--"])}
         print(json.dumps(result), flush=True)
         results.append(result)
         Path(args.out).write_text(json.dumps({"model": args.model, "runs": results}, indent=2) + "\n")

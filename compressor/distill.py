@@ -15,6 +15,7 @@ the result depend on this machine's speed and load, and the record and the log s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from compressor.architectures import encoder_layers
 from compressor.artifacts import JsonArtifact
 from compressor.cache import file_digest
 from compressor.data import Example, stream_examples
@@ -56,9 +58,12 @@ class DistillOptions:
     warmup: float = 0.05  # fraction of the steps with a linearly rising learning rate, then linear decay
     temperature: float = 2.0
     hidden_weight: float = 1.0
+    quantization_aware: float = 0.0  # the last fraction of the steps trains through int8-rounded weights
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if not 0 <= self.quantization_aware <= 1:
+            raise InputError(f"the quantisation-aware fraction must be in [0, 1], got {self.quantization_aware}")
         if self.minutes is not None and not self.minutes > 0:
             raise InputError(f"--distill-minutes must be above 0, got {self.minutes}")
         if self.steps is not None and self.steps < 1:
@@ -309,6 +314,30 @@ def distill(
     )
 
 
+class FakeInt8(nn.Module):
+    """A weight rounded as per-channel symmetric int8 rounds it, with a straight-through gradient."""
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        scale = weight.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / 127
+        return weight + (torch.round(weight / scale) * scale - weight).detach()
+
+
+@contextlib.contextmanager
+def quantization_aware(model: nn.Module) -> Iterator[None]:
+    """Inside: the encoder's linear layers compute with int8-rounded weights while their float weights train;
+    on the way out the float weights are left in place."""
+    from torch.nn.utils import parametrize
+
+    linears = [module for module in encoder_layers(model).modules() if isinstance(module, nn.Linear)]
+    for module in linears:
+        parametrize.register_parametrization(module, "weight", FakeInt8())
+    try:
+        yield
+    finally:
+        for module in linears:
+            parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
+
+
 def _run(
     teacher: nn.Module,
     student: nn.Module,
@@ -323,12 +352,16 @@ def _run(
     losses, examples, started = [], 0, time.perf_counter()
     bar = progress_bar(total=steps, desc="distillation", unit="step", enabled=progress)
     layers = _teacher_layers(student)
-    for batch in itertools.islice(batches, steps):
-        losses.append(_train_step(teacher, student, batch, optimizer, options, layers))
-        scheduler.step()
-        examples += int(batch["input_ids"].shape[0])
-        bar.update(1)
-        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+    aware_from = steps - round(options.quantization_aware * steps)
+    with contextlib.ExitStack() as stack:
+        for step, batch in enumerate(itertools.islice(batches, steps)):
+            if step == aware_from:
+                stack.enter_context(quantization_aware(student))
+            losses.append(_train_step(teacher, student, batch, optimizer, options, layers))
+            scheduler.step()
+            examples += int(batch["input_ids"].shape[0])
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
     bar.close()
     window = max(1, min(20, len(losses)))
     return {

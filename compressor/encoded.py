@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from compressor.data import Example, LabelledData
-from compressor.modeling import LoadedModel, count_truncated, encode, split_texts
+from compressor.modeling import LoadedModel, count_truncated, encode, split_texts, token_lengths
 
 
 @dataclass(frozen=True)
@@ -22,9 +22,15 @@ class EncodedData:
     is_pair: bool
 
 
-def encode_data(loaded: LoadedModel, data: LabelledData, *, batch_size: int = 32, singles: int = 200) -> EncodedData:
-    """Encode ``data`` in file order; the first ``singles`` examples also go in one by one for latency."""
+def encode_data(
+    loaded: LoadedModel, data: LabelledData, *, batch_size: int = 32, singles: int = 200, by_length: bool = False
+) -> EncodedData:
+    """Encode ``data`` in file order (``by_length``: sorted by token count, so batches carry little padding, for
+    rows only ever compared model against model); the first ``singles`` examples also go in one by one."""
     examples = data.examples
+    if by_length:
+        lengths = token_lengths(loaded, examples)
+        examples = tuple(examples[index] for index in sorted(range(len(examples)), key=lambda i: (lengths[i], i)))
 
     def encode_numpy(part: Sequence[Example]) -> dict[str, np.ndarray]:
         return {key: value.astype(np.int64) for key, value in encode(loaded, part, return_tensors="np").items()}
