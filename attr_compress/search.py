@@ -15,7 +15,8 @@ this machine, judged by fidelity to the original.
    large unlabelled fidelity slice (the decision), and the paired drop on the labelled selection rows (shown).
    The least disagreeing wins; ties go to the lower KL.
 5. The chosen structure's int8 graph is timed once more beside the baseline (``confirm``); if it misses the
-   target, the model is rescaled by what was measured and the allocation redone (at most twice).
+   target, or runs more than OVERSHOOT faster than predicted, the model is rescaled by what was measured and
+   the allocation redone (at most twice); the last plan confirmed to meet the target ships.
 
 No timing decides on its own between two candidates: latency enters only through the fitted model.
 """
@@ -23,6 +24,7 @@ No timing decides on its own between two candidates: latency enters only through
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import shutil
 import tempfile
@@ -34,7 +36,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from compressor.allocation import (
+from attr_compress.compressor.cache import StageCache, ThisMachine
+from attr_compress.compressor.errors import InputError
+from attr_compress.compressor.models.families import ffn_width
+from attr_compress.compressor.models.loading import LoadedModel
+from attr_compress.compressor.pruning.prune import plan_pruning, prune_model
+from attr_compress.compressor.pruning.structures import (
     LayerShape,
     Sensitivity,
     Structure,
@@ -42,27 +49,23 @@ from compressor.allocation import (
     measure_sensitivity,
     plan_structure,
 )
-from compressor.architectures import ffn_width
-from compressor.artifacts import from_plain, to_plain
-from compressor.cache import StageCache, ThisMachine
-from compressor.errors import InputError
-from compressor.importance import HeadImportance
-from compressor.modeling import LoadedModel
-from compressor.neurons import NeuronImportance
-from compressor.pruning import plan_pruning, prune_model
-from compressor.recovery import RecoveryOptions, recover
-from evaluation.fidelity import Judge, Judgement
-from evaluation.target import Candidate, Confirmation, LatencyModel, LatencyTarget, TargetSearch, Timing
-from exporters.recipes import Recipe
-from exporters.runtime import OnnxRunner, TorchRunner, batch1_latency, torch_threads
-from exporters.verified import export_verified, quantize_all
+from attr_compress.compressor.recovery.lsq import RecoveryOptions, recover
+from attr_compress.compressor.scoring.heads import HeadImportance
+from attr_compress.compressor.scoring.neurons import NeuronImportance
+from attr_compress.evaluation.fidelity import Judge, Judgement
+from attr_compress.evaluation.target import Candidate, Confirmation, LatencyModel, LatencyTarget, TargetSearch, Timing
+from attr_compress.exporters.recipes import Recipe
+from attr_compress.exporters.runtime import OnnxRunner, TorchRunner, batch1_latency, torch_threads
+from attr_compress.exporters.verified import export_verified, quantize_all
+
+logger = logging.getLogger(__name__)
 
 HEAD_KEEPS = (1.0, 0.75, 0.5, 0.4, 0.3, 0.2)
 FFN_KEEPS = (1.0, 0.75, 0.5, 0.45, 0.4, 0.35, 0.3, 0.25, 0.2, 0.15, 0.1, 0.05)
 ROUNDS = 3  # side-by-side timing rounds per structure
 BUDGET_GRID = 0.005  # the budget is rounded down to this fraction of the baseline's latency
 REPLANS = 2
-Log = Callable[[str], None]
+OVERSHOOT = 1.15  # a structure measured this much faster than predicted: the model was off, replan with it rescaled
 
 
 @dataclass(frozen=True)
@@ -85,8 +88,9 @@ class SearchInputs:
     cache: StageCache = StageCache(None)  # latency model, sensitivity and judgements: a resumed search reuses them
     reused: list[str] = field(default_factory=list)  # the stages that came from the cache, in order
 
-    def cached(self, stage: str, key: Any, compute: Callable[[], Any]) -> Any:
-        value, hit = self.cache.json(stage, key, compute)
+    def cached(self, stage: str, key: Any, kind: Any, compute: Callable[[], Any]) -> Any:
+        """``compute()``'s record of type ``kind``, or the one a run with the same ``key`` stored."""
+        value, hit = self.cache.record(stage, key, kind, compute)
         if hit and stage not in self.reused:
             self.reused.append(stage)
         return value
@@ -151,26 +155,23 @@ class _Graphs:
         return runner
 
     def time(self, runners: Sequence[OnnxRunner], structures: Sequence[Structure]) -> list[Timing]:
-        """Every runner beside the baseline, example by example (round-robin), ``ROUNDS`` times."""
-        ratios: list[list[float]] = [[] for _ in runners]
-        p50s: list[list[float]] = [[] for _ in runners]
-        baseline: list[float] = []
+        """Every runner and the baseline, each on its own over the timing inputs, ``ROUNDS`` times; a structure's
+        ratio in a round is its median over the baseline's median."""
         with torch_threads(self.inputs.threads):
-            for _ in range(ROUNDS):
-                latency = batch1_latency([self.baseline, *runners], self.inputs.singles, keep_samples=True)
-                reference = latency[self.baseline.name]["samples_ms"]
-                baseline.append(latency[self.baseline.name]["latency_p50_ms"])
-                for index, runner in enumerate(runners):
-                    samples = latency[runner.name]["samples_ms"]
-                    ratios[index].append(float(np.median(samples / reference)))
-                    p50s[index].append(latency[runner.name]["latency_p50_ms"])
+            latency = batch1_latency([self.baseline, *runners], self.inputs.singles, rounds=ROUNDS)
+        baseline = latency[self.baseline.name]
         return [
-            Timing(structure, ratio, float(np.median(p50)), float(np.median(baseline)))
-            for structure, ratio, p50 in zip(structures, ratios, p50s, strict=True)
+            Timing(
+                structure,
+                [ours / theirs for ours, theirs in zip(row["round_p50_ms"], baseline["round_p50_ms"], strict=True)],
+                row["latency_p50_ms"],
+                baseline["latency_p50_ms"],
+            )
+            for structure, row in ((s, latency[r.name]) for s, r in zip(structures, runners, strict=True))
         ]
 
 
-def measure_latency_model(inputs: SearchInputs, graphs: _Graphs, log: Log) -> LatencyModel:
+def measure_latency_model(inputs: SearchInputs, graphs: _Graphs) -> LatencyModel:
     """The latency model of this model's shape on this machine (cached: it depends on the machine, the recipe,
     the thread count and the inputs timed, not on the target)."""
 
@@ -178,17 +179,19 @@ def measure_latency_model(inputs: SearchInputs, graphs: _Graphs, log: Log) -> La
     layers, heads, width = inputs.shape
     neutral = (np.zeros((layers, heads)), np.zeros((layers, width)))  # which units stay does not change the time
 
-    def measure() -> dict[str, Any]:
-        log(f"latency model: timing {len(structures)} structures beside the original int8 graph, {ROUNDS} rounds")
+    def measure() -> LatencyModel:
+        logger.info(
+            f"latency model: timing {len(structures)} structures beside the original int8 graph, {ROUNDS} rounds"
+        )
         runners = [
             graphs.runner(prune_model(copy.deepcopy(inputs.loaded.model), plan_structure(s, *neutral)), f"design-{i}")
             for i, s in enumerate(structures)
         ]
-        return to_plain(LatencyModel.fit(graphs.time(runners, structures)))
+        return LatencyModel.fit(graphs.time(runners, structures))
 
     key = (inputs.loaded, structures, inputs.recipe, inputs.threads, inputs.singles, ThisMachine.here(), ROUNDS)
-    model = from_plain(LatencyModel, inputs.cached("latency model", key, measure))
-    log(
+    model = inputs.cached("latency model", key, LatencyModel, measure)
+    logger.info(
         f"latency model: ratio = {model.intercept:.3f} + per layer {model.coefficients['layers']:.4f}, attention block "
         f"{model.coefficients['attention_blocks']:.4f}, head {model.coefficients['heads']:.5f}, FFN block "
         f"{model.coefficients['ffn_blocks']:.4f}, FFN neuron {model.coefficients['neurons']:.2e} (RMS error "
@@ -198,13 +201,13 @@ def measure_latency_model(inputs: SearchInputs, graphs: _Graphs, log: Log) -> La
 
 
 def sensitivity_of(inputs: SearchInputs, progress: bool) -> Sensitivity:
-    def measure() -> dict[str, Any]:
+    def measure() -> Sensitivity:
         return measure_sensitivity(
             inputs.loaded.model, inputs.sensitivity_batches, inputs.heads.array, inputs.neurons.array, progress=progress
-        ).to_dict()
+        )
 
     key = (inputs.loaded, inputs.heads, inputs.neurons, inputs.sensitivity_batches)
-    return Sensitivity.from_dict(inputs.cached("layer sensitivity", key, measure))
+    return inputs.cached("layer sensitivity", key, Sensitivity, measure)
 
 
 def budget(model: LatencyModel, target_ratio: float) -> tuple[float, float]:
@@ -241,17 +244,17 @@ def propose(
     return [Candidate(s, origin, 1 / model.predict(s)) for s, origin in unique.items()]
 
 
-def judged(inputs: SearchInputs, candidate: Candidate, log: Log) -> Candidate:
+def judged(inputs: SearchInputs, candidate: Candidate) -> Candidate:
     """The candidate refitted by least squares and compared with the original (cached per structure)."""
 
-    def judge() -> dict[str, Any]:
+    def judge() -> Judgement:
         model = inputs.pruned(candidate.structure)
         recover(inputs.loaded.model, model, inputs.fit_batches, inputs.recovery)
-        return to_plain(inputs.judge.judge(TorchRunner("candidate", model)))
+        return inputs.judge.judge(TorchRunner("candidate", model))
 
     key = (inputs.loaded, inputs.heads, inputs.neurons, candidate.structure, inputs.recovery, inputs.fit_batches)
-    verdict = from_plain(Judgement, inputs.cached("candidate judgement", (*key, inputs.judge), judge))
-    log(
+    verdict = inputs.cached("candidate judgement", (*key, inputs.judge), Judgement, judge)
+    logger.info(
         f"latency target: {candidate.origin} ({candidate.structure.label}), predicted "
         f"{candidate.predicted_speedup:.2f}x: disagrees with the original on {verdict.fidelity.disagreement:.2%} of "
         f"{verdict.fidelity.rows} unlabelled rows, {verdict.selection.drop_points:+.2f} points on the selection rows"
@@ -268,53 +271,92 @@ def confirm(inputs: SearchInputs, graphs: _Graphs, structure: Structure) -> Conf
     return Confirmation(structure, timing.speedup, timing.p50_ms, timing.baseline_p50_ms, met)
 
 
-def search_target(inputs: SearchInputs, *, log: Log = lambda message: None, progress: bool = False) -> TargetSearch:
-    """Plan, judge and confirm a structure for ``inputs.target`` (see the module docstring)."""
+@dataclass(frozen=True)
+class _Plan:
+    """One allocation under the (rescaled) latency model: the candidates, the best, the margin, and the ratio the
+    model predicts for the best."""
+
+    margin: float
+    candidates: list[Candidate]
+    best: Candidate
+    predicted_ratio: float
+
+
+def plan_and_judge(
+    inputs: SearchInputs, model: LatencyModel, sensitivity: Sensitivity, target_ratio: float, scale: float
+) -> _Plan:
+    """Propose and judge the structures the rescaled model admits for the target; the least disagreeing wins."""
+    scaled = rescaled(model, scale)
+    layers_budget, margin = budget(scaled, target_ratio)
+    candidates = [judged(inputs, c) for c in propose(inputs, scaled, sensitivity, layers_budget)]
+    if not candidates:
+        raise InputError(
+            f"no structure is predicted to meet the target ({inputs.target.description}) with a "
+            f"{(margin - 1) * 100:.1f}% margin in this machine's latency model (RMS error "
+            f"{scaled.rms_error:.3f} of the baseline's latency); lower the target"
+        )
+    best = min(candidates, key=lambda c: (*c.judgement.key, -c.predicted_speedup))
+    return _Plan(margin, candidates, best, scaled.predict(best.structure))
+
+
+def search_target(inputs: SearchInputs, *, progress: bool = False) -> TargetSearch:
+    """Plan, judge and confirm a structure for ``inputs.target`` (see the module docstring). A confirmation
+    that misses the target, or runs more than OVERSHOOT faster than predicted (speed the accuracy could have
+    kept), rescales the model by what was measured and plans again; the last plan that met the target ships."""
     with tempfile.TemporaryDirectory(prefix="attr-compress-target-") as scratch:
         graphs = _Graphs(inputs, Path(scratch))
-        model = measure_latency_model(inputs, graphs, log)
+        model = measure_latency_model(inputs, graphs)
         sensitivity = sensitivity_of(inputs, progress)
         target_ratio = inputs.target.ratio(model.baseline_p50_ms)
         confirmations: list[Confirmation] = []
-        scale = 1.0
+        shipped, scale = None, 1.0
         for _ in range(REPLANS + 1):
-            scaled = rescaled(model, scale)
-            layers_budget, margin = budget(scaled, target_ratio)
-            candidates = [judged(inputs, c, log) for c in propose(inputs, scaled, sensitivity, layers_budget)]
-            if not candidates:
-                raise InputError(
-                    f"no structure is predicted to meet the target ({inputs.target.description}) with a "
-                    f"{(margin - 1) * 100:.1f}% margin in this machine's latency model (RMS error "
-                    f"{scaled.rms_error:.3f} of the baseline's latency); lower the target"
-                )
-            best = min(candidates, key=lambda c: (*c.judgement.key, -c.predicted_speedup))
-            confirmation = confirm(inputs, graphs, best.structure)
+            current = plan_and_judge(inputs, model, sensitivity, target_ratio, scale)
+            if confirmations and current.best.structure == confirmations[-1].structure:
+                break  # the rescaled model chose what was just measured: nothing new to learn
+            confirmation = confirm(inputs, graphs, current.best.structure)
             confirmations.append(confirmation)
-            log(
-                f"latency target: {best.structure.label} measured {confirmation.speedup:.2f}x beside the original "
-                f"int8 graph ({'meets' if confirmation.met else 'misses'} the target)"
+            logger.info(
+                f"latency target: {current.best.structure.label} measured {confirmation.speedup:.2f}x beside the "
+                f"original int8 graph ({'meets' if confirmation.met else 'misses'} the target)"
             )
             if confirmation.met:
+                shipped = current
+            if shipped is not None and (shipped is not current or not overshot(confirmation, current)):
                 break
-            scale *= (1 / confirmation.speedup) / scaled.predict(best.structure)
-        else:
-            raise InputError(
-                f"the planned structure missed the target ({inputs.target.description}) when measured, "
-                f"{len(confirmations)} times ({confirmations[-1].speedup:.2f}x last); lower the target"
-            )
+            scale *= (1 / confirmation.speedup) / current.predicted_ratio
+    if shipped is None:
+        raise InputError(
+            f"the planned structure missed the target ({inputs.target.description}) when measured, "
+            f"{len(confirmations)} times ({confirmations[-1].speedup:.2f}x last); lower the target"
+        )
+    return searched(inputs, model, target_ratio, shipped, confirmations)
+
+
+def overshot(confirmation: Confirmation, planned: _Plan) -> bool:
+    """Whether the structure measured more than OVERSHOOT faster than the model predicted (the model, not the
+    judgement, left speed unused)."""
+    return confirmation.speedup * planned.predicted_ratio > OVERSHOOT
+
+
+def searched(
+    inputs: SearchInputs, model: LatencyModel, target_ratio: float, shipped: _Plan, confirmations: list[Confirmation]
+) -> TargetSearch:
+    """The search record: the model, the shipped plan's candidates and why its best won, every confirmation."""
+    best = shipped.best
     reason = (
         f"the least disagreement with the original on {best.judgement.fidelity.rows} unlabelled rows "
-        f"({best.judgement.fidelity.disagreement:.2%}) of {len(candidates)} candidates predicted to meet the target "
-        f"with a {(margin - 1) * 100:.1f}% margin: {best.origin}"
+        f"({best.judgement.fidelity.disagreement:.2%}) of {len(shipped.candidates)} candidates predicted to meet the "
+        f"target with a {(shipped.margin - 1) * 100:.1f}% margin: {best.origin}"
     )
     return TargetSearch(
         target=inputs.target.description,
         target_ratio=target_ratio,
-        margin=margin,
+        margin=shipped.margin,
         recipe=inputs.recipe.to_dict(),
         threads=inputs.threads,
         latency_model=model,
-        candidates=candidates,
+        candidates=shipped.candidates,
         chosen=best.structure,
         reason=reason,
         confirmations=confirmations,

@@ -27,15 +27,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from attr_compress.compressor.data.files import load_labelled_data
+from attr_compress.compressor.models.families import encoder_layers, family_of, part
+from attr_compress.compressor.models.loading import LoadedModel, encode, load_model
+from attr_compress.compressor.scoring.heads import attribution_statistics
+from attr_compress.compressor.scoring.integrated import AttentionAttribution, quadrature
+from attr_compress.compressor.scoring.options import ScoringOptions
+from attr_compress.compressor.scoring.rankers import layer_l2_normalised, make_ranker
 from scipy.stats import spearmanr
-
-from compressor.architectures import encoder_layers, family_of, part
-from compressor.attribution import AttentionAttribution, quadrature
-from compressor.data import load_labelled_data
-from compressor.importance import attribution_statistics
-from compressor.modeling import LoadedModel, encode, load_model
-from compressor.ranking import layer_l2_normalised, make_ranker
-from compressor.scoring import ScoringOptions
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -158,7 +157,7 @@ def main() -> None:
     for rule, steps in [(v.split(":")[0], int(v.split(":")[1])) for v in args.variant]:
         quadrature(rule, steps)
         started = time.perf_counter()
-        stats = attribution_statistics(loaded, examples, steps=steps, rule=rule, target="gold-log")
+        stats = attribution_statistics(loaded, examples, steps=steps, rule=rule, objective="gold-log")
         seconds = time.perf_counter() - started
         importance = layer_l2_normalised(stats["abssum"].mean(axis=0))
         correlation = spearmanr(plain.ravel(), importance.ravel()).statistic

@@ -21,16 +21,15 @@ import json
 from pathlib import Path
 
 import numpy as np
-
-from compressor.data import load_labelled_data
-from compressor.encoded import encode_data
-from compressor.modeling import load_model
-from compressor.pruning import plan_pruning, prune_model
-from compressor.recovery import RecoveryOptions, encode_for_fit, recover
-from compressor.scoring import ScoringOptions, score_heads, score_neurons
-from evaluation.fidelity import PairedDrop, clopper_pearson, paired_drop
-from evaluation.measure import predict
-from exporters.runtime import TorchRunner
+from attr_compress.compressor.data.encoded import encode_data
+from attr_compress.compressor.data.files import load_labelled_data
+from attr_compress.compressor.models.loading import load_model
+from attr_compress.compressor.pruning.prune import plan_pruning, prune_model
+from attr_compress.compressor.recovery.lsq import RecoveryOptions, encode_for_fit, recover
+from attr_compress.compressor.scoring.options import ScoringOptions, score_heads, score_neurons
+from attr_compress.evaluation.fidelity import PairedDrop, clopper_pearson, paired_drop
+from attr_compress.evaluation.measure import predict
+from attr_compress.exporters.runtime import TorchRunner
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 STRUCTURES = ((0.75, 0.5), (0.5, 0.35), (0.4, 0.25), (0.3, 0.2))

@@ -1,6 +1,7 @@
 """The shipped int8 graph against the original's Optimum int8 graph, both loaded the way users load them: a
 plain ``onnxruntime.InferenceSession(path)`` (no options at all: default threads, every optimisation) and
-Optimum's ``ORTModelForSequenceClassification``. Batch 1, round-robin over SST-2 dev sentences, one process.
+Optimum's ``ORTModelForSequenceClassification``. Batch 1, each way timed on its own over SST-2 dev sentences
+(three rounds), one process.
 
 Usage: python benchmarks/default_session.py SHIPPED_ONNX_DIR [--examples 200] [--threads 1]
 (--threads sets intra_op_num_threads for the plain sessions' second pass; 0 = only the default.)
@@ -17,25 +18,29 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
-
-from compressor.data import load_labelled_data
-from compressor.modeling import load_model
-from exporters.onnx_export import ONNX_INT8, export_onnx
-from exporters.quantize import quantize_dynamic
-from exporters.runtime import default_session_operators
+from attr_compress.compressor.data.files import load_labelled_data
+from attr_compress.compressor.models.loading import load_model
+from attr_compress.exporters.onnx_export import ONNX_INT8, export_onnx
+from attr_compress.exporters.quantize import quantize_dynamic
+from attr_compress.exporters.runtime import default_session_operators
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
 def p50_round_robin(runs: dict[str, Callable[[dict], object]], inputs: list, warmup: int = 10) -> dict[str, float]:
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for index, example in enumerate(inputs):
-        for name, run in runs.items():
-            started = time.perf_counter()
-            run(example)
-            if index >= warmup:
-                times[name].append((time.perf_counter() - started) * 1000)
-    return {name: float(np.median(values)) for name, values in times.items()}
+    """Median batch-1 latency per way of running, each on its own over every input (as a deployed session
+    runs), three rounds with the order reversed in the second, the median of the rounds' medians."""
+    rounds: dict[str, list[float]] = {name: [] for name in runs}
+    for index in range(3):
+        for name, run in runs.items() if index % 2 == 0 else reversed(list(runs.items())):
+            times = []
+            for position, example in enumerate(inputs):
+                started = time.perf_counter()
+                run(example)
+                if position >= warmup:
+                    times.append((time.perf_counter() - started) * 1000)
+            rounds[name].append(float(np.median(times)))
+    return {name: float(np.median(values)) for name, values in rounds.items()}
 
 
 def plain_session(path: Path, threads: int | None = None):

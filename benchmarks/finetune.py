@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 
 import torch
+from attr_compress.compressor.data.files import load_labelled_data
+from attr_compress.compressor.data.rows import Example
 from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -34,8 +36,6 @@ from transformers import (
     DistilBertTokenizerFast,
     get_linear_schedule_with_warmup,
 )
-
-from compressor.data import Example, load_labelled_data
 
 GLUE = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
 LABELS = {"0": 0, "1": 1}

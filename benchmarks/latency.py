@@ -67,29 +67,29 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from attr_compress.compressor.artifacts import library_versions, write_json
+from attr_compress.compressor.data.encoded import EncodedData, encode_data, parity_batches
+from attr_compress.compressor.data.files import load_labelled_data, sample_labelled_data
+from attr_compress.compressor.data.rows import LabelledData
+from attr_compress.compressor.models.loading import LoadedModel, load_model
+from attr_compress.compressor.pruning.prune import count_parameters, plan_pruning, prune
+from attr_compress.compressor.recovery.lsq import RecoveryOptions, encode_for_fit, recover
+from attr_compress.compressor.scoring.heads import HeadImportance
+from attr_compress.compressor.scoring.neurons import NeuronImportance
+from attr_compress.compressor.scoring.options import ScoringOptions, score_heads, score_neurons
+from attr_compress.evaluation.measure import evaluate_runners
+from attr_compress.exporters.parity import compare_logits
+from attr_compress.exporters.quantize import cpu_flags
+from attr_compress.exporters.recipes import OPERATOR_SETS, OPTIMUM_BASELINE, Recipe
+from attr_compress.exporters.runtime import OnnxRunner, TorchRunner, torch_threads
+from attr_compress.exporters.verified import VerifiedGraphs, export_verified, quantize_all
 
-from compressor.artifacts import library_versions, write_json
-from compressor.data import LabelledData, load_labelled_data, sample_labelled_data
-from compressor.encoded import EncodedData, encode_data, parity_batches
-from compressor.importance import HeadImportance
-from compressor.modeling import LoadedModel, load_model
-from compressor.neurons import NeuronImportance
-from compressor.pruning import count_parameters, plan_pruning, prune
-from compressor.recovery import RecoveryOptions, encode_for_fit, recover
-from compressor.scoring import ScoringOptions, score_heads, score_neurons
-from evaluation.measure import evaluate_runners
-from exporters.parity import compare_logits
-from exporters.quantize import cpu_flags
-from exporters.recipes import OPERATOR_SETS, OPTIMUM_BASELINE, Recipe
-from exporters.runtime import OnnxRunner, TorchRunner, torch_threads
-from exporters.verified import VerifiedGraphs, export_verified, quantize_all
+from benchmarks.latency_tables import ISOLATED_WARMUP, PYTORCH, print_latency_tables, print_pairs_and_parity
+from benchmarks.operator_profile import print_profile, profile_operators
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FAST_RECIPE = Recipe(graph="fused", quantizer="onnxruntime", per_channel=False, operators="matmul+attention")
-PYTORCH = "original PyTorch fp32"
-BASELINE = "original ONNX int8 Optimum"
 ATOL = 1e-4
-ISOLATED_WARMUP = 20  # untimed examples before an isolated variant is timed
 PROFILE_WARMUP = 10  # profiled runs left out of the operator profile
 
 
@@ -407,162 +407,6 @@ def measure_isolated(
         log(f"timing {len(variants)} variants isolated (one at a time) with {threads} thread(s)")
         isolated[str(threads)] = {variant.name: isolated_latency(variant, threads, singles) for variant in variants}
     return isolated
-
-
-def profiled_events(path: Path, singles: Sequence[dict[str, np.ndarray]], folder: Path) -> list[dict[str, Any]]:
-    """onnxruntime's profiler events for every example of ``singles`` at batch 1 and 1 thread."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.log_severity_level = 3
-    options.enable_profiling = True
-    options.profile_file_prefix = str(folder / "profile")
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    names = [item.name for item in session.get_inputs()]
-    for inputs in singles:
-        session.run(None, {name: inputs[name].astype(np.int64) for name in names})
-    return json.loads(Path(session.end_profiling()).read_text(encoding="utf-8"))
-
-
-def profile_operators(
-    path: Path, singles: Sequence[dict[str, np.ndarray]], folder: Path, warmup: int
-) -> dict[str, Any]:
-    """Time per run by operator type, and its share of model_run; the first ``warmup`` runs are left out."""
-    events = profiled_events(path, singles, folder)
-    runs = sorted((e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"), key=_ts)
-    runs = runs[min(warmup, len(runs) // 2) :]
-    start = _ts(runs[0])
-    run_us = sum(float(e["dur"]) for e in runs)
-    per_op: dict[str, dict[str, float]] = {}
-    for event in events:
-        if event.get("cat") != "Node" or not str(event.get("name", "")).endswith("_kernel_time"):
-            continue
-        if _ts(event) < start:
-            continue
-        entry = per_op.setdefault(event.get("args", {}).get("op_name", "?"), {"us": 0.0, "count": 0.0})
-        entry["us"] += float(event["dur"])
-        entry["count"] += 1
-    operators = sorted(
-        (
-            {
-                "op": op,
-                "us_per_run": entry["us"] / len(runs),
-                "count_per_run": entry["count"] / len(runs),
-                "share_of_run": entry["us"] / run_us,
-            }
-            for op, entry in per_op.items()
-        ),
-        key=lambda row: -row["us_per_run"],
-    )
-    return {
-        "graph": path.name,
-        "runs": len(runs),
-        "warmup_runs_left_out": len(singles) - len(runs),
-        "model_run_us_per_run": run_us / len(runs),
-        "kernels_us_per_run": sum(row["us_per_run"] for row in operators),
-        "operators": operators,
-    }
-
-
-def _ts(event: dict[str, Any]) -> float:
-    return float(event.get("ts", 0))
-
-
-def table(results: dict[str, dict[str, Any]], order: Sequence[str]) -> str:
-    torch_p50 = results[PYTORCH]["latency_p50_ms"]
-    base = results[BASELINE]
-    lines = [
-        "| variant | accuracy | p50 ms | p90 ms | batch-32 ex/s | p50 speed-up vs PyTorch fp32 "
-        "| p50 speed-up vs original int8 (Optimum) | throughput ratio vs original int8 |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name in order:
-        row = results[name]
-        p50 = row["latency_p50_ms"]
-        lines.append(
-            f"| {name} | {row['accuracy']:.4f} | {p50:.3f} | {row['latency_p90_ms']:.3f} "
-            f"| {row['throughput_per_s']:.1f} | {torch_p50 / p50:.2f}x | {base['latency_p50_ms'] / p50:.2f}x "
-            f"| {row['throughput_per_s'] / base['throughput_per_s']:.2f}x |"
-        )
-    return "\n".join(lines)
-
-
-def isolated_table(
-    isolated: dict[str, dict[str, Any]], round_robin: dict[str, dict[str, Any]], order: Sequence[str]
-) -> str:
-    torch_p50 = isolated[PYTORCH]["latency_p50_ms"]
-    base_p50 = isolated[BASELINE]["latency_p50_ms"]
-    lines = [
-        "| variant | p50 ms | p90 ms | p50 speed-up vs original int8 (Optimum) | p50 speed-up vs PyTorch fp32 "
-        "| round-robin p50 ms |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for name in order:
-        row = isolated[name]
-        p50 = row["latency_p50_ms"]
-        lines.append(
-            f"| {name} | {p50:.3f} | {row['latency_p90_ms']:.3f} | {base_p50 / p50:.2f}x | {torch_p50 / p50:.2f}x "
-            f"| {round_robin[name]['latency_p50_ms']:.3f} |"
-        )
-    return "\n".join(lines)
-
-
-def print_pairs_and_parity(report: dict[str, Any]) -> None:
-    """One line per pruned model (heads, FFN neurons, parameters kept), one per exported model (parity)."""
-    print()
-    for pair in report["pairs"]:
-        kept_ffn = sum(pair["ffn_kept_per_layer"]) if pair["ffn_kept_per_layer"] else None
-        ffn_text = f", FFN neurons kept {kept_ffn}" if kept_ffn is not None else ""
-        print(
-            f"{pair['name']}: heads kept {pair['heads_kept']}/{pair['total_heads']}{ffn_text}, "
-            f"parameters {pair['parameters'] / 1e6:.2f}M of {pair['original_parameters'] / 1e6:.2f}M"
-        )
-    for name, notes in report["graphs"].items():
-        fusion = notes.get("fusion", {})
-        fused_text = ""
-        if fusion:
-            attention = "with" if fusion["attention_fusion"] else "WITHOUT"
-            fused_text = f", fused fp32 {fusion['max_abs_diff']:.2g} ({attention} attention fusion)"
-        print(
-            f"parity vs PyTorch (max |logit diff|), {name}: ONNX fp32 {notes['onnx_fp32_max_abs_diff']:.2g}{fused_text}"
-        )
-
-
-def print_latency_tables(report: dict[str, Any], names: Sequence[str], data: Path) -> None:
-    """The round-robin tables, then the isolated ones, one per thread count."""
-    settings = report["settings"]
-    singles = settings["latency_examples"]
-    print(
-        f"\n{settings['dev_examples']} dev examples ({data.parent.name}) for accuracy and batch-32 throughput; "
-        f"batch-1 latency over the first {singles} (first {min(10, singles // 2)} not counted), round-robin"
-    )
-    for threads in settings["threads"]:
-        print(f"\n### Round-robin, {threads} thread(s)\n")
-        print(table(report["results"][str(threads)], names))
-    print(
-        f"\nIsolated: each variant alone, {ISOLATED_WARMUP} warm-up examples, then the first {singles} timed back "
-        "to back (what a server running one model sees); last column: the round-robin p50 for comparison"
-    )
-    for threads in settings["threads"]:
-        print(f"\n### Isolated, {threads} thread(s)\n")
-        print(isolated_table(report["isolated"][str(threads)], report["results"][str(threads)], names))
-
-
-def print_profile(profile: dict[str, Any], top: int) -> None:
-    """The operator profile: model_run and kernel time per run, then the ``top`` operator types by time."""
-    print(
-        f"\n### Operator profile: {profile['variant']}, batch 1, 1 thread, {profile['runs']} runs "
-        "(profiling overhead inflates absolute times)\n"
-    )
-    run_us, kernel_us = profile["model_run_us_per_run"], profile["kernels_us_per_run"]
-    print(f"model_run {run_us:.0f} us per run, of which kernels {kernel_us:.0f} us ({kernel_us / run_us:.0%})\n")
-    print("| op type | us per run | count per run | share of model_run |")
-    print("|---|---:|---:|---:|")
-    for row in profile["operators"][:top]:
-        print(f"| {row['op']} | {row['us_per_run']:.1f} | {row['count_per_run']:.0f} | {row['share_of_run']:.1%} |")
 
 
 def main() -> None:

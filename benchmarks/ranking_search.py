@@ -15,15 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from compressor.data import load_labelled_data
-from compressor.encoded import encode_data
-from compressor.importance import attribution_statistics
-from compressor.modeling import load_model
-from compressor.pruning import plan_pruning
-from compressor.ranking import AttAttrIterative, layer_l2_normalised
-from compressor.scoring import ScoringOptions, score_heads
-from evaluation.masked import masked_metrics
+from attr_compress.compressor.data.encoded import encode_data
+from attr_compress.compressor.data.files import load_labelled_data
+from attr_compress.compressor.models.loading import load_model
+from attr_compress.compressor.pruning.prune import plan_pruning
+from attr_compress.compressor.scoring.heads import attribution_statistics
+from attr_compress.compressor.scoring.options import ScoringOptions, score_heads
+from attr_compress.compressor.scoring.rankers import AttAttrIterative, layer_l2_normalised
+from attr_compress.evaluation.masked import masked_metrics
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 KEEPS = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]
@@ -56,7 +55,7 @@ def main() -> None:
     targets = [] if args.skip_one_shot else args.targets.split(",")
     for target in targets:
         started = time.perf_counter()
-        stats = attribution_statistics(loaded, calibration.examples, target=target, progress=True)
+        stats = attribution_statistics(loaded, calibration.examples, objective=target, progress=True)
         costs[f"attribution-{target}"] = time.perf_counter() - started
         stats["|sum|"] = np.abs(stats["sum"])  # per example, the size of the head's share of F(A) - F(0)
         for name, values in stats.items():

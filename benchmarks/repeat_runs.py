@@ -28,16 +28,16 @@ import time
 from pathlib import Path
 
 import numpy as np
+from attr_compress.compressor.data.encoded import encode_data
+from attr_compress.compressor.data.files import load_labelled_data
+from attr_compress.compressor.models.loading import encode, load_model
+from attr_compress.evaluation.fidelity import paired_drop
+from attr_compress.evaluation.measure import predict
+from attr_compress.exporters.onnx_export import ONNX_INT8, export_onnx
+from attr_compress.exporters.quantize import quantize_dynamic
+from attr_compress.exporters.runtime import OnnxRunner, TorchRunner
 
 from benchmarks.default_session import optimum_model, p50_round_robin, plain_session
-from compressor.data import load_labelled_data
-from compressor.encoded import encode_data
-from compressor.modeling import encode, load_model
-from evaluation.fidelity import paired_drop
-from evaluation.measure import predict
-from exporters.onnx_export import ONNX_INT8, export_onnx
-from exporters.quantize import quantize_dynamic
-from exporters.runtime import OnnxRunner, TorchRunner
 
 
 def split(path: Path, into: Path, seed: int = 0) -> None:

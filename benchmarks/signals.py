@@ -24,18 +24,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from attr_compress.compressor.cache import StageCache
+from attr_compress.compressor.data.task import DataOptions
+from attr_compress.compressor.models.loading import load_model
+from attr_compress.compressor.pruning.prune import plan_pruning, prune_model
+from attr_compress.compressor.recovery.lsq import RecoveryOptions, recover
+from attr_compress.evaluation.fidelity import Judge, all_logits, paired_drop
+from attr_compress.exporters.recipes import Recipe
+from attr_compress.exporters.runtime import OnnxRunner, TorchRunner
+from attr_compress.exporters.verified import export_verified, quantize_all
 from scipy import stats
 
 from attr_compress.pipeline import PipelineOptions, Run, StageTimer, prepare_inputs, score
-from compressor.cache import StageCache
-from compressor.modeling import load_model
-from compressor.pruning import plan_pruning, prune_model
-from compressor.recovery import RecoveryOptions, recover
-from compressor.task_data import DataOptions
-from evaluation.fidelity import Judge, all_logits, paired_drop
-from exporters.recipes import Recipe
-from exporters.runtime import OnnxRunner, TorchRunner
-from exporters.verified import export_verified, quantize_all
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 HEAD_KEEPS = (0.75, 0.5, 0.4, 0.3, 0.2)

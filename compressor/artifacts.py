@@ -9,7 +9,7 @@ import typing
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar, Union
 
-from compressor.errors import InputError
+from attr_compress.compressor.errors import InputError
 
 T = TypeVar("T", bound="JsonArtifact")
 

@@ -22,6 +22,7 @@ import enum
 import functools
 import hashlib
 import json
+import logging
 import math
 import os
 import platform
@@ -33,8 +34,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from attr_compress.compressor.artifacts import from_plain, to_plain
 
-CACHE_VERSION = 3  # bump when the layout of an entry changes
+logger = logging.getLogger(__name__)
+
+CACHE_VERSION = 4  # bump when the layout of an entry changes
 MANIFEST = "manifest.json"
 RESULT = "result.json"
 FILES = "files"
@@ -101,7 +105,7 @@ def fingerprint(value: Any) -> Any:
 def code_identity() -> dict[str, Any]:
     """attr-compress's own source (every module, hashed) and the versions of the libraries that compute: a
     result made by other code is never reused."""
-    from compressor.artifacts import library_versions
+    from attr_compress.compressor.artifacts import library_versions
 
     root = Path(__file__).resolve().parents[1]
     hasher = hashlib.sha256()
@@ -161,53 +165,55 @@ def damage(folder: Path, expected: Mapping[str, str]) -> str | None:
 
 @dataclass(frozen=True)
 class StageCache:
-    """Where results live (``root``), or nothing at all (``root`` None: --no-cache); ``log`` says when an
-    entry was found damaged and is being recomputed."""
+    """Where results live (``root``), or nothing at all (``root`` None: --no-cache). An entry found damaged is
+    said (logged), recomputed and replaced."""
 
     root: Path | None
-    log: Callable[[str], None] = lambda message: None
 
     @classmethod
-    def default(cls, enabled: bool = True, log: Callable[[str], None] = lambda message: None) -> StageCache:
-        return cls(cache_root() if enabled else None, log)
+    def default(cls, enabled: bool = True) -> StageCache:
+        return cls(cache_root() if enabled else None)
 
     def entry(self, stage: str, inputs: Any) -> Path | None:
         """The folder of ``stage``'s result on ``inputs`` (it may not exist), or None without a cache."""
         return None if self.root is None else self.root / stage / f"v{CACHE_VERSION}-{stage_key(stage, inputs)}"
 
-    def json(self, stage: str, inputs: Any, compute: Callable[[], Any]) -> tuple[Any, bool]:
-        """The stored JSON result, or ``compute()`` stored; and whether it came from the cache."""
+    def record(self, stage: str, inputs: Any, kind: Any, compute: Callable[[], Any]) -> tuple[Any, bool]:
+        """The stored record of type ``kind`` (a dataclass, or e.g. ``X | None``), or ``compute()`` stored; and
+        whether it came from the cache."""
         entry = self.entry(stage, inputs)
         if entry is not None and self._verified(stage, entry):
             try:
-                return json.loads((entry / RESULT).read_text(encoding="utf-8")), True
-            except (OSError, ValueError) as err:
+                return from_plain(kind, json.loads((entry / RESULT).read_text(encoding="utf-8"))), True
+            except (OSError, ValueError, TypeError) as err:
                 self._discard(stage, entry, f"unreadable result ({err})")
         value = compute()
-        self._publish(entry, lambda folder: (folder / RESULT).write_text(json.dumps(value), encoding="utf-8"))
+        plain = json.dumps(to_plain(value))
+        self._publish(entry, lambda folder: (folder / RESULT).write_text(plain, encoding="utf-8"))
         return value, False
 
-    def folder(self, stage: str, inputs: Any, into: Path, build: Callable[[Path], Any]) -> tuple[Any, bool]:
+    def folder(self, stage: str, inputs: Any, into: Path, kind: Any, build: Callable[[Path], Any]) -> tuple[Any, bool]:
         """Fill ``into`` (which must not exist) with the stored folder, checked again where it landed, and
-        return the JSON record stored with it; or run ``build(into)``, which returns that record, and store
-        both. Also returns whether it came from the cache."""
+        return the record of type ``kind`` stored with it; or run ``build(into)``, which returns that record,
+        and store both. Also returns whether it came from the cache."""
         entry = self.entry(stage, inputs)
         if entry is not None and self._verified(stage, entry):
             stored = self._copy_out(stage, entry, into)
             if stored is not None:
-                return stored, True
+                return from_plain(kind, stored["record"]), True
         value = build(into)
 
         def write(folder: Path) -> None:
             shutil.copytree(into, folder / FILES)
-            (folder / RESULT).write_text(json.dumps(value), encoding="utf-8")
+            (folder / RESULT).write_text(json.dumps({"record": to_plain(value)}), encoding="utf-8")
 
         self._publish(entry, write)
         return value, False
 
     def _copy_out(self, stage: str, entry: Path, into: Path) -> Any | None:
-        """The entry's record, with its files copied to ``into`` and checked there; None (and ``into`` gone)
-        when the entry turns out unusable. A failure to write ``into`` (a full disk) is the output's, raised."""
+        """The entry's stored JSON (``{"record": ...}``), with its files copied to ``into`` and checked there;
+        None (and ``into`` gone) when the entry turns out unusable. A failure to write ``into`` (a full disk) is
+        the output's, raised."""
         files = {
             name[len(FILES) + 1 :]: digest
             for name, digest in self._manifest(entry).items()
@@ -254,7 +260,7 @@ class StageCache:
         return True
 
     def _discard(self, stage: str, entry: Path, problem: str) -> None:
-        self.log(f"cache: the '{stage}' entry {entry} is damaged ({problem}); recomputing it")
+        logger.warning(f"cache: the '{stage}' entry {entry} is damaged ({problem}); recomputing it")
         shutil.rmtree(entry, ignore_errors=True)
 
     def _publish(self, entry: Path | None, write: Callable[[Path], Any]) -> None:

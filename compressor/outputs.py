@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from compressor.errors import AttrCompressError, InputError
+from attr_compress.compressor.errors import AttrCompressError, InputError
+
+logger = logging.getLogger(__name__)
 
 REPORT_FILE = "report.json"
 REPORT_KIND = "attr-compress-report"
@@ -51,9 +54,7 @@ def check_output_folder(out: Path, *, force: bool) -> None:
 
 
 @contextmanager
-def staged_folder(
-    out: str | Path, *, force: bool, contents: str = "run", log: Callable[[str], None] = lambda message: None
-) -> Iterator[Path]:
+def staged_folder(out: str | Path, *, force: bool, contents: str = "run") -> Iterator[Path]:
     """Yield a hidden temporary folder beside ``out``; rename it into place only if the block succeeds.
 
     One writer per output: a lock beside ``out`` is held from the first check to the rename, so of two runs
@@ -67,7 +68,7 @@ def staged_folder(
     _make_parent(out)
     with _output_lock(out):
         for stale in remove_stale_partials(out):
-            log(f"removed '{stale}', left by an attr-compress run that was killed")
+            logger.info(f"removed '{stale}', left by an attr-compress run that was killed")
         staging = out.parent / f".{out.name}.partial-{os.getpid()}"
         try:
             shutil.rmtree(staging, ignore_errors=True)  # a leftover of an earlier process with our pid

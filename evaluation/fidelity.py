@@ -17,10 +17,9 @@ import math
 from dataclasses import dataclass, replace
 
 import numpy as np
+from attr_compress.compressor.data.encoded import EncodedData
+from attr_compress.exporters.runtime import Runner
 from scipy import stats
-
-from compressor.encoded import EncodedData
-from exporters.runtime import Runner
 
 LEVEL = 0.95
 

@@ -13,19 +13,20 @@ the few weighted MatMuls whose quantisation hurts most may stay fp32, within the
 
 from __future__ import annotations
 
+import logging
 import re
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from attr_compress.evaluation.fidelity import Judge, Judgement
+from attr_compress.exporters.mixed import flops, weighted_nodes
+from attr_compress.exporters.recipes import Recipe
+from attr_compress.exporters.runtime import OnnxRunner, batch1_latency
+from attr_compress.exporters.verified import VerifiedGraphs, quantize_all
 
-from evaluation.fidelity import Judge, Judgement
-from exporters.mixed import flops, weighted_nodes
-from exporters.recipes import Recipe
-from exporters.runtime import OnnxRunner, batch1_latency
-from exporters.verified import VerifiedGraphs, quantize_all
+logger = logging.getLogger(__name__)
 
 MAX_FP32 = 4
 SHORTLIST = 8
@@ -97,7 +98,6 @@ def choose_int8(
     *,
     threads: int = 0,
     slowdown: float = 0.0,
-    log: Callable[[str], None] = lambda message: None,
 ) -> Int8Choice:
     """See the module docstring; ``slowdown`` is the share of the int8 graph's latency fp32 MatMuls may add."""
     import onnx
@@ -132,7 +132,7 @@ def choose_int8(
             if candidate != base:
                 results.append(Int8Trial(candidate, judge.judge(trials.runner(candidate)), extra))
     best = min(results, key=lambda trial: (*trial.judgement.key, len(trial.recipe.fp32), len(trial.recipe.flipped)))
-    log(
+    logger.info(
         "int8 per MatMul: "
         + ", ".join(f"{t.recipe.name} {t.judgement.fidelity.disagreement:.2%}" for t in results)
         + f"; kept {best.recipe.name}"
@@ -152,9 +152,7 @@ def fp32_cost(
     p50): the fp32 and the int8 graph timed side by side (three rounds, medians), the difference spread over
     every weight."""
     fp32 = OnnxRunner("fp32", graphs.fp32, threads=threads)
-    differences, int8_times = [], []
-    for _ in range(3):
-        latency = batch1_latency([int8, fp32], singles)
-        int8_times.append(latency[int8.name]["latency_p50_ms"])
-        differences.append(latency["fp32"]["latency_p50_ms"] - int8_times[-1])
-    return max(0.0, float(np.median(differences))) / max(weights, 1), float(np.median(int8_times))
+    latency = batch1_latency([int8, fp32], singles, rounds=3)
+    ours, theirs = latency[int8.name], latency["fp32"]
+    difference = float(np.median(np.subtract(theirs["round_p50_ms"], ours["round_p50_ms"])))
+    return max(0.0, difference) / max(weights, 1), ours["latency_p50_ms"]

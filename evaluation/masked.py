@@ -6,9 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-
-from compressor.encoded import EncodedData
-from evaluation.metrics import classification_metrics
+from attr_compress.compressor.data.encoded import EncodedData
+from attr_compress.evaluation.metrics import classification_metrics
 
 
 def masked_predictions(model: torch.nn.Module, encoded: EncodedData, head_mask: np.ndarray | None) -> np.ndarray:

@@ -12,12 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from attr_compress.compressor.artifacts import JsonArtifact
+from attr_compress.compressor.errors import InputError
+from attr_compress.compressor.pruning.structures import LayerShape, Structure
+from attr_compress.evaluation.fidelity import Judgement
 from scipy import optimize
-
-from compressor.allocation import LayerShape, Structure
-from compressor.artifacts import JsonArtifact
-from compressor.errors import InputError
-from evaluation.fidelity import Judgement
 
 FEATURES = ("layers", "attention_blocks", "heads", "ffn_blocks", "neurons")
 MIN_MARGIN = 1.03  # a planned structure must clear the target by at least 3% in the model's prediction
@@ -121,8 +120,9 @@ class LatencyModel:
         return sum(self.coefficients[name] * counts[name] for name in FEATURES)
 
     def predict(self, structure: Structure) -> float:
-        """The structure's latency relative to the baseline."""
-        return self.intercept + sum(self.layer_cost(shape) for shape in structure.layers)
+        """The structure's latency relative to the baseline (never zero: a fit of pure noise can zero every
+        coefficient)."""
+        return max(self.intercept + sum(self.layer_cost(shape) for shape in structure.layers), 1e-6)
 
     def margin(self, target_ratio: float) -> float:
         """How far below the target a plan must be predicted: three residual errors, at least MIN_MARGIN."""

@@ -10,19 +10,22 @@ that time alike do not trade places from one run to the next on timing noise.
 from __future__ import annotations
 
 import itertools
+import logging
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from compressor.artifacts import JsonArtifact
-from compressor.encoded import EncodedData
-from evaluation.fidelity import Judge, Judgement
-from evaluation.int8 import Int8Choice
-from evaluation.measure import evaluate_runners
-from exporters.recipes import OPERATOR_SETS, OPTIMUM_BASELINE, Recipe
-from exporters.runtime import OnnxRunner
-from exporters.verified import VerifiedGraphs, quantize_all
+from attr_compress.compressor.artifacts import JsonArtifact
+from attr_compress.compressor.data.encoded import EncodedData
+from attr_compress.evaluation.fidelity import Judge, Judgement
+from attr_compress.evaluation.int8 import Int8Choice
+from attr_compress.evaluation.measure import evaluate_runners
+from attr_compress.exporters.recipes import OPERATOR_SETS, OPTIMUM_BASELINE, Recipe
+from attr_compress.exporters.runtime import OnnxRunner
+from attr_compress.exporters.verified import VerifiedGraphs, quantize_all
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_TOLERANCE = 0.005  # half a percent of the fidelity rows more disagreement than the closest recipe
 LATENCY_TIE = 1.05  # recipes within 5% of the fastest count as equally fast
@@ -74,7 +77,6 @@ def tune_recipe(
     *,
     threads: int = 1,
     tolerance: float = DEFAULT_TOLERANCE,
-    log: Callable[[str], None] = lambda message: None,
     progress: bool = False,
 ) -> TuningResult:
     """Quantise every candidate recipe from the verified graphs (in a scratch folder), judge each against the
@@ -82,7 +84,7 @@ def tune_recipe(
     fused = graphs.fused is not None
     fusion_note = "fused graph matches PyTorch" if fused else f"fused graph dropped: {graphs.fusion.get('rejected')}"
     recipes = candidate_recipes(fused=fused)
-    log(f"tuning the int8 recipe: quantising for {len(recipes)} recipes")
+    logger.info(f"tuning the int8 recipe: quantising for {len(recipes)} recipes")
     with tempfile.TemporaryDirectory(prefix="attr-compress-tuning-") as scratch:
         runners = [
             OnnxRunner(recipe.name, graph, threads=threads)

@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from exporters.onnx_export import quiet
-from exporters.quantize import cpu_flags
-from exporters.recipes import OPERATOR_SETS, Recipe, guard_layer_norm_adds
+from attr_compress.exporters.onnx_export import quiet
+from attr_compress.exporters.quantize import cpu_flags
+from attr_compress.exporters.recipes import OPERATOR_SETS, Recipe, guard_layer_norm_adds
 
 WEIGHTED = ("MatMul", "Attention")  # the operators whose constant weight is quantised
 

@@ -9,10 +9,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from compressor.architectures import family_of, with_attention
-from compressor.errors import VerificationError
-from compressor.modeling import save_tokenizer
-from compressor.pruning import without_empty_blocks
+from attr_compress.compressor.errors import VerificationError
+from attr_compress.compressor.models.families import family_of, with_attention
+from attr_compress.compressor.models.loading import save_tokenizer
+from attr_compress.compressor.pruning.prune import without_empty_blocks
 
 ONNX_FP32 = "model.onnx"
 ONNX_INT8 = "model_quantized.onnx"

@@ -6,9 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-from compressor.errors import VerificationError
-from exporters.runtime import Runner
+from attr_compress.compressor.errors import VerificationError
+from attr_compress.exporters.runtime import Runner
 
 
 @dataclass(frozen=True)

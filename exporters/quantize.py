@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from exporters.onnx_export import ONNX_FP32, ONNX_INT8, quiet
+from attr_compress.exporters.onnx_export import ONNX_FP32, ONNX_INT8, quiet
 
 
 def cpu_flags() -> set[str]:

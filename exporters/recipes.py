@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from exporters.onnx_export import quiet
-from exporters.quantize import quantize_dynamic
+from attr_compress.exporters.onnx_export import quiet
+from attr_compress.exporters.quantize import quantize_dynamic
 
 FUSED_FP32 = "model_fused.onnx"
 # onnxruntime's dynamic quantisation defaults, and the same without embeddings (kept fp32 for accuracy)
@@ -125,6 +125,6 @@ def quantize_graph(source: str | Path, target: str | Path, recipe: Recipe) -> di
     source, target = Path(source), Path(target)
     if recipe.quantizer == "optimum":
         return quantize_dynamic(source.parent, per_channel=recipe.per_channel, source=source.name, target=target)[1]
-    from exporters.mixed import quantize_mixed
+    from attr_compress.exporters.mixed import quantize_mixed
 
     return quantize_mixed(source, target, recipe)

@@ -7,23 +7,24 @@ quantise from the ``VerifiedGraphs`` it returns.
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from attr_compress.compressor.artifacts import JsonArtifact, library_versions, write_json
+from attr_compress.compressor.errors import VerificationError
+from attr_compress.exporters.onnx_export import ONNX_INT8, export_onnx
+from attr_compress.exporters.parity import compare_logits, prediction_agreement, require_parity
+from attr_compress.exporters.recipes import FUSED_FP32, Recipe, fuse_graph, quantize_graph
+from attr_compress.exporters.runtime import RUNTIME_FILE, OnnxRunner, Runner, batch1_latency, default_session_operators
 
-from compressor.artifacts import JsonArtifact, library_versions, write_json
-from compressor.errors import VerificationError
-from exporters.onnx_export import ONNX_INT8, export_onnx
-from exporters.parity import compare_logits, prediction_agreement, require_parity
-from exporters.recipes import FUSED_FP32, Recipe, fuse_graph, quantize_graph
-from exporters.runtime import RUNTIME_FILE, OnnxRunner, Runner, batch1_latency, default_session_operators
+logger = logging.getLogger(__name__)
 
 EXPORT_RECORD = "export_record.json"
-Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,6 @@ def export_verified(
     *,
     fuse: bool = True,
     atol: float = 1e-4,
-    log: Log = lambda message: None,
 ) -> VerifiedGraphs:
     """model.onnx (Optimum's export) and, with ``fuse``, model_fused.onnx (onnxruntime's BERT fusions) in
     ``onnx_dir``, both checked against ``reference`` on ``batches`` within ``atol``.
@@ -91,12 +91,12 @@ def export_verified(
     without attention fusion (the per-layer head-count trap); if that fails too it is dropped.
     """
     onnx_dir = Path(onnx_dir)
-    log("exporting to ONNX")
+    logger.info("exporting to ONNX")
     fp32_path = export_onnx(model, tokenizer, onnx_dir)
     parity = [require_parity(compare_logits(reference, OnnxRunner("onnx-fp32", fp32_path), batches, atol=atol))]
     fused, fusion = None, {"skipped": True}
     if fuse:
-        log("fusing the ONNX graph")
+        logger.info("fusing the ONNX graph")
         fused, fusion = _fuse_with_parity(fp32_path, onnx_dir / FUSED_FP32, reference, batches, atol, parity)
     return VerifiedGraphs(onnx_dir, fp32_path, fused, [check.to_dict() for check in parity], fusion)
 
@@ -137,13 +137,12 @@ def ship_int8(
     source: str = "",
     threads: int = 1,
     thread_singles: Sequence[dict[str, np.ndarray]] = (),
-    log: Log = lambda message: None,
 ) -> ExportRecord:
     """model_quantized.onnx (int8 by ``recipe``) beside the verified graphs, runtime.json with the session
     settings it runs with (``threads``, or, given ``thread_singles``, the thread count from 1 to
     min(4, CPUs) that ran them fastest at batch 1) and export_record.json; ``batches`` measure how often int8
     and fp32 agree. The fused fp32 graph stays (other recipes may quantise it); shipped folders drop it."""
-    log(f"quantising to int8 ({recipe.name})")
+    logger.info(f"quantising to int8 ({recipe.name})")
     int8_path = graphs.folder / ONNX_INT8
     quantization = quantize_graph(graphs.source(recipe), int8_path, recipe)
     fp32 = OnnxRunner("onnx-fp32", graphs.fp32)
@@ -154,7 +153,7 @@ def ship_int8(
         raise VerificationError("int8 agreement could not be measured: no parity batches were given")
     thread_latency = None
     if thread_singles:
-        log("timing the int8 graph at each thread count")
+        logger.info("timing the int8 graph at each thread count")
         thread_latency = _thread_latency(int8_path, recipe, thread_singles)
         threads = int(min(thread_latency, key=lambda count: thread_latency[count]))
     settings = {

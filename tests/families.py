@@ -20,7 +20,7 @@ from transformers import (
     XLMRobertaTokenizerFast,
 )
 
-from tests.conftest import SENTENCES, WORDS
+from tests.helpers import SENTENCES, WORDS
 
 FAMILY_NAMES = ("bert", "roberta", "xlm-roberta", "electra", "distilbert")
 LABELS = dict(num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1})
@@ -116,7 +116,7 @@ def main() -> None:
     python -m tests.families /tmp/families"""
     import argparse
 
-    from tests.conftest import write_tsv
+    from tests.helpers import write_tsv
 
     parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path)

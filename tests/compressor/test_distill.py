@@ -1,0 +1,119 @@
+"""Distillation from the original into the pruned model: streamed training text, a length fixed by the data and
+the options (reproducible bit for bit), an opt-in time cap that says what it costs, held-out rows never trained."""
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+from attr_compress.compressor.data.rows import Example
+from attr_compress.compressor.errors import InputError
+from attr_compress.compressor.models.loading import LoadedModel, load_model
+from attr_compress.compressor.pruning.prune import plan_pruning, prune
+from attr_compress.compressor.recovery.distill import (
+    DistillOptions,
+    TrainingText,
+    distill,
+    seconds_per_step,
+    training_batches,
+)
+from attr_compress.compressor.recovery.lsq import RecoveryOptions, recover
+
+from tests.helpers import SENTENCES, write_tsv
+
+HEADS = [[0.5, -0.2, 0.1, 0.9], [0.3, 0.05, -0.4, 0.7]]
+SENTENCES_AS_EXAMPLES = [Example(text, None, 0, row) for row, (text, _) in enumerate(SENTENCES, 1)]
+
+
+def student_of(teacher):
+    ffn = np.random.default_rng(0).random((2, teacher.config.intermediate_size))
+    return prune(teacher, plan_pruning(HEADS, 0.5, ffn_scores=ffn, keep_ffn=0.4))
+
+
+def test_distillation_is_reproducible_and_learns(tiny_model_dir, tiny_data):
+    loaded = load_model(tiny_model_dir)
+    options = DistillOptions(steps=40, batch_size=4, learning_rate=1e-3, seed=3)
+    students = [student_of(loaded.model) for _ in range(2)]
+    embeddings = students[0].bert.embeddings.word_embeddings.weight.clone()
+    text = TrainingText(loaded, str(tiny_data), rows=12)
+    records = [distill(loaded.model, student, text, options) for student in students]
+    assert records[0].steps == 40 and records[0].examples == 160 and records[0].planned_from == "steps"
+    assert records[0].loss_last < 0.85 * records[0].loss_first  # it learns the teacher
+    for first, second in zip(students[0].parameters(), students[1].parameters(), strict=True):
+        assert torch.equal(first, second)  # same seed, same steps: the same weights, bit for bit
+    assert torch.equal(students[0].bert.embeddings.word_embeddings.weight, embeddings)  # embeddings stay
+    assert not any(parameter.requires_grad for parameter in students[0].parameters())
+    assert json.loads(json.dumps(records[0].to_dict()))["kind"] == "distillation"
+
+
+def test_the_length_comes_from_the_data_and_the_options_never_the_machine():
+    assert DistillOptions().planned_steps(rows=67_000) == 1250  # 40,000 examples in batches of 32
+    assert DistillOptions().planned_steps(rows=2_000) == 8 * 2_000 // 32  # at most 8 passes over small data
+    assert DistillOptions(steps=7).planned_steps(rows=10) == 7
+    assert DistillOptions(examples=64, batch_size=32).planned_steps(rows=1_000) == 2
+
+
+def test_a_time_cap_is_opt_in_and_says_it_cut_the_training(tiny_model_dir, tiny_data, caplog):
+    loaded = load_model(tiny_model_dir)
+    student = student_of(loaded.model)
+    before = [parameter.clone() for parameter in student.parameters()]
+    text = TrainingText(loaded, str(tiny_data), rows=12)
+    batches = [batch for batch, _ in zip(training_batches(text, 4, 0), range(4), strict=False)]
+    assert seconds_per_step(loaded.model, student, batches, DistillOptions()) > 0
+    assert all(
+        torch.equal(a, b) for a, b in zip(before, student.parameters(), strict=True)
+    )  # the probe touches nothing
+    options = DistillOptions(steps=100_000, minutes=0.02, batch_size=4)
+    with caplog.at_level(logging.INFO, logger="attr_compress"):
+        record = distill(loaded.model, student, text, options)
+    assert record.planned_from == "minutes" and 1 <= record.steps < 100_000 and record.seconds < 30
+    assert record.estimated_seconds > 0 and "depends on this machine's speed" in caplog.text
+    uncapped = distill(loaded.model, student_of(loaded.model), text, DistillOptions(steps=3, batch_size=4))
+    assert uncapped.planned_from == "steps" and uncapped.steps == 3
+
+
+def test_held_out_rows_are_never_trained_on(tiny_model_dir, tmp_path):
+    loaded = load_model(tiny_model_dir)
+    data = write_tsv(tmp_path / "train.tsv", SENTENCES)
+    held_out = frozenset(example.content for example in SENTENCES_AS_EXAMPLES[:5])
+    text = TrainingText(loaded, str(data), rows=len(SENTENCES), held_out=held_out)
+    stream = training_batches(text, 1, 0)
+    seen = {tuple(next(stream)["input_ids"][0].tolist()) for _ in range(3 * (len(SENTENCES) - 5))}
+    expected = {tuple(loaded.tokenizer(text)["input_ids"]) for text, _ in SENTENCES[5:]}
+    assert seen == expected and text.training_rows == len(SENTENCES) - 5
+
+
+def test_training_text_is_streamed_in_a_new_order_every_epoch(tiny_model_dir, tmp_path):
+    loaded = load_model(tiny_model_dir)
+    data = write_tsv(tmp_path / "train.tsv", SENTENCES * 3)  # 36 rows, more than one batch per epoch
+    stream = training_batches(TrainingText(loaded, str(data), rows=36), 1, 7)
+    epochs = [[tuple(next(stream)["input_ids"][0].tolist()) for _ in range(36)] for _ in range(2)]
+    assert sorted(epochs[0]) == sorted(epochs[1]) and epochs[0] != epochs[1]  # every row, reshuffled
+    assert len(set(epochs[0])) == len(SENTENCES)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"minutes": 0.0}, "--distill-minutes must be above 0"),
+        ({"examples": 0}, "--distill-examples must be at least 1"),
+        ({"steps": 0}, "--distill-steps must be at least 1"),
+        ({"learning_rate": 0}, "positive learning rate"),
+    ],
+)
+def test_bad_distillation_options_are_refused(options, message):
+    with pytest.raises(InputError, match=message):
+        DistillOptions(**options)
+
+
+def test_distill_without_training_text_and_auto_outside_a_run_are_refused(tiny_model_dir):
+    loaded = load_model(tiny_model_dir)
+    student = student_of(loaded.model)
+    with pytest.raises(InputError, match="trains on the task's training file; pass --calib"):
+        recover(loaded.model, student, [], RecoveryOptions("distill"))
+    with pytest.raises(InputError, match="auto is chosen by measurement inside a run"):
+        recover(loaded.model, student, [], RecoveryOptions("auto"))
+    with pytest.raises(InputError, match="--recover must be one of"):
+        RecoveryOptions("retrain")
+    assert isinstance(LoadedModel.wrap(loaded.model, loaded.tokenizer), LoadedModel)
