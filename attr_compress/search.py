@@ -167,7 +167,7 @@ class _Graphs:
                 row["latency_p50_ms"],
                 baseline["latency_p50_ms"],
             )
-            for structure, row in ((s, latency[r.name]) for s, r in zip(structures, runners, strict=True))
+            for structure, row in zip(structures, (latency[runner.name] for runner in runners), strict=True)
         ]
 
 

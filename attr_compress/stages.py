@@ -102,10 +102,10 @@ def prune_folder(
     neurons = NeuronImportance.load(ffn_importance) if ffn_importance else None
     plan = plan_pruning(heads.scores, keep, heads.order, ffn_scores=neurons and neurons.scores, keep_ffn=keep_ffn)
     recovery = recovery or RecoveryOptions()
-    methods = recovery_methods(recovery.method, plan, targeted=False, can_distill=calib is not None)
-    if calib is None and recovery.method == "auto":
+    fits = calib is not None
+    methods = recovery_methods(recovery.method, plan, targeted=False, can_distill=fits, can_fit=fits)
+    if not fits and recovery.method == "auto":
         logger.info("--recover auto: no --calib to fit on, so the pruned model is not refitted")
-        methods = ("none",)
     if methods != ("none",) and calib is None:
         raise InputError(f"--recover {recovery.method} fits on calibration data; pass --calib FILE (or --recover none)")
     check_output_folder(Path(out), force=force)

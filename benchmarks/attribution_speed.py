@@ -39,32 +39,37 @@ from scipy.stats import spearmanr
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
-def reference_attribution(loaded: LoadedModel, example, steps: int = 20) -> tuple[np.ndarray, np.ndarray]:
-    """The official recipe for one example: [layers, heads] signed max, and [layers] attribution sums."""
-    model = loaded.model
-    inputs = loaded.tokenizer(
-        example.text, example.text_pair, padding="max_length", truncation=True, max_length=128, return_tensors="pt"
-    )
-    real = inputs["attention_mask"][0].bool()
-    label = example.label
+def layer_attributions(model, inputs: dict, objective, steps: int):
+    """For each layer in turn, the left Riemann sum of the paper, one full forward and backward per layer:
+    the attribution of the one example's attention probabilities, F = ``objective(logits)``."""
     layers, probabilities = encoder_layers(model), family_of(model).probabilities
     with torch.no_grad():
         attentions = model(**inputs, output_attentions=True).attentions
     alphas = torch.arange(steps, dtype=torch.float32) / steps
     batch = {key: value.repeat(steps, 1) for key, value in inputs.items()}
-    maxima, sums = [], []
     for index, layer in enumerate(layers):
         original = attentions[index]
         scaled = (alphas.view(-1, 1, 1, 1) * original).requires_grad_(True)
         handle = part(layer, probabilities).register_forward_hook(lambda _m, _a, _o, scaled=scaled: scaled)
         try:
             with torch.enable_grad():
-                probabilities = torch.softmax(model(**batch).logits, dim=-1)[:, label]
-                (grad,) = torch.autograd.grad(probabilities.sum(), scaled)
+                (grad,) = torch.autograd.grad(objective(model(**batch).logits).sum(), scaled)
         finally:
             handle.remove()
-        attribution = original[0] * grad.sum(dim=0) / steps
-        pairs = real[:, None] & real[None, :]
+        yield original[0] * grad.sum(dim=0) / steps
+
+
+def reference_attribution(loaded: LoadedModel, example, steps: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """The official recipe for one example (padded to 128, F = gold probability): [layers, heads] signed max,
+    and [layers] attribution sums."""
+    inputs = loaded.tokenizer(
+        example.text, example.text_pair, padding="max_length", truncation=True, max_length=128, return_tensors="pt"
+    )
+    real = inputs["attention_mask"][0].bool()
+    pairs = real[:, None] & real[None, :]
+    gold = lambda logits: torch.softmax(logits, dim=-1)[:, example.label]  # noqa: E731
+    maxima, sums = [], []
+    for attribution in layer_attributions(loaded.model, inputs, gold, steps):
         maxima.append(attribution.masked_fill(~pairs, float("-inf")).amax(dim=(-2, -1)).numpy())
         sums.append(float(attribution.sum()))
     return np.array(maxima), np.array(sums)
@@ -72,26 +77,9 @@ def reference_attribution(loaded: LoadedModel, example, steps: int = 20) -> tupl
 
 def plain_attribution(loaded: LoadedModel, example, steps: int = 20) -> np.ndarray:
     """(b) for one example: [layers, heads] sums of |Attr_h| over real tokens, F = log p(gold), unpadded."""
-    model = loaded.model
-    inputs = encode(loaded, [example])
-    layers, probabilities = encoder_layers(model), family_of(model).probabilities
-    with torch.no_grad():
-        attentions = model(**inputs, output_attentions=True).attentions
-    alphas = torch.arange(steps, dtype=torch.float32) / steps
-    batch = {key: value.repeat(steps, 1) for key, value in inputs.items()}
-    sums = []
-    for index, layer in enumerate(layers):
-        original = attentions[index]
-        scaled = (alphas.view(-1, 1, 1, 1) * original).requires_grad_(True)
-        handle = part(layer, probabilities).register_forward_hook(lambda _m, _a, _o, scaled=scaled: scaled)
-        try:
-            with torch.enable_grad():
-                chosen = torch.log_softmax(model(**batch).logits, dim=-1)[:, example.label]
-                (grad,) = torch.autograd.grad(chosen.sum(), scaled)
-        finally:
-            handle.remove()
-        sums.append((original[0] * grad.sum(dim=0) / steps).abs().sum(dim=(-2, -1)).numpy())
-    return np.array(sums)
+    gold_log = lambda logits: torch.log_softmax(logits, dim=-1)[:, example.label]  # noqa: E731
+    attributions = layer_attributions(loaded.model, encode(loaded, [example]), gold_log, steps)
+    return np.array([attribution.abs().sum(dim=(-2, -1)).numpy() for attribution in attributions])
 
 
 def completeness_targets(loaded: LoadedModel, examples) -> np.ndarray:

@@ -16,7 +16,6 @@ of the interval for any fixed population, and a large labelled file is what make
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import numpy as np
 from attr_compress.compressor.data.encoded import encode_data
 from attr_compress.compressor.data.files import load_labelled_data
 from attr_compress.compressor.models.loading import load_model
-from attr_compress.compressor.pruning.prune import plan_pruning, prune_model
+from attr_compress.compressor.pruning.prune import plan_pruning, prune
 from attr_compress.compressor.recovery.lsq import RecoveryOptions, encode_for_fit, recover
 from attr_compress.compressor.scoring.options import ScoringOptions, score_heads, score_neurons
 from attr_compress.evaluation.fidelity import PairedDrop, clopper_pearson, paired_drop
@@ -85,7 +84,7 @@ def main() -> None:
     results = []
     for keep, keep_ffn in STRUCTURES:
         plan = plan_pruning(heads.scores, keep, heads.order, ffn_scores=neurons.scores, keep_ffn=keep_ffn)
-        model = prune_model(copy.deepcopy(loaded.model), plan)
+        model = prune(loaded.model, plan)
         recover(loaded.model, model, fit, RecoveryOptions(method="lsq"))
         candidate = predict(TorchRunner("candidate", model), encoded)
         for rows in args.rows:

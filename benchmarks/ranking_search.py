@@ -64,7 +64,7 @@ def main() -> None:
     orders: dict[str, list[list[int]]] = {}
     for pair in filter(None, args.iterative.split(",")):
         target, statistic, *normalised = pair.split("/")
-        attributes = {"target": target, "statistic": statistic, "layer_normalised": normalised == ["layer-l2"]}
+        attributes = {"objective": target, "statistic": statistic, "layer_normalised": normalised == ["layer-l2"]}
         variant = type("Variant", (AttAttrIterative,), attributes)  # the iterative recipe with other F/statistic
         started = time.perf_counter()
         importance = variant(loaded, progress=True).rank(calibration)

@@ -15,7 +15,6 @@ candidates is better when the truth says they differ by at least one point.
 from __future__ import annotations
 
 import argparse
-import copy
 import itertools
 import json
 import tempfile
@@ -27,7 +26,7 @@ import numpy as np
 from attr_compress.compressor.cache import StageCache
 from attr_compress.compressor.data.task import DataOptions
 from attr_compress.compressor.models.loading import load_model
-from attr_compress.compressor.pruning.prune import plan_pruning, prune_model
+from attr_compress.compressor.pruning.prune import plan_pruning, prune
 from attr_compress.compressor.recovery.lsq import RecoveryOptions, recover
 from attr_compress.evaluation.fidelity import Judge, all_logits, paired_drop
 from attr_compress.exporters.recipes import Recipe
@@ -64,7 +63,7 @@ def judge_all(job: Run, scores: Any, scratch: Path, int8: bool) -> list[dict[str
     for keep, keep_ffn in itertools.product(HEAD_KEEPS, FFN_KEEPS):
         heads, neurons = scores.heads, scores.neurons
         plan = plan_pruning(heads.scores, keep, heads.order, ffn_scores=neurons.scores, keep_ffn=keep_ffn)
-        model = prune_model(copy.deepcopy(job.loaded.model), plan)
+        model = prune(job.loaded.model, plan)
         recover(job.loaded.model, model, job.inputs.fit_batches, RecoveryOptions(method="lsq", damped=False))
         for name, runner in variants(job, model, f"{keep:g}-{keep_ffn:g}", scratch, int8):
             verdict = judge.judge(runner)
@@ -147,7 +146,7 @@ def main() -> None:
         loaded = load_model(args.model)
         inputs = prepare_inputs(loaded, options)
         judge = Judge(TorchRunner("original", loaded.model), inputs.fidelity, inputs.selection)
-        job = Run(options, loaded, inputs, Path(scratch), StageTimer(print), print, StageCache.default(), judge)
+        job = Run(options, loaded, inputs, Path(scratch), StageTimer(), StageCache.default(), judge)
         job = replace(job, options=replace(options, progress=True))
         rows = judge_all(job, score(job), Path(scratch), not args.no_int8)
     result = {

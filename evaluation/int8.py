@@ -79,12 +79,14 @@ class _Trials:
     def __init__(self, graphs: VerifiedGraphs, judge: Judge, threads: int, folder: Path) -> None:
         self.graphs, self.judge, self.threads, self.folder = graphs, judge, threads, folder
         self.slice = judge.subset(RANKING_ROWS)
-        self.count = 0
+        self.runners: dict[Recipe, OnnxRunner] = {}
 
     def runner(self, recipe: Recipe) -> OnnxRunner:
-        self.count += 1
-        (path,) = quantize_all(self.graphs, [recipe], self.folder / f"trial-{self.count}")
-        return OnnxRunner(recipe.name, path, threads=self.threads)
+        """The recipe's int8 graph in a session, quantised once (the base and the start recipes are used again)."""
+        if recipe not in self.runners:
+            (path,) = quantize_all(self.graphs, [recipe], self.folder / f"trial-{len(self.runners) + 1}")
+            self.runners[recipe] = OnnxRunner(recipe.name, path, threads=self.threads)
+        return self.runners[recipe]
 
     def kl(self, recipe: Recipe) -> float:
         return self.slice.judge(self.runner(recipe)).fidelity.kl
@@ -122,11 +124,12 @@ def choose_int8(
             name: start_kl - trials.kl(replace(start, fp32=(name,))) for name in outliers(graph, nodes)[:SHORTLIST]
         }
         ranked = [name for name in sorted(gains, key=lambda name: (-gains[name], name)) if gains[name] > 0][:MAX_FP32]
-        per_weight, int8_ms = fp32_cost(graphs, trials.runner(start), singles, threads, sum(flops(graph).values()))
+        costs = flops(graph)
+        per_weight, int8_ms = fp32_cost(graphs, trials.runner(start), singles, threads, sum(costs.values()))
         results = [Int8Trial(base, judge.judge(trials.runner(base)), 0.0)]
         for count in range(len(ranked) + 1):
             candidate = replace(start, fp32=tuple(ranked[:count]))
-            extra = per_weight * sum(flops(graph)[name] for name in candidate.fp32) / max(int8_ms, 1e-9)
+            extra = per_weight * sum(costs[name] for name in candidate.fp32) / max(int8_ms, 1e-9)
             if extra > slowdown:
                 break
             if candidate != base:

@@ -123,9 +123,8 @@ def batch1_latency(
     example by example, as we once did, slowed small graphs more than large ones (the other sessions' threads
     still spinning): 3.0x measured that way against 3.3-3.6x one block at a time, on the demo model.
 
-    Also per runner: ``round_p50_ms`` (each round's median) and ``samples_ms`` (each example's time, the mean
-    over rounds, in example order) for paired comparisons. Call it inside ``torch_threads`` to fix PyTorch's
-    thread count."""
+    Also per runner: ``round_p50_ms`` (each round's median), for ratios paired round by round. Call it inside
+    ``torch_threads`` to fix PyTorch's thread count."""
     skip = min(warmup, len(singles) // 2)
     times = {runner.name: np.zeros((rounds, len(singles) - skip)) for runner in runners}
     bar = progress_bar(total=rounds * len(runners) * len(singles), desc="latency", unit="ex", enabled=progress)
@@ -144,7 +143,6 @@ def batch1_latency(
             "latency_p90_ms": float(np.median(np.percentile(samples, 90, axis=1))),
             "latency_examples": int(samples.shape[1]),
             "round_p50_ms": [float(value) for value in np.median(samples, axis=1)],
-            "samples_ms": samples.mean(axis=0),
         }
         for name, samples in times.items()
     }

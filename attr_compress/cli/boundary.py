@@ -55,10 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _terminate)
     try:
         cli.main(args=args, prog_name="attr-compress", standalone_mode=False)
-    except click.exceptions.Abort:
-        say("interrupted; no output was written")
-        sys.exit(EXIT_INTERRUPTED)
-    except KeyboardInterrupt:
+    except (click.exceptions.Abort, KeyboardInterrupt):
         say("interrupted; no output was written")
         sys.exit(EXIT_INTERRUPTED)
     except Terminated:

@@ -38,7 +38,6 @@ from attr_compress.evaluation.report.record import (
 from attr_compress.evaluation.target import TargetSearch
 from attr_compress.evaluation.tuning import TuningResult
 from attr_compress.exporters.onnx_export import ONNX_INT8
-from attr_compress.exporters.recipes import Recipe
 from attr_compress.exporters.verified import ExportRecord, VerifiedGraphs
 from attr_compress.pipeline.options import PipelineOptions
 
@@ -158,10 +157,6 @@ class Shipped:
     tuning: TuningResult
     tuned_on: str
     original_tuned_int8: Path  # the original quantised by the shipped recipe: what the recipe alone buys
-
-    @property
-    def recipe(self) -> Recipe:
-        return Recipe.from_dict(self.record.recipe)
 
 
 @dataclass

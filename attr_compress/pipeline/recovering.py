@@ -94,11 +94,16 @@ class RecoveryInputs:
     progress: bool = False
 
 
-def recovery_methods(method: str, plan: PrunePlan, targeted: bool, can_distill: bool) -> tuple[str, ...]:
+def recovery_methods(
+    method: str, plan: PrunePlan, targeted: bool, can_distill: bool, can_fit: bool = True
+) -> tuple[str, ...]:
     """The methods to try: the one asked for, or with auto the ones worth measuring. FFN pruning and latency
-    targets always recover (lsq, and distill when there is a training file); heads alone may not need to."""
+    targets always recover (lsq, and distill when there is a training file); heads alone may not need to; with
+    nothing to fit on (``can_fit`` False), auto is none."""
     if method != "auto":
         return (method,)
+    if not can_fit:
+        return ("none",)
     if plan.keep_ffn < 1 or plan.dropped_layers or targeted:
         return ("lsq", "distill") if can_distill else ("lsq",)
     return ("none", "lsq")

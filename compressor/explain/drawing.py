@@ -61,6 +61,11 @@ def token_strength(tree: AttributionTree) -> dict[int, float]:
     return strength
 
 
+def token_tint(strength: float) -> str:
+    """A token's background by its strongest edge (the sentence row here, the chips of report.html)."""
+    return f"rgba(214,39,40,{0.15 + 0.6 * strength:.2f})"
+
+
 def _sentence_row(tree: AttributionTree, y: float) -> tuple[str, float]:
     """The whole sentence on one line, tokens in the tree tinted by strength, the others grey; and its width."""
     strength = token_strength(tree)
@@ -68,7 +73,7 @@ def _sentence_row(tree: AttributionTree, y: float) -> tuple[str, float]:
     for index, token in enumerate(tree.tokens):
         width = 8 * len(token) + 10
         tint = strength.get(index)
-        fill = "#eee" if tint is None else f"rgba(214,39,40,{0.15 + 0.6 * tint:.2f})"
+        fill = "#eee" if tint is None else token_tint(tint)
         parts.append(
             f'<rect x="{x:.1f}" y="{y:.1f}" width="{width}" height="20" rx="4" fill="{fill}"/>'
             f'<text x="{x + width / 2:.1f}" y="{y + 14:.1f}" font-size="12" text-anchor="middle" '

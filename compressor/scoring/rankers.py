@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from attr_compress.compressor.data.rows import LabelledData
+from attr_compress.compressor.data.rows import Example, LabelledData
 from attr_compress.compressor.defaults import default
 from attr_compress.compressor.errors import InputError
 from attr_compress.compressor.models.loading import LoadedModel
@@ -76,16 +76,19 @@ class Ranker(ABC):
             order=order,
         )
 
-    def _attribution(self, data: LabelledData, head_mask: torch.Tensor | None = None) -> dict[str, np.ndarray]:
+    def _attribution(
+        self, examples: Sequence[Example], head_mask: torch.Tensor | None = None, bar: Any = None
+    ) -> dict[str, np.ndarray]:
         return attribution_statistics(
             self.loaded,
-            data.examples,
+            examples,
             objective=self.objective,
             steps=self.steps,
             rule=self.rule,
             max_batch_tokens=self.max_batch_tokens,
             head_mask=head_mask,
             progress=self.progress,
+            bar=bar,
         )
 
 
@@ -111,17 +114,8 @@ class AttAttr(Ranker):
         """Scored round by round until the ranking settles (``settle``; see ``until_settled``)."""
         bar = progress_bar(total=len(data), desc="attribution", unit="ex", enabled=self.progress)
 
-        def score_round(part: list[Any]) -> np.ndarray:
-            stats = attribution_statistics(
-                self.loaded,
-                part,
-                objective=self.objective,
-                steps=self.steps,
-                rule=self.rule,
-                max_batch_tokens=self.max_batch_tokens,
-                bar=bar,
-            )
-            return stats[self.statistic].sum(axis=0)
+        def score_round(part: list[Example]) -> np.ndarray:
+            return self._attribution(part, bar=bar)[self.statistic].sum(axis=0)
 
         total, self.used = until_settled(data.examples, self.seed, score_round, self.settle, self._normalised)
         bar.close()
@@ -164,7 +158,7 @@ class AttAttrIterative(AttAttr):
 
         current = np.zeros(total)
         for boundary in sweep_boundaries(total):
-            current = self._aggregate(self._attribution(data, head_mask=mask)).ravel()
+            current = self._aggregate(self._attribution(data.examples, head_mask=mask)).ravel()
             order += remaining_lowest_first(current)[: boundary - len(order)]
             mask.view(-1)[order] = 0.0
         order += remaining_lowest_first(current)  # the heads every keep level keeps, by their last scores

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from html import escape
 
 import numpy as np
-from attr_compress.compressor.explain.drawing import token_strength, tree_svg
+from attr_compress.compressor.explain.drawing import token_strength, token_tint, tree_svg
 from attr_compress.compressor.explain.trees import AttributionTree
 from attr_compress.evaluation.report.record import VARIANT_LABELS, Report
 from attr_compress.evaluation.report.svg import PALETTE, Point, grouped_columns, scatter, svg_open
@@ -306,7 +306,7 @@ def _token_chip(token: str, strength: float | None) -> str:
     if strength is None:
         return f'<span class="chip out" title="outside the tree">{escape(token)}</span>'
     return (
-        f'<span class="chip" style="background:rgba(214,39,40,{0.15 + 0.6 * strength:.2f})" '
+        f'<span class="chip" style="background:{token_tint(strength)}" '
         f'title="strongest attribution {strength:.3f}">{escape(token)}</span>'
     )
 

@@ -27,7 +27,7 @@ def imported_packages(path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             names.update(layer(alias.name) for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(layer(node.module) if node.module != "attr_compress" else "attr_compress")
+            names.add(layer(node.module))
     return names
 
 
