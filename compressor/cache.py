@@ -29,7 +29,7 @@ import platform
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -166,9 +166,11 @@ def damage(folder: Path, expected: Mapping[str, str]) -> str | None:
 @dataclass(frozen=True)
 class StageCache:
     """Where results live (``root``), or nothing at all (``root`` None: --no-cache). An entry found damaged is
-    said (logged), recomputed and replaced."""
+    said (logged), recomputed and replaced. An entry this cache wrote itself is served again but not counted as
+    reused: "reused" means made by an earlier run."""
 
     root: Path | None
+    written: set[Path] = field(default_factory=set, compare=False)
 
     @classmethod
     def default(cls, enabled: bool = True) -> StageCache:
@@ -184,7 +186,8 @@ class StageCache:
         entry = self.entry(stage, inputs)
         if entry is not None and self._verified(stage, entry):
             try:
-                return from_plain(kind, json.loads((entry / RESULT).read_text(encoding="utf-8"))), True
+                stored = json.loads((entry / RESULT).read_text(encoding="utf-8"))
+                return from_plain(kind, stored), entry not in self.written
             except (OSError, ValueError, TypeError) as err:
                 self._discard(stage, entry, f"unreadable result ({err})")
         value = compute()
@@ -200,7 +203,7 @@ class StageCache:
         if entry is not None and self._verified(stage, entry):
             stored = self._copy_out(stage, entry, into)
             if stored is not None:
-                return from_plain(kind, stored["record"]), True
+                return from_plain(kind, stored["record"]), entry not in self.written
         value = build(into)
 
         def write(folder: Path) -> None:
@@ -278,5 +281,6 @@ class StageCache:
             manifest = {"files": manifest_of(scratch)}
             (scratch / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
             scratch.rename(entry)
+            self.written.add(entry)
         except OSError:  # a full disk, or another run published the same entry first
             shutil.rmtree(scratch, ignore_errors=True)

@@ -304,7 +304,9 @@ def test_an_entry_is_written_with_its_manifest_and_read_back_as_its_type(tmp_pat
     cache = StageCache(tmp_path)
     point = _Point(1, ("a", "b"))
     assert cache.record("stage", (1, "a"), _Point, lambda: point) == (point, False)
-    assert cache.record("stage", (1, "a"), _Point, lambda: pytest.fail("computed again")) == (point, True)
+    assert cache.record("stage", (1, "a"), _Point, lambda: pytest.fail("computed again")) == (point, False)  # its own
+    later = StageCache(tmp_path)  # a later run: the entry is reused
+    assert later.record("stage", (1, "a"), _Point, lambda: pytest.fail("computed again")) == (point, True)
     entry = cache.entry("stage", (1, "a"))
     assert json.loads((entry / "manifest.json").read_text())["files"].keys() == {"result.json"}
 
@@ -314,7 +316,7 @@ def test_an_entry_is_written_with_its_manifest_and_read_back_as_its_type(tmp_pat
         return None
 
     assert cache.folder("folder", ("k",), tmp_path / "out1", _Point | None, build) == (None, False)
-    assert cache.folder("folder", ("k",), tmp_path / "out2", _Point | None, build) == (None, True)
+    assert later.folder("folder", ("k",), tmp_path / "out2", _Point | None, build) == (None, True)
     assert (tmp_path / "out2/weights.bin").read_bytes() == b"\1\2\3"
 
 
