@@ -50,6 +50,7 @@ from attr_compress.compressor.pruning.structures import (
     plan_structure,
 )
 from attr_compress.compressor.recovery.lsq import RecoveryOptions, recover
+from attr_compress.compressor.scoring.distributed import collective
 from attr_compress.compressor.scoring.heads import HeadImportance
 from attr_compress.compressor.scoring.neurons import NeuronImportance
 from attr_compress.evaluation.fidelity import Judge, Judgement
@@ -249,7 +250,7 @@ def judged(inputs: SearchInputs, candidate: Candidate) -> Candidate:
 
     def judge() -> Judgement:
         model = inputs.pruned(candidate.structure)
-        recover(inputs.loaded.model, model, inputs.fit_batches, inputs.recovery)
+        collective(recover, inputs.loaded.model, model, inputs.fit_batches, inputs.recovery)
         return inputs.judge.judge(TorchRunner("candidate", model))
 
     key = (inputs.loaded, inputs.heads, inputs.neurons, candidate.structure, inputs.recovery, inputs.fit_batches)
@@ -265,7 +266,7 @@ def judged(inputs: SearchInputs, candidate: Candidate) -> Candidate:
 def confirm(inputs: SearchInputs, graphs: _Graphs, structure: Structure) -> Confirmation:
     """The structure's int8 graph (after the least-squares refit) timed beside the baseline."""
     model = inputs.pruned(structure)
-    recover(inputs.loaded.model, model, inputs.fit_batches, inputs.recovery)
+    collective(recover, inputs.loaded.model, model, inputs.fit_batches, inputs.recovery)
     (timing,) = graphs.time([graphs.runner(model, "confirm")], [structure])
     met = inputs.target.met(timing.p50_ms, timing.speedup)
     return Confirmation(structure, timing.speedup, timing.p50_ms, timing.baseline_p50_ms, met)

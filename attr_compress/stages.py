@@ -21,6 +21,7 @@ from attr_compress.compressor.explain.examples import explain
 from attr_compress.compressor.models.loading import (
     USERS_ATTENTION,
     LoadedModel,
+    check_device,
     load_model,
     read_model_config,
     to_device,
@@ -94,10 +95,11 @@ def prune_folder(
     columns: Columns,
     force: bool = False,
     progress: bool = True,
-) -> tuple[PrunePlan, RecoveryRecord | None]:
+) -> tuple[PrunePlan, RecoveryRecord | None] | None:
     """The pruned Hugging Face folder, prune_plan.json and (with a recovery) recovery.json. The recovery is
     chosen as a run chooses it (``recovery_methods``, ``recover_by_measurement``): fitted and distilled on the
-    calibration file, judged against the original on its held-out fidelity slice."""
+    calibration file, judged against the original on its held-out fidelity slice. Under torchrun the processes
+    share the refit and the distillation; rank 0 writes and gets the result, the other ranks None."""
     heads = HeadImportance.load(importance)
     neurons = NeuronImportance.load(ffn_importance) if ffn_importance else None
     plan = plan_pruning(heads.scores, keep, heads.order, ffn_scores=neurons and neurons.scores, keep_ffn=keep_ffn)
@@ -109,16 +111,21 @@ def prune_folder(
     if methods != ("none",) and calib is None:
         raise InputError(f"--recover {recovery.method} fits on calibration data; pass --calib FILE (or --recover none)")
     check_output_folder(Path(out), force=force)
+    check_device(recovery.device)
     loaded = load_model(model)
     pruned, record = prune_model(copy.deepcopy(loaded.model), plan), None
-    if methods != ("none",):
-        inputs = recovery_inputs(loaded, calib, recovery, fidelity_examples, columns, progress)
-        pruned, record = recover_by_measurement(pruned, methods, recovery, inputs)
-    with staged_folder(out, force=force, contents="prune") as staging:
-        save_pruned(pruned, loaded.tokenizer, staging)
-        plan.save(staging / "prune_plan.json")
-        if record is not None:
-            record.save(staging / "recovery.json")
+    with process_group():
+        if methods != ("none",):
+            progress = progress and is_main_process()
+            inputs = recovery_inputs(loaded, calib, recovery, fidelity_examples, columns, progress)
+            pruned, record = recover_by_measurement(pruned, methods, recovery, inputs)
+        if not is_main_process():
+            return None
+        with staged_folder(out, force=force, contents="prune") as staging:
+            save_pruned(pruned, loaded.tokenizer, staging)
+            plan.save(staging / "prune_plan.json")
+            if record is not None:
+                record.save(staging / "recovery.json")
     return plan, record
 
 

@@ -3,6 +3,7 @@ terminal (a CI log or a file then gets a line every half minute, not a redraw pe
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterable
 from typing import Any
@@ -13,11 +14,13 @@ QUIET_INTERVAL = 30.0
 
 
 def progress_bar(iterable: Iterable[Any] | None = None, *, enabled: bool, **options: Any) -> Any:
-    """A tqdm bar (``desc``, ``unit``, ``total`` as tqdm takes them), or a silent one when not ``enabled``."""
+    """A tqdm bar (``desc``, ``unit``, ``total`` as tqdm takes them), or a silent one when not ``enabled`` or in
+    a torchrun process other than rank 0 (one bar for the whole job)."""
     interactive = sys.stderr.isatty()
+    worker = int(os.environ.get("RANK", "0")) > 0
     return tqdm(
         iterable,
-        disable=not enabled,
+        disable=not enabled or worker,
         mininterval=0.1 if interactive else QUIET_INTERVAL,
         maxinterval=QUIET_INTERVAL * 2,
         **options,

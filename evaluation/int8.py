@@ -74,22 +74,26 @@ def outliers(graph: object, nodes: dict[str, str]) -> list[str]:
 
 
 class _Trials:
-    """Quantises recipes from the verified graphs and judges them (on a slice, or on every fidelity row)."""
+    """Quantises recipes from the verified graphs and judges them (on a slice, or on every fidelity row). Each
+    recipe is quantised once and judged on the slice once; sessions are opened when needed and not kept (a choice
+    tries dozens of graphs, and one BERT-large int8 session holds about a third of a GiB)."""
 
     def __init__(self, graphs: VerifiedGraphs, judge: Judge, threads: int, folder: Path) -> None:
         self.graphs, self.judge, self.threads, self.folder = graphs, judge, threads, folder
         self.slice = judge.subset(RANKING_ROWS)
-        self.runners: dict[Recipe, OnnxRunner] = {}
+        self.paths: dict[Recipe, Path] = {}
+        self.kls: dict[Recipe, float] = {}
 
     def runner(self, recipe: Recipe) -> OnnxRunner:
-        """The recipe's int8 graph in a session, quantised once (the base and the start recipes are used again)."""
-        if recipe not in self.runners:
-            (path,) = quantize_all(self.graphs, [recipe], self.folder / f"trial-{len(self.runners) + 1}")
-            self.runners[recipe] = OnnxRunner(recipe.name, path, threads=self.threads)
-        return self.runners[recipe]
+        """A new session of the recipe's int8 graph, quantised the first time it is asked for."""
+        if recipe not in self.paths:
+            (self.paths[recipe],) = quantize_all(self.graphs, [recipe], self.folder / f"trial-{len(self.paths) + 1}")
+        return OnnxRunner(recipe.name, self.paths[recipe], threads=self.threads)
 
     def kl(self, recipe: Recipe) -> float:
-        return self.slice.judge(self.runner(recipe)).fidelity.kl
+        if recipe not in self.kls:
+            self.kls[recipe] = self.slice.judge(self.runner(recipe)).fidelity.kl
+        return self.kls[recipe]
 
 
 def choose_int8(
@@ -108,6 +112,8 @@ def choose_int8(
         return Int8Choice(recipe, [], 0.0, "Optimum's recipe has no per-node exceptions")
     graph = onnx.load(str(graphs.source(recipe))).graph
     nodes = weighted_nodes(graph)
+    shortlist, costs = outliers(graph, nodes)[:SHORTLIST], flops(graph)
+    del graph  # the fp32 graph with its weights: not held while dozens of int8 graphs are tried
     with tempfile.TemporaryDirectory(prefix="attr-compress-int8-") as scratch:
         trials = _Trials(graphs, judge, threads, Path(scratch))
         base = recipe.uniform
@@ -120,11 +126,8 @@ def choose_int8(
         )
         start = replace(base, flipped=flipped)
         start_kl = trials.kl(start) if flipped else reference
-        gains = {
-            name: start_kl - trials.kl(replace(start, fp32=(name,))) for name in outliers(graph, nodes)[:SHORTLIST]
-        }
+        gains = {name: start_kl - trials.kl(replace(start, fp32=(name,))) for name in shortlist}
         ranked = [name for name in sorted(gains, key=lambda name: (-gains[name], name)) if gains[name] > 0][:MAX_FP32]
-        costs = flops(graph)
         per_weight, int8_ms = fp32_cost(graphs, trials.runner(start), singles, threads, sum(costs.values()))
         results = [Int8Trial(base, judge.judge(trials.runner(base)), 0.0)]
         for count in range(len(ranked) + 1):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -33,14 +34,17 @@ def say(message: str) -> None:
 
 
 def configure_log(quiet: bool) -> None:
-    """Messages of every attr-compress module on stderr, as plain lines; warnings only with --quiet."""
+    """Messages of every attr-compress module on stderr, as plain lines; warnings only with --quiet, and from
+    every torchrun process but rank 0 (one voice for the whole job)."""
     logger = logging.getLogger("attr_compress")
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(handler)
-    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False  # torch.distributed gives the root logger a handler of its own: no line twice
+    worker = int(os.environ.get("RANK", "0")) > 0
+    logger.setLevel(logging.WARNING if quiet or worker else logging.INFO)
 
 
 def _terminate(_signum: int, _frame: Any) -> None:

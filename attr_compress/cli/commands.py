@@ -103,12 +103,16 @@ def run_command(
     quiet: bool,
     **options: Any,
 ) -> None:
-    """Score, prune, recover, export, evaluate and report (the whole pipeline)."""
+    """Score, prune, recover, export, evaluate and report (the whole pipeline).
+
+    Under torchrun rank 0 runs the pipeline and the other processes share its scoring, refits and distillation.
+    """
     from attr_compress.compressor.data.task import DataOptions
+    from attr_compress.compressor.scoring.distributed import lead_or_serve
     from attr_compress.pipeline import PipelineOptions, run
 
     scoring = scoring_from(options, quiet)
-    recovery = recovery_from(options, scoring.seed)
+    recovery = recovery_from(options, scoring.seed, scoring.device)
     options["drop_layers"] = layer_list(options.pop("drop_layers"))
     options["cache"] = not options.pop("no_cache")
     settings = PipelineOptions(
@@ -119,7 +123,9 @@ def run_command(
         progress=not quiet,
         **options,
     )
-    click.echo(summary(run(settings)))
+    report = lead_or_serve(lambda: run(settings))
+    if report is not None:  # torchrun: rank 0 runs the pipeline, writes and talks; the others share its heavy stages
+        click.echo(summary(report))
 
 
 def summary(report: Any) -> str:
@@ -186,18 +192,25 @@ def score_command(
 @click.option("--calib", type=path, help="Calibration file that --recover fits on (and judges on, with auto).")
 @recovery_options
 @flag("seed")
+@flag("device")
 @flag("fidelity_examples")
 @click.option("--out", type=path, required=True, help="Folder for the pruned model.")
 @data_options
 @force_option
 @quiet_option
-def prune_command(model: str, out: str, columns: dict[str, str | None], seed: int, quiet: bool, **options: Any) -> None:
+def prune_command(
+    model: str, out: str, columns: dict[str, str | None], seed: int, device: str, quiet: bool, **options: Any
+) -> None:
     """Remove the least important heads (and FFN neurons), recover, and save a Hugging Face folder (plus
-    prune_plan.json and recovery.json); the recovery is chosen as a run chooses it."""
+    prune_plan.json and recovery.json); the recovery is chosen as a run chooses it. Under torchrun the refit's
+    statistics and the distillation are shared between the processes and rank 0 writes."""
     from attr_compress.stages import prune_folder
 
-    recovery = recovery_from(options, seed)
-    plan, _ = prune_folder(model, out=out, recovery=recovery, columns=columns, progress=not quiet, **options)
+    recovery = recovery_from(options, seed, device)
+    result = prune_folder(model, out=out, recovery=recovery, columns=columns, progress=not quiet, **options)
+    if result is None:  # torchrun: only rank 0 writes and talks
+        return
+    plan, _ = result
     click.echo(
         f"wrote {out}: kept {plan.kept_heads}/{plan.total_heads} heads, per layer {plan.heads_kept_per_layer}; "
         f"FFN neurons per layer {plan.ffn_kept_per_layer or 'all'}"

@@ -101,8 +101,8 @@ def scoring_from(options: dict[str, Any], quiet: bool = False) -> Any:
     return ScoringOptions(**{name: options.pop(name) for name in SCORING if name in options}, progress=not quiet)
 
 
-def recovery_from(options: dict[str, Any], seed: int) -> Any:
-    """RecoveryOptions from the recovery options (they are removed from ``options``)."""
+def recovery_from(options: dict[str, Any], seed: int, device: str) -> Any:
+    """RecoveryOptions from the recovery options (they are removed from ``options``); ``device`` distils."""
     from attr_compress.compressor.recovery.distill import DistillOptions
     from attr_compress.compressor.recovery.lsq import RecoveryOptions
 
@@ -112,6 +112,7 @@ def recovery_from(options: dict[str, Any], seed: int) -> Any:
         minutes=options.pop("distill_minutes"),
         quantization_aware=options.pop("distill_int8_aware"),
         seed=seed,
+        device=device,
     )
     return RecoveryOptions(
         method=options.pop("recover"),

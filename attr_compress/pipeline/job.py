@@ -4,6 +4,7 @@ shipped models), and the stage timer."""
 from __future__ import annotations
 
 import logging
+import resource
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,6 +50,7 @@ class StageTimer:
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}  # insertion order is the run order
+        self.peak_gib: dict[str, float] = {}
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -58,10 +60,11 @@ class StageTimer:
             yield
         finally:
             self.seconds[name] = round(time.perf_counter() - started, 3)
+            self.peak_gib[name] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)  # KiB
 
     @property
     def timings(self) -> list[StageTiming]:
-        return [StageTiming(name, seconds) for name, seconds in self.seconds.items()]
+        return [StageTiming(name, seconds, self.peak_gib[name]) for name, seconds in self.seconds.items()]
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from attr_compress.compressor.pruning.prune import (
 )
 from attr_compress.compressor.recovery.distill import TrainingText, distill
 from attr_compress.compressor.recovery.lsq import RecoveryOptions, RecoveryRecord, recover
+from attr_compress.compressor.scoring.distributed import collective
 from attr_compress.evaluation.fidelity import Judge
 from attr_compress.evaluation.report.figures import save_importance
 from attr_compress.exporters.runtime import TorchRunner
@@ -119,11 +120,14 @@ def recover_by_measurement(
         if method == "distill" and "lsq" in tried:
             candidate, record = copy.deepcopy(tried["lsq"][0]), tried["lsq"][1]
             logger.info(f"distilling from the original model on {inputs.training.path}")
-            trained = distill(inputs.original, candidate, inputs.training, options.distill, progress=inputs.progress)
+            trained = collective(
+                distill, inputs.original, candidate, inputs.training, options.distill, progress=inputs.progress
+            )
             record = replace(record, method="distill", distill=trained)
         else:
             candidate = copy.deepcopy(model)
-            record = recover(
+            record = collective(
+                recover,
                 inputs.original,
                 candidate,
                 inputs.fit_batches,

@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
+from attr_compress.compressor.scoring.distributed import collective
 from attr_compress.compressor.scoring.heads import HeadImportance
 from attr_compress.compressor.scoring.neurons import FFN_IMPORTANCE_FILE, NeuronImportance
 from attr_compress.compressor.scoring.options import ScoringOptions, score_heads, score_neurons
@@ -21,9 +23,7 @@ def score(job: Run) -> Scores:
     work = f"{len(calibration)} examples x {scoring.steps} steps"
     inputs = (job.loaded, calibration, scoring)
     with job.timer.stage(f"score heads with {scoring.method} ({work})"):
-        heads = cached_artifact(
-            job, "head scores", inputs, HeadImportance, lambda: score_heads(job.loaded, calibration, scoring)
-        )
+        heads = cached_artifact(job, "head scores", inputs, HeadImportance, partial(collective, score_heads, *inputs))
         logger.info(
             f"head ranking from {heads.examples} of {len(calibration)} examples"
             + settled(scoring, heads, len(calibration))
@@ -31,9 +31,8 @@ def score(job: Run) -> Scores:
     neurons = None
     if job.options.scores_neurons:
         with job.timer.stage(f"score FFN neurons ({work})"):
-            neurons = cached_artifact(
-                job, "neuron scores", inputs, NeuronImportance, lambda: score_neurons(job.loaded, calibration, scoring)
-            )
+            compute = partial(collective, score_neurons, *inputs)
+            neurons = cached_artifact(job, "neuron scores", inputs, NeuronImportance, compute)
             logger.info(
                 f"FFN neuron ranking from {neurons.examples} of {len(calibration)} examples"
                 + settled(scoring, neurons, len(calibration))

@@ -353,11 +353,27 @@ def check_device(device: str) -> None:
 def on_device(loaded: LoadedModel, device: str) -> Iterator[None]:
     """Run a block (attribution) with the model on ``device``, then move it back to the CPU, where
     pruning, export and latency work."""
-    to_device(loaded, device)
+    with modules_on(device, loaded.model):
+        yield
+
+
+@contextmanager
+def modules_on(device: str, *modules: Any) -> Iterator[None]:
+    """Inside: the modules on ``device`` (the refit and the distillation move the original and the pruned model);
+    afterwards back on the CPU, where they are pruned, exported and served."""
+    if device == "cpu":
+        yield
+        return
+    import torch
+
+    check_device(device)
+    for module in modules:
+        module.to(torch.device(device))
     try:
         yield
     finally:
-        loaded.model.to("cpu")
+        for module in modules:
+            module.to(torch.device("cpu"))
 
 
 def to_device(loaded: LoadedModel, device: str) -> None:

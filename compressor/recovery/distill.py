@@ -36,9 +36,10 @@ from attr_compress.compressor.data.rows import Example
 from attr_compress.compressor.defaults import default
 from attr_compress.compressor.errors import InputError
 from attr_compress.compressor.models.families import encoder_layers
-from attr_compress.compressor.models.loading import LoadedModel, encode, token_lengths
+from attr_compress.compressor.models.loading import LoadedModel, encode, modules_on, token_lengths
 from attr_compress.compressor.progress import progress_bar
 from attr_compress.compressor.pruning.prune import model_layer_spans
+from attr_compress.compressor.scoring.distributed import all_reduce_sum, broadcast_from_main, rank_and_size, shard
 from torch import nn
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class DistillOptions:
     hidden_weight: float = 1.0
     quantization_aware: float = default("distill_int8_aware")
     seed: int = 0
+    device: str = default("device")
 
     def __post_init__(self) -> None:
         if not 0 <= self.quantization_aware <= 1:
@@ -171,27 +173,34 @@ def distillation_loss(
     options: DistillOptions,
     teacher_layers: Sequence[int] | None = None,
 ) -> torch.Tensor:
-    """T^2 KL(teacher || student) on softened logits + ``hidden_weight`` x the mean over layers of the squared
-    hidden-state error on real tokens, relative to the teacher's energy there (scale-free across layers).
+    """T^2 KL(teacher || student) on softened logits per example + ``hidden_weight`` x the mean over layers of
+    the squared hidden-state error on real tokens, relative to the teacher's energy there (scale-free across
+    layers).
 
     Student layer i matches teacher layer ``teacher_layers[i]`` (0-based; by default layer i): with dropped
-    layers, the last layer of the span it stands for."""
+    layers, the last layer of the span it stands for. Under torchrun each process holds a share of the batch:
+    the loss is then its share of the whole batch's loss (the batch size and the teacher's energies are summed
+    over processes), so the shares add up to the loss one process computes on the whole batch."""
     temperature = options.temperature
+    examples = all_reduce_sum(np.array([student.logits.shape[0]], dtype=np.float64))[0]
     loss = (
         nn.functional.kl_div(
             torch.log_softmax(student.logits / temperature, dim=-1),
             torch.log_softmax(teacher.logits / temperature, dim=-1),
             log_target=True,
-            reduction="batchmean",
+            reduction="sum",
         )
         * temperature**2
+        / examples
     )
     if options.hidden_weight == 0:
         return loss
     real = attention_mask.bool()
+    teachers = _matched(teacher.hidden_states, teacher_layers)
+    energies = all_reduce_sum(np.array([float((theirs[real] ** 2).sum()) for theirs in teachers]))
     errors = [
-        ((mine[real] - theirs[real]) ** 2).mean() / (theirs[real] ** 2).mean().clamp_min(1e-12)
-        for mine, theirs in zip(student.hidden_states[1:], _matched(teacher.hidden_states, teacher_layers), strict=True)
+        ((mine[real] - theirs[real]) ** 2).sum() / max(energy, 1e-12)
+        for mine, theirs, energy in zip(student.hidden_states[1:], teachers, energies, strict=True)
     ]
     return loss + options.hidden_weight * torch.stack(errors).mean()
 
@@ -226,6 +235,11 @@ def _train_step(
     options: DistillOptions,
     teacher_layers: Sequence[int],
 ) -> float:
+    """One optimiser step on this process's rows of ``batch``; ``student`` may be wrapped in
+    DistributedDataParallel, which averages the gradients over processes (hence the loss x processes: the
+    gradient is the whole batch's). Returns the whole batch's loss."""
+    processes = rank_and_size()[1]
+    batch = {key: value[shard(value)] for key, value in batch.items()}
     with torch.no_grad():
         target = teacher(**batch, output_hidden_states=True)
     loss = distillation_loss(
@@ -236,10 +250,10 @@ def _train_step(
         teacher_layers=teacher_layers,
     )
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    (loss * processes).backward()
     nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], 1.0)
     optimizer.step()
-    return float(loss.detach())
+    return float(all_reduce_sum(np.array([float(loss.detach())]))[0])
 
 
 def seconds_per_step(
@@ -279,26 +293,31 @@ def distill(
     progress: bool = False,
 ) -> DistillRecord:
     """Train ``student`` in place against ``teacher`` on the rows of ``text`` (streamed, shuffled with
-    ``options.seed``), with every CPU core; dropout stays off. The step count comes from the options and the
-    data (``DistillOptions.planned_steps``); the time it will take is estimated and said before training."""
-    threads = os.cpu_count() or 1
+    ``options.seed``) on ``options.device``, with every CPU core; dropout stays off. The step count comes from
+    the options and the data (``DistillOptions.planned_steps``); the time it will take is estimated and said
+    before training. Under torchrun every process reads the same batches and trains on its share of each
+    (DistributedDataParallel), so the weights match one process's within float tolerance."""
+    processes = rank_and_size()[1]
+    threads = max(1, (os.cpu_count() or 1) // processes)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     torch.manual_seed(options.seed)
     batches = training_batches(text, options.batch_size, options.seed)
     try:
-        steps = options.planned_steps(text.training_rows)
-        probe = list(itertools.islice(training_batches(text, options.batch_size, options.seed + 1), 6))
-        per_step = seconds_per_step(teacher, student, probe, options)
-        capped = options.minutes is not None and per_step * steps > options.minutes * 60
-        if capped:
-            steps = max(1, int(options.minutes * 60 / per_step))
-        logger.info(
-            f"distillation: {steps:,} steps of {options.batch_size} on {text.training_rows:,} training rows, about "
-            f"{per_step * steps / 60:.1f} min on this machine"
-            + (" (cut by --distill-minutes: the result now depends on this machine's speed)" if capped else "")
-        )
-        record = _run(teacher, student, batches, steps, options, progress)
+        with modules_on(options.device, teacher, student):
+            steps = options.planned_steps(text.training_rows)
+            probe = list(itertools.islice(training_batches(text, options.batch_size, options.seed + 1), 6))
+            per_step = float(broadcast_from_main(np.array([seconds_per_step(teacher, student, probe, options)]))[0])
+            capped = options.minutes is not None and per_step * steps > options.minutes * 60
+            if capped:
+                steps = max(1, int(options.minutes * 60 / per_step))
+            logger.info(
+                f"distillation: {steps:,} steps of {options.batch_size} on {text.training_rows:,} training rows, "
+                f"about {per_step * steps / 60:.1f} min on this machine ({processes} process(es), {threads} "
+                "thread(s) each)"
+                + (" (cut by --distill-minutes: the result now depends on this machine's speed)" if capped else "")
+            )
+            record = _run(teacher, student, batches, steps, options, progress)
     finally:
         torch.set_num_threads(previous)
         for parameter in student.parameters():
@@ -351,6 +370,11 @@ def _run(
 ) -> dict[str, float | int]:
     student.eval()  # dropout off: the student starts from a fitted model, and runs repeat exactly
     optimizer = torch.optim.AdamW(_trainable(student), lr=options.learning_rate, weight_decay=0.01)
+    trained = student
+    if rank_and_size()[1] > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        trained = DistributedDataParallel(student)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _Schedule(steps, options.warmup))
     losses, examples, started = [], 0, time.perf_counter()
     bar = progress_bar(total=steps, desc="distillation", unit="step", enabled=progress)
@@ -360,7 +384,7 @@ def _run(
         for step, batch in enumerate(itertools.islice(batches, steps)):
             if step == aware_from:
                 stack.enter_context(quantization_aware(student))
-            losses.append(_train_step(teacher, student, batch, optimizer, options, layers))
+            losses.append(_train_step(teacher, trained, batch, optimizer, options, layers))
             scheduler.step()
             examples += int(batch["input_ids"].shape[0])
             bar.update(1)

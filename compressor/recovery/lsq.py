@@ -26,12 +26,21 @@ from attr_compress.compressor.artifacts import JsonArtifact
 from attr_compress.compressor.data.rows import Example
 from attr_compress.compressor.defaults import RECOVERIES, default
 from attr_compress.compressor.errors import InputError, check_counts
-from attr_compress.compressor.models.families import embed, encoder_layers, family_of, layer_mask, part, run_layer
-from attr_compress.compressor.models.loading import LoadedModel, encode
+from attr_compress.compressor.models.families import (
+    Family,
+    embed,
+    encoder_layers,
+    family_of,
+    layer_mask,
+    part,
+    run_layer,
+)
+from attr_compress.compressor.models.loading import LoadedModel, encode, modules_on
 from attr_compress.compressor.progress import progress_bar
 from attr_compress.compressor.pruning.prune import model_layer_spans
 from attr_compress.compressor.recovery.distill import DistillOptions, DistillRecord, TrainingText, distill
 from attr_compress.compressor.scoring.calibration import length_batches
+from attr_compress.compressor.scoring.distributed import all_reduce_sum, local_items, rank_and_size
 from attr_compress.compressor.seeds import Seeds
 from torch import nn
 
@@ -72,15 +81,23 @@ class NormalEquations:
         self.rows = 0
 
     def add(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        x, y = x.cpu(), y.cpu()  # the sums live in numpy, float64
         augmented = torch.cat([x.double(), x.new_ones(x.shape[0], 1, dtype=torch.float64)], dim=1)
         self.gram += (augmented.T @ augmented).numpy()
         self.cross += (augmented.T @ y.double()).numpy()
         self.target_energy += float((y.double() ** 2).sum())
         self.rows += x.shape[0]
 
+    def all_reduced(self) -> NormalEquations:
+        """The sums over every torchrun process (itself when there is one)."""
+        if rank_and_size()[1] > 1:
+            self.gram, self.cross = all_reduce_sum(self.gram), all_reduce_sum(self.cross)
+            self.target_energy, self.rows = all_reduce_sum(np.array([self.target_energy, self.rows])).tolist()
+        return self
+
     def relative_error(self, weight: torch.Tensor, bias: torch.Tensor) -> float:
         """|[X 1] W_aug - Y| / |Y| over all rows, from the accumulated sums."""
-        stacked = np.concatenate([weight.double().numpy().T, bias.double().numpy()[None]], axis=0)
+        stacked = np.concatenate([weight.double().cpu().numpy().T, bias.double().cpu().numpy()[None]], axis=0)
         squared = self.target_energy - 2 * np.sum(stacked * self.cross) + np.sum(stacked * (self.gram @ stacked))
         return float(np.sqrt(max(squared, 0.0) / max(self.target_energy, 1e-300)))
 
@@ -94,7 +111,7 @@ class NormalEquations:
         regularised = self.gram + np.diag(np.r_[np.full(inputs, penalty), 0.0])
         target = self.cross
         if prior is not None:
-            target = target + penalty * np.vstack([prior.double().numpy().T, np.zeros((1, self.cross.shape[1]))])
+            target = target + penalty * np.vstack([prior.double().cpu().numpy().T, np.zeros((1, self.cross.shape[1]))])
         solution = np.linalg.solve(regularised, target)
         weight = torch.from_numpy(np.ascontiguousarray(solution[:inputs].T)).float()
         return weight, torch.from_numpy(solution[inputs]).float()
@@ -122,6 +139,7 @@ def _capture_outputs(module: nn.Module) -> Iterator[list[torch.Tensor]]:
         handle.remove()
 
 
+@torch.no_grad()
 def _refit(linear: nn.Linear, equations: NormalEquations, ridge: float, damped: bool) -> dict[str, float]:
     before = equations.relative_error(linear.weight, linear.bias)
     weight, bias = equations.solve(ridge, linear.weight.detach() if damped else None)
@@ -133,35 +151,86 @@ def _refit(linear: nn.Linear, equations: NormalEquations, ridge: float, damped: 
     return {"error_before": before, "error_after": min(after, before)}
 
 
-def _least_squares(
-    projection: nn.Linear,
-    inputs: Sequence[torch.Tensor],
-    residuals: Sequence[torch.Tensor],
-    real: Sequence[torch.Tensor],
-    targets: Sequence[torch.Tensor],
-) -> NormalEquations:
-    """Equations for projection(inputs) ~ targets - residuals on the ``real`` tokens of every batch."""
-    equations = NormalEquations(projection.in_features, projection.out_features)
-    for x, residual, rows, y in zip(inputs, residuals, real, targets, strict=True):
-        equations.add(x[rows], y[rows] - residual[rows])
-    return equations
+@dataclass
+class _FitState:
+    """This process's share of the fit, per batch: masks, real tokens, the first token only, and the original's
+    (reference) and the pruned model's (current) hidden states at the layer being fitted. Only these are held
+    between layers; every sub-layer's activations are streamed into the normal equations a batch at a time."""
+
+    masks: list[torch.Tensor]
+    tokens: list[torch.Tensor]
+    first_only: list[torch.Tensor]
+    reference: list[torch.Tensor]
+    current: list[torch.Tensor]
+
+    def real(self, last: bool) -> list[torch.Tensor]:
+        """The tokens fitted: every real token, in the last layer only the first (the one the classifier reads)."""
+        return self.first_only if last else self.tokens
 
 
 @torch.no_grad()
 def _fit_start(
     original: nn.Module, pruned: nn.Module, batches: Sequence[dict[str, torch.Tensor]], first_kept: int
-) -> tuple[list[torch.Tensor], ...]:
+) -> _FitState:
     """Per batch: the layers' attention masks, the real tokens, the first token only (all that leaves the last
     layer for the classifier), the original's hidden states before the first kept layer, the pruned model's
     embeddings."""
     masks = [layer_mask(original, batch["attention_mask"]) for batch in batches]
     tokens = [batch["attention_mask"].bool() for batch in batches]
-    first_only = [torch.zeros_like(mask).index_fill_(1, torch.tensor([0]), True) for mask in tokens]
+    first_only = [torch.zeros_like(mask).index_fill_(1, torch.tensor([0], device=mask.device), True) for mask in tokens]
     reference = [embed(original, batch) for batch in batches]
     for layer in encoder_layers(original)[:first_kept]:  # dropped layers before the first kept one
         reference = [run_layer(layer, h, m) for h, m in zip(reference, masks, strict=True)]
     current = [embed(pruned, batch) for batch in batches]
-    return masks, tokens, first_only, reference, current
+    return _FitState(masks, tokens, first_only, reference, current)
+
+
+@torch.no_grad()
+def _attention_equations(
+    family: Family,
+    original_layers: Sequence[nn.Module],
+    target: nn.Module,
+    span: tuple[int, int],
+    state: _FitState,
+    last: bool,
+) -> tuple[NormalEquations, list[torch.Tensor]]:
+    """Advance the reference through the original layers of ``span`` and stream the attention output projection's
+    equations (context -> original residual sum - the layer's input); returns them and, per batch, the FFN
+    block's targets (the original's sum at its output LayerNorm)."""
+    first, final = span
+    projection = part(target, family.attention_output)
+    equations = NormalEquations(projection.in_features, projection.out_features)
+    ffn_targets = []
+    for index, (h, m, rows) in enumerate(zip(state.current, state.masks, state.real(last), strict=True)):
+        with (
+            _capture_inputs(part(original_layers[first], family.attention_norm)) as attention_sums,
+            _capture_inputs(part(original_layers[final], family.output_norm)) as ffn_sums,
+        ):
+            for source in original_layers[first : final + 1]:
+                state.reference[index] = run_layer(source, state.reference[index], m)
+        with _capture_inputs(projection) as contexts:
+            run_layer(target, h, m)
+        equations.add(contexts[0][0][rows], attention_sums[0][0][rows] - h[rows])
+        ffn_targets.append(ffn_sums[0][0])
+    return equations.all_reduced(), ffn_targets
+
+
+@torch.no_grad()
+def _ffn_equations(
+    family: Family, target: nn.Module, ffn_targets: Sequence[torch.Tensor], state: _FitState, last: bool
+) -> NormalEquations:
+    """The FFN output projection's equations (activations -> original residual sum - the attention block's
+    output), streamed with the attention output already refitted."""
+    projection = part(target, family.ffn_output)
+    equations = NormalEquations(projection.in_features, projection.out_features)
+    for h, m, y, rows in zip(state.current, state.masks, ffn_targets, state.real(last), strict=True):
+        with (
+            _capture_inputs(projection) as activations,
+            _capture_outputs(part(target, family.attention_norm)) as residuals,
+        ):
+            run_layer(target, h, m)
+        equations.add(activations[0][0][rows], y[rows] - residuals[0][rows])
+    return equations.all_reduced()
 
 
 def recover_lsq(
@@ -179,46 +248,24 @@ def recover_lsq(
     tokens enter the fit, and in the last layer only the first token, the one the classifier reads (on
     held-out calibration data this kept 0.7-1.0 point more accuracy than fitting every token there). The
     attention block's residual is the layer's input, the FFN block's the attention LayerNorm's output (every
-    family is post-LayerNorm). Returns, per layer, the relative errors before and after each refit.
+    family is post-LayerNorm). Under torchrun each process streams its share of the batches and the normal
+    equations are summed over processes, so every process solves the same system. Returns, per layer, the
+    relative errors before and after each refit.
     """
     family = family_of(original)
     original_layers, pruned_layers = encoder_layers(original), encoder_layers(pruned)
     spans = model_layer_spans(pruned)  # with dropped layers, a kept layer is fitted to its span's output
-    masks, tokens, first_only, reference, current = _fit_start(original, pruned, batches, spans[0][0])
+    state = _fit_start(original, pruned, local_items(batches), spans[0][0])
     report = []
     for index in progress_bar(range(len(pruned_layers)), desc="LSQ recovery", unit="layer", enabled=progress):
-        (first, last), target = spans[index], pruned_layers[index]
-        real = first_only if index == len(pruned_layers) - 1 else tokens
+        target, last = pruned_layers[index], index == len(pruned_layers) - 1
+        equations, ffn_targets = _attention_equations(family, original_layers, target, spans[index], state, last)
+        attention = _refit(part(target, family.attention_output), equations, ridge, damped)
+        equations = _ffn_equations(family, target, ffn_targets, state, last)
+        ffn = _refit(part(target, family.ffn_output), equations, ridge, damped)
         with torch.no_grad():
-            with (
-                _capture_inputs(part(original_layers[first], family.attention_norm)) as attention_sums,
-                _capture_inputs(part(original_layers[last], family.output_norm)) as ffn_sums,
-            ):
-                for source in original_layers[first : last + 1]:
-                    reference = [run_layer(source, h, m) for h, m in zip(reference, masks, strict=True)]
-            attention_targets = [args[0] for args in attention_sums]
-            ffn_targets = [args[0] for args in ffn_sums]
-
-            # attention output projection: context -> (original residual sum - the layer's input)
-            projection = part(target, family.attention_output)
-            with _capture_inputs(projection) as contexts:
-                for h, m in zip(current, masks, strict=True):
-                    run_layer(target, h, m)
-            equations = _least_squares(projection, [c[0] for c in contexts], current, real, attention_targets)
-            attention = _refit(projection, equations, ridge, damped)
-
-            # FFN output projection: activations -> (original residual sum - the attention block's output)
-            projection = part(target, family.ffn_output)
-            with (
-                _capture_inputs(projection) as activations,
-                _capture_outputs(part(target, family.attention_norm)) as residuals,
-            ):
-                for h, m in zip(current, masks, strict=True):
-                    run_layer(target, h, m)
-            equations = _least_squares(projection, [a[0] for a in activations], residuals, real, ffn_targets)
-            ffn = _refit(projection, equations, ridge, damped)
-            current = [run_layer(target, h, m) for h, m in zip(current, masks, strict=True)]
-        report.append({"layer": first, "attention_output": attention, "ffn_output": ffn})
+            state.current = [run_layer(target, h, m) for h, m in zip(state.current, state.masks, strict=True)]
+        report.append({"layer": spans[index][0], "attention_output": attention, "ffn_output": ffn})
     return report
 
 
@@ -240,6 +287,11 @@ class RecoveryOptions:
         check_counts(fit_examples=self.fit_examples)
         if self.ridge < 0:
             raise InputError(f"the ridge must be 0 or more, got {self.ridge}")
+
+    @property
+    def device(self) -> str:
+        """Where the refit and the distillation run (``--device``)."""
+        return self.distill.device
 
     @property
     def fit_seed(self) -> int:
@@ -267,7 +319,9 @@ def recover(
     tokens = int(sum(int(batch["attention_mask"].sum()) for batch in batches))
     examples = sum(int(batch["input_ids"].shape[0]) for batch in batches)
     logger.info(f"refitting output projections by least squares on {examples} examples ({tokens} tokens)")
-    layers = recover_lsq(original, pruned, batches, ridge=options.ridge, damped=options.damped, progress=progress)
+    with modules_on(options.device, original, pruned):
+        on_device = [{key: value.to(original.device) for key, value in batch.items()} for batch in batches]
+        layers = recover_lsq(original, pruned, on_device, ridge=options.ridge, damped=options.damped, progress=progress)
     distilled = None
     if options.method == "distill":
         logger.info(f"distilling from the original model on {text.path}")

@@ -363,7 +363,7 @@ def provenance_section(report: Report) -> str:
         ("machine", f"{report.machine.processor}, {report.machine.cpu_count} CPUs, {report.machine.threads} thread(s)"),
         ("versions", ", ".join(f"{name} {version}" for name, version in sorted(report.versions.items()))),
         ("options", ", ".join(f"{name}={value}" for name, value in options.items())),
-        ("stage timings", ", ".join(f"{t.stage} {t.seconds:.1f} s" for t in report.timings)),
+        ("stage timings", "; ".join(t.describe() for t in report.timings)),
         ("reused from the cache", ", ".join(report.reused) or "nothing"),
     ]
     rows = [[escape(name), f'<span style="white-space:normal">{escape(str(value))}</span>'] for name, value in items]

@@ -372,7 +372,7 @@ def render_markdown(report: Report) -> str:
         *checks_section(report),
         "## Stage timings",
         "",
-        *[f"- {timing.stage}: {timing.seconds:.1f} s" for timing in report.timings],
+        *[f"- {timing.describe()}" for timing in report.timings],
         "",
         f"Attribution trees: {len(report.trees)} in `trees/` (JSON + SVG).",
         "",

@@ -102,6 +102,12 @@ class ParameterCounts:
 class StageTiming:
     stage: str
     seconds: float
+    peak_memory_gib: float | None = None  # the process's resident high-water mark when the stage ended
+
+    def describe(self) -> str:
+        """'stage: 12.3 s (peak memory so far 1.40 GiB)', without the memory when the run did not record it."""
+        memory = "" if self.peak_memory_gib is None else f" (peak memory so far {self.peak_memory_gib:.2f} GiB)"
+        return f"{self.stage}: {self.seconds:.1f} s{memory}"
 
 
 @dataclass(frozen=True)

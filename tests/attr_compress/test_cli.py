@@ -109,6 +109,9 @@ def test_report_holds_the_figures(pipeline_run):
         "load model and data",
         "score heads with attattr",
     ]
+    peaks = [t["peak_memory_gib"] for t in report["timings"]]
+    assert 0.1 < peaks[0] <= peaks[-1] < 24 and peaks == sorted(peaks)  # a high-water mark, per stage
+    assert f"(peak memory so far {peaks[-1]:.2f} GiB)" in (out / "report.md").read_text()
     assert report["parameters"]["pruned"]["attention"] < report["parameters"]["original"]["attention"]
     comparison = report["why"]["comparison"]
     assert set(comparison) == {"attattr", "attention", "random", "taylor"}
@@ -462,6 +465,21 @@ def test_gpu_requested_without_one_exits_2_before_any_work(tiny_model_dir, tiny_
     code, _, err = run(pipeline_args(tiny_model_dir, tiny_data, tmp_path / "out", "--device", "cuda"), capsys)
     assert code == 2 and "asked for a GPU but none is available" in err
     assert "score heads" not in err and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
+def test_prune_on_a_missing_gpu_exits_2_before_any_work(tiny_model_dir, tiny_data, tmp_path, capsys):
+    importance = tmp_path / "importance.json"
+    code, _, err = run(
+        ["score", tiny_model_dir, "--calib", tiny_data, "--examples", "4", "--out", tmp_path / "s"], capsys
+    )
+    assert code == 0, err
+    args = ["prune", tiny_model_dir, "--importance", tmp_path / "s" / "importance.json", "--keep", "0.5"]
+    code, _, err = run(
+        [*args, "--calib", tiny_data, "--recover", "lsq", "--device", "cuda", "--out", tmp_path / "p"], capsys
+    )
+    assert code == 2 and "asked for a GPU but none is available" in err.strip().splitlines()[-1]
+    assert "refitting" not in err and not (tmp_path / "p").exists() and not importance.exists()
 
 
 def test_auto_recovery_tries_lsq_and_distillation_and_keeps_the_better(tiny_model_dir, tiny_data, tmp_path, capsys):

@@ -92,3 +92,20 @@ def test_iterative_attattr_rescores_at_each_keep_level(loaded, calibration, monk
         plan = plan_pruning(importance.scores, keep, importance.order)
         pruned = {tuple(pair) for pair in importance.order[: 8 - plan.kept_heads]}
         assert pruned == {(layer, head) for layer, heads in plan.pruned_heads.items() for head in heads}
+
+
+def test_length_batches_bound_tokens_and_padding(loaded):
+    """Every example lands in one batch; a batch stays within the token budget and its longest example within
+    PADDING_SLACK of its shortest, so a round of mixed lengths is not padded to its longest sentence."""
+    from attr_compress.compressor.data.rows import Example
+    from attr_compress.compressor.models.loading import token_lengths
+    from attr_compress.compressor.scoring.calibration import PADDING_SLACK, length_batches
+
+    examples = [Example(" ".join(["good"] * (1 + n % 23)), None, 0, n + 1) for n in range(60)]
+    batches = list(length_batches(loaded, examples, token_budget=64))
+    assert sorted(id(e) for batch in batches for e in batch) == sorted(id(e) for e in examples)
+    for batch in batches:
+        lengths = token_lengths(loaded, batch)
+        assert max(lengths) * len(batch) <= 64 or len(batch) == 1
+        assert max(lengths) <= PADDING_SLACK * min(lengths) + 2
+    assert len(batches) < len(examples) / 2  # like lengths still share batches
