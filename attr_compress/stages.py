@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,6 @@ from attr_compress.compressor.models.loading import (
     check_device,
     load_model,
     read_model_config,
-    to_device,
 )
 from attr_compress.compressor.outputs import check_output_folder, staged_folder
 from attr_compress.compressor.pruning.prune import PrunePlan, check_unpruned, plan_pruning, prune_model, save_pruned
@@ -67,12 +66,9 @@ def score_folder(
     check_unpruned(loaded.model)
     data, _ = sample_labelled_data(calib, loaded.label2id, options.examples, options.seed, **columns)
     with process_group():
-        to_device(loaded, options.device)
-        main = is_main_process()
-        scoring = replace(options, progress=options.progress and main)
-        heads = score_heads(loaded, data, scoring)
-        neurons = score_neurons(loaded, data, scoring) if ffn else None
-        if not main:
+        heads = score_heads(loaded, data, options)
+        neurons = score_neurons(loaded, data, options) if ffn else None
+        if not is_main_process():
             return None
         with staged_folder(out, force=force, contents="score") as staging:
             save_importance(heads, staging)
@@ -116,7 +112,6 @@ def prune_folder(
     pruned, record = prune_model(copy.deepcopy(loaded.model), plan), None
     with process_group():
         if methods != ("none",):
-            progress = progress and is_main_process()
             inputs = recovery_inputs(loaded, calib, recovery, fidelity_examples, columns, progress)
             pruned, record = recover_by_measurement(pruned, methods, recovery, inputs)
         if not is_main_process():

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import shutil
 import signal
 import sys
@@ -18,6 +17,7 @@ import click
 
 from attr_compress.cli.commands import cli
 from attr_compress.compressor.errors import AttrCompressError, InputError, VerificationError
+from attr_compress.compressor.progress import torchrun_worker
 
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
@@ -43,8 +43,7 @@ def configure_log(quiet: bool) -> None:
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(handler)
     logger.propagate = False  # torch.distributed gives the root logger a handler of its own: no line twice
-    worker = int(os.environ.get("RANK", "0")) > 0
-    logger.setLevel(logging.WARNING if quiet or worker else logging.INFO)
+    logger.setLevel(logging.WARNING if quiet or torchrun_worker() else logging.INFO)
 
 
 def _terminate(_signum: int, _frame: Any) -> None:

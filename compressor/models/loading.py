@@ -359,29 +359,22 @@ def on_device(loaded: LoadedModel, device: str) -> Iterator[None]:
 
 @contextmanager
 def modules_on(device: str, *modules: Any) -> Iterator[None]:
-    """Inside: the modules on ``device`` (the refit and the distillation move the original and the pruned model);
-    afterwards back on the CPU, where they are pruned, exported and served."""
+    """Inside: the modules on ``device`` (scoring moves the model; the refit and the distillation the original
+    and the pruned model); afterwards back on the CPU, where they are pruned, exported and served. Inputs follow
+    the model in ``encode``."""
     if device == "cpu":
         yield
         return
     import torch
 
     check_device(device)
-    for module in modules:
-        module.to(torch.device(device))
+    try:
+        for module in modules:
+            module.to(torch.device(device))
+    except RuntimeError as err:
+        raise InputError(f"cannot use --device {device} ({str(err).splitlines()[0]}); use cpu or cuda:N") from None
     try:
         yield
     finally:
         for module in modules:
             module.to(torch.device("cpu"))
-
-
-def to_device(loaded: LoadedModel, device: str) -> None:
-    """Move the model; inputs follow it in ``encode``."""
-    import torch
-
-    check_device(device)
-    try:
-        loaded.model.to(torch.device(device))
-    except RuntimeError as err:
-        raise InputError(f"cannot use --device {device} ({str(err).splitlines()[0]}); use cpu or cuda:N") from None
