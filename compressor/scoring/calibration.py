@@ -30,7 +30,7 @@ PADDING_SLACK = 1.25  # a batch's longest example is at most this much (plus 2 t
 def length_batches(loaded: LoadedModel, examples: Sequence[Example], token_budget: int) -> Iterator[list[Example]]:
     """Group examples of similar length so padding stays small: a batch holds at most ``token_budget`` tokens
     and its longest example at most PADDING_SLACK times its shortest (padded tokens cost as much as real ones;
-    on the demo model a 32-example round in one batch ran 2x slower than in batches of like length)."""
+    on the demo model 48 examples in one batch ran 2x slower than in batches of like length)."""
     limit = max_length(loaded)
     lengths = [min(length, limit) for length in token_lengths(loaded, examples)]
     order = sorted(range(len(examples)), key=lambda i: (lengths[i], i))
