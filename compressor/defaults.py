@@ -12,6 +12,7 @@ RULES = ("left", "midpoint", "gauss")
 RECOVERIES = ("auto", "none", "lsq", "distill")
 ALLOCATIONS = ("per-layer", "global")
 INT8_CHOICES = ("per-matmul", "uniform")
+DISTILL_HIDDEN = ("first-token", "every-token", "none")
 
 
 @dataclass(frozen=True)
@@ -75,15 +76,28 @@ OPTIONS: dict[str, Option] = {
             "badly) rather than toward zero.",
         ),
         Option(
-            "--distill-examples",
-            40000,
-            "Examples the distillation trains on (at most 8 passes over the training rows); with the seed it fixes "
-            "the result bit for bit, whatever the machine.",
+            "--distill-tokens",
+            600000,
+            "Real tokens the distillation trains on (at most 8 passes over the training rows): a pair task costs "
+            "what a single-sentence task costs; with the seed it fixes the result bit for bit, whatever the machine.",
+        ),
+        Option(
+            "--distill-hidden",
+            "first-token",
+            "Hidden states the distillation matches besides the logits: the last layer's first token (what the "
+            "classifier reads), every layer's every token, or none.",
+            DISTILL_HIDDEN,
+        ),
+        Option(
+            "--distill-augment",
+            0.3,
+            "From the second pass over the training rows on, this share of whole words is replaced by a neighbour "
+            "in the model's input embeddings, so small training files give new text each pass (0: off).",
         ),
         Option(
             "--distill-steps",
             None,
-            "Exact number of distillation batches of 32 (instead of --distill-examples).",
+            "Exact number of distillation batches of 32 (instead of --distill-tokens).",
             kind=int,
         ),
         Option(

@@ -80,6 +80,12 @@ class PairedDrop:
     candidate_correct: int
     lost: int  # the original right, the candidate wrong
     gained: int  # the original wrong, the candidate right
+    changed: int | None = None  # rows whose predicted class differs (None: lost + gained, as with two classes)
+
+    @property
+    def disagreement(self) -> float:
+        """How often the candidate's class differs from the original's on these rows."""
+        return (self.lost + self.gained if self.changed is None else self.changed) / self.rows
 
     @property
     def drop_points(self) -> float:
@@ -133,6 +139,7 @@ def paired_drop(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray
         candidate_correct=int(candidate_right.sum()),
         lost=int((original_right & ~candidate_right).sum()),
         gained=int((~original_right & candidate_right).sum()),
+        changed=int((reference != candidate).sum()),
     )
 
 
@@ -172,17 +179,19 @@ class Judge:
             self.selection_reference = all_logits(original, selection)
 
     def subset(self, rows: int) -> Judge:
-        """The same judge on the first batches holding about ``rows`` fidelity rows (for cheap rankings)."""
-        batches, count = [], 0
-        for batch in self.fidelity_rows.batches:
-            if count >= rows:
-                break
-            batches.append(batch)
-            count += len(batch["input_ids"])
+        """The same judge on about ``rows`` fidelity rows (for cheap rankings): whole batches spread evenly over
+        the slice, so a slice sorted by length keeps its long rows as well as its short ones."""
+        sizes = [len(batch["input_ids"]) for batch in self.fidelity_rows.batches]
+        starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        wanted = min(len(sizes), max(1, math.ceil(len(sizes) * rows / max(1, starts[-1]))))
+        chosen = np.unique(np.linspace(0, len(sizes) - 1, wanted).round().astype(int)) if sizes else []
+        rows_of = [np.arange(starts[index], starts[index + 1]) for index in chosen]
+        taken = np.concatenate(rows_of) if rows_of else np.zeros(0, dtype=int)
+        batches = [self.fidelity_rows.batches[index] for index in chosen]
         part = Judge(
-            None, replace(self.fidelity_rows, batches=batches, labels=self.fidelity_rows.labels[:count]), self.selection
+            None, replace(self.fidelity_rows, batches=batches, labels=self.fidelity_rows.labels[taken]), self.selection
         )
-        part.fidelity_reference, part.selection_reference = self.fidelity_reference[:count], self.selection_reference
+        part.fidelity_reference, part.selection_reference = self.fidelity_reference[taken], self.selection_reference
         return part
 
     @property

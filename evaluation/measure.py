@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,7 @@ class VariantResult:
     throughput_per_s: float
     batch_size: int
     f1: float | None = None
+    round_p50_ms: list[float] = field(default_factory=list)  # each timing round's median, for paired ratios
 
     @property
     def name(self) -> str:
@@ -112,5 +113,6 @@ def evaluate_runners(
             }
         latency = batch1_latency(runners, encoded.singles, warmup=warmup, rounds=3, progress=progress)
         for name, row in latency.items():
-            results[name].update({key: row[key] for key in ("latency_p50_ms", "latency_p90_ms", "latency_examples")})
+            keys = ("latency_p50_ms", "latency_p90_ms", "latency_examples", "round_p50_ms")
+            results[name].update({key: row[key] for key in keys})
     return results, predictions

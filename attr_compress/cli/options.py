@@ -79,7 +79,9 @@ RECOVERY = (
     "recover",
     "fit_examples",
     "lsq_damping",
-    "distill_examples",
+    "distill_tokens",
+    "distill_hidden",
+    "distill_augment",
     "distill_steps",
     "distill_int8_aware",
     "distill_minutes",
@@ -107,7 +109,9 @@ def recovery_from(options: dict[str, Any], seed: int, device: str) -> Any:
     from attr_compress.compressor.recovery.lsq import RecoveryOptions
 
     distill = DistillOptions(
-        examples=options.pop("distill_examples"),
+        tokens=options.pop("distill_tokens"),
+        hidden=options.pop("distill_hidden"),
+        augment=options.pop("distill_augment"),
         steps=options.pop("distill_steps"),
         minutes=options.pop("distill_minutes"),
         quantization_aware=options.pop("distill_int8_aware"),

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from attr_compress.compressor.artifacts import library_versions
+from attr_compress.compressor.data.lengths import describe_lengths
 from attr_compress.compressor.models.families import family_of, ffn_width
 from attr_compress.compressor.models.loading import (
     LoadedModel,
     count_truncated,
+    token_lengths,
 )
 from attr_compress.compressor.pruning.prune import (
     PrunePlan,
@@ -77,6 +79,11 @@ def build_report(job: Run, outcome: Outcome) -> Report:
             measurement.predictions["pruned/onnx-int8-tuned"],
             job.inputs.evaluation.labels,
         ),
+        drop_fp32=paired_drop(
+            measurement.predictions["original/pytorch-fp32"],
+            measurement.predictions["pruned/onnx-fp32"],
+            job.inputs.evaluation.labels,
+        ),
         reused=list(job.reused),
     )
 
@@ -137,4 +144,19 @@ def data_summary(job: Run) -> DataSummary:
         selection_row_numbers=[example.row for example in resolved.selection.examples],
         excluded=list(resolved.excluded),
         fidelity_rows=len(resolved.fidelity),
+        lengths=text_lengths(job),
     )
+
+
+def text_lengths(job: Run) -> dict[str, list[float]]:
+    """Token lengths (mean, quartiles) of the rows measured and of the judge's text, and, where the judge's text
+    was weighted to follow --data, of the --data file and the calibration file it was drawn from."""
+    resolved = job.inputs.resolved
+    lengths = {
+        "measured rows": list(describe_lengths(token_lengths(job.loaded, resolved.evaluation.examples))),
+        "judge (fidelity slice)": list(describe_lengths(token_lengths(job.loaded, resolved.fidelity.examples))),
+    }
+    if resolved.lengths is not None:
+        lengths["--data file"] = list(resolved.lengths.served_lengths)
+        lengths["calibration file"] = list(resolved.lengths.available_lengths)
+    return lengths

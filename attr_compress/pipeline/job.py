@@ -3,6 +3,7 @@ shipped models), and the stage timer."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import resource
 import time
@@ -19,9 +20,7 @@ from attr_compress.compressor.cache import StageCache
 from attr_compress.compressor.data.encoded import EncodedData, encode_data, parity_batches
 from attr_compress.compressor.data.task import ResolvedData, resolve_data
 from attr_compress.compressor.explain.trees import AttributionTree
-from attr_compress.compressor.models.loading import (
-    LoadedModel,
-)
+from attr_compress.compressor.models.loading import LoadedModel, token_lengths
 from attr_compress.compressor.pruning.prune import (
     PrunePlan,
 )
@@ -91,6 +90,7 @@ def prepare_inputs(loaded: LoadedModel, options: PipelineOptions) -> RunInputs:
         select_examples=options.select_examples,
         fit_examples=options.recovery.fit_examples,
         fidelity_examples=options.fidelity_examples,
+        lengths=functools.partial(token_lengths, loaded),
     )
     evaluation = encode_data(loaded, resolved.evaluation, singles=options.latency_examples)
     # choices are scored on calibration labels (selection) but timed on the inputs the model will serve
@@ -100,7 +100,7 @@ def prepare_inputs(loaded: LoadedModel, options: PipelineOptions) -> RunInputs:
     if not resolved.shared:
         held_out = frozenset(example.content for example in resolved.fidelity.examples)
         path, rows = resolved.calibration.path, resolved.calibration_rows
-        training = TrainingText(loaded, path, rows, options.data.columns, held_out)
+        training = TrainingText(loaded, path, rows, options.data.columns, held_out, resolved.lengths)
     fidelity = encode_data(loaded, resolved.fidelity, singles=0, by_length=True)
     return RunInputs(resolved, evaluation, parity_batches(evaluation), selection, fit, training, fidelity)
 

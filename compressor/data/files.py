@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-from collections.abc import Iterator
+import math
+from collections.abc import Callable, Iterator
 from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 import numpy as np
+from attr_compress.compressor.data.lengths import chunked
 from attr_compress.compressor.data.reading import ExampleStream
 from attr_compress.compressor.data.rows import Example, LabelledData
 
@@ -77,23 +79,32 @@ def hashed_sample(
     seed: int,
     *,
     at_most: float = 1.0,
+    weights: Callable[[list[Example]], np.ndarray] | None = None,
+    exclude: AbstractSet[tuple[str, str | None]] = frozenset(),
     text_column: str | None = None,
     text_pair_column: str | None = None,
     label_column: str | None = None,
 ) -> tuple[LabelledData, int]:
     """The n rows (at most the fraction ``at_most`` of the file) whose content hashes lowest under ``seed``, in
     file order, in one pass; and the file's row count. Chosen by content, so copies of a row are taken or left
-    together and a run never trains on the twin of a row it judges with."""
+    together and a run never trains on the twin of a row it judges with. With ``weights`` (of a chunk of rows)
+    the sample is weighted (Efraimidis and Spirakis 2006: the n lowest ``-log(u) / w``, u from the hash; rows of
+    weight 0 are never drawn); rows whose content is in ``exclude`` are never drawn, but counted."""
     stream = ExampleStream(
         path, label2id, text_column=text_column, text_pair_column=text_pair_column, label_column=label_column
     )
-    lowest: list[tuple[int, int, Example]] = []  # a max-heap of the n lowest (negated hash, -row)
-    for example in stream:
-        key = int.from_bytes(hashlib.blake2b(repr((seed, example.content)).encode(), digest_size=8).digest(), "big")
-        if len(lowest) < n:
-            heapq.heappush(lowest, (-key, -example.row, example))
-        elif -key > lowest[0][0]:
-            heapq.heapreplace(lowest, (-key, -example.row, example))
+    lowest: list[tuple[float, int, Example]] = []  # a max-heap of the n lowest (negated key, -row)
+    for chunk in chunked(example for example in stream if example.content not in exclude):
+        chunk_weights = np.ones(len(chunk)) if weights is None else weights(chunk)
+        for example, weight in zip(chunk, chunk_weights, strict=True):
+            if weight <= 0:
+                continue
+            digest = hashlib.blake2b(repr((seed, example.content)).encode(), digest_size=8).digest()
+            key = -math.log1p(-(int.from_bytes(digest, "big") + 0.5) / 2**64) / weight  # lowest hash: lowest key
+            if len(lowest) < n:
+                heapq.heappush(lowest, (-key, -example.row, example))
+            elif -key > lowest[0][0]:
+                heapq.heapreplace(lowest, (-key, -example.row, example))
     kept = sorted(lowest, reverse=True)[: min(n, int(stream.count * at_most))]
     return stream.labelled(tuple(sorted((item[2] for item in kept), key=lambda e: e.row))), stream.count
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,6 +22,7 @@ from attr_compress.compressor.data.files import (
     sample_labelled_data,
     stream_examples,
 )
+from attr_compress.compressor.data.lengths import LengthMatch, Lengths, measured
 from attr_compress.compressor.defaults import default
 from attr_compress.compressor.errors import InputError
 from attr_compress.compressor.seeds import Seeds
@@ -89,6 +91,7 @@ class ResolvedData:
     fit: LabelledData
     fidelity: LabelledData  # unlabelled use: candidates are judged by agreement with the original here
     excluded: tuple[str, ...] = ()
+    lengths: LengthMatch | None = None  # how the fidelity and fit samples were weighted to follow --data's lengths
 
 
 def hold_out_selection(
@@ -162,15 +165,35 @@ def chooser_name(options: DataOptions) -> str:
     return "--select-data" if options.select_data else "the selection rows"
 
 
+FIDELITY_FLOOR = 400  # rows a fidelity slice may keep however small the file (paired comparisons need few)
+FIDELITY_SHARE = 0.1  # beyond the floor, at most this share of the calibration file is held out to judge
+
+
 @dataclass(frozen=True)
 class CalibrationSamples:
     """The samples of a calibration file: the unlabelled slice that judges (``fidelity``, chosen by content
-    hash), and apart from it the examples that score and those that fit; ``rows`` in the file."""
+    hash), and apart from it the examples that score and those that fit; ``rows`` in the file; ``match``: how the
+    judging and fitting samples were weighted to follow the served lengths (None: uniform)."""
 
     fidelity: LabelledData
     scoring: LabelledData
     fit: LabelledData
     rows: int
+    match: LengthMatch | None = None
+
+
+def fidelity_size(requested: int, rows: int) -> int:
+    """The fidelity slice's size: as requested, but at most a tenth of a large file's rows beyond FIDELITY_FLOOR
+    (and a third of any file: ``hashed_sample``'s ``at_most``), so small tasks keep most rows to train on."""
+    return min(requested, max(FIDELITY_FLOOR, int(rows * FIDELITY_SHARE)))
+
+
+def length_match(
+    path: str, label2id: dict[str, int], columns: dict[str, str | None], served: Sequence[int], lengths: Lengths
+) -> tuple[LengthMatch, int]:
+    """How the calibration file's token lengths compare with the served rows' (one streaming pass), and its rows."""
+    available = [length for _, length in measured(stream_examples(path, label2id, **columns), lengths)]
+    return LengthMatch.between(served, available), len(available)
 
 
 def calibration_samples(
@@ -182,13 +205,27 @@ def calibration_samples(
     examples: int,
     fit_examples: int,
     fidelity_examples: int,
+    served: Sequence[int] | None = None,
+    lengths: Lengths | None = None,
 ) -> CalibrationSamples:
-    """Every sample of the calibration file, each in one streaming pass (memory bounded by the samples)."""
-    fidelity, rows = hashed_sample(path, label2id, fidelity_examples, seeds.fidelity, at_most=1 / 3, **columns)
+    """Every sample of the calibration file, each in one streaming pass (memory bounded by the samples). Given the
+    served rows' token lengths (``served``, counted by ``lengths``), the judging and fitting samples follow them
+    (``LengthMatch``); the scoring sample stays uniform (attribution ranks units, it does not judge)."""
+    match, weights, rows = None, None, None
+    if served is not None and lengths is not None:
+        match, rows = length_match(path, label2id, columns, served, lengths)
+        weights = match.weigher(lengths)
+    if rows is None:
+        rows = sum(1 for _ in stream_examples(path, label2id, **columns))
+    size = fidelity_size(fidelity_examples, rows)
+    fidelity, rows = hashed_sample(path, label2id, size, seeds.fidelity, at_most=1 / 3, weights=weights, **columns)
     apart = {example.content for example in fidelity.examples}
     scoring, _ = sample_labelled_data(path, label2id, examples, seeds.scoring, exclude=apart, **columns)
-    fit, _ = sample_labelled_data(path, label2id, fit_examples, seeds.fit, exclude=apart, **columns)
-    return CalibrationSamples(fidelity, scoring, fit, rows)
+    if weights is None:
+        fit, _ = sample_labelled_data(path, label2id, fit_examples, seeds.fit, exclude=apart, **columns)
+    else:
+        fit, _ = hashed_sample(path, label2id, fit_examples, seeds.fit, weights=weights, exclude=apart, **columns)
+    return CalibrationSamples(fidelity, scoring, fit, rows, match)
 
 
 def resolve_data(
@@ -201,11 +238,15 @@ def resolve_data(
     select_examples: int = default("select_examples"),
     fit_examples: int = default("fit_examples"),
     fidelity_examples: int = default("fidelity_examples"),
+    lengths: Lengths | None = None,
 ) -> ResolvedData:
-    """Evaluation and calibration sets: the options, else the model's GLUE task from $GLUE_DIR or ``datasets``."""
+    """Evaluation and calibration sets: the options, else the model's GLUE task from $GLUE_DIR or ``datasets``.
+    With ``lengths`` (the model's token counts), the calibration samples that judge and fit follow the token
+    lengths of every ``--data`` row (text only: what the model will be served)."""
     data_path, calib_path, source = data_files(config, options)
     columns, seeds = options.columns, Seeds(seed)
     evaluation = load_labelled_data(data_path, label2id, **columns)
+    served = None if lengths is None else list(lengths(evaluation.examples))
     evaluation, selection, how = hold_out_selection(evaluation, options, label2id, select_examples, seeds.selection)
     chose = {example.content for example in selection.examples}
     evaluation, excluded = without(
@@ -235,6 +276,8 @@ def resolve_data(
             examples=examples,
             fit_examples=fit_examples,
             fidelity_examples=fidelity_examples,
+            served=served,
+            lengths=lengths,
         )
         trained = calibration_contents(calib_path, label2id, columns)
     shared = calib_path is None or Path(calib_path).resolve() == Path(data_path).resolve()
@@ -250,6 +293,7 @@ def resolve_data(
         samples.fit,
         samples.fidelity,
         (*excluded, *more),
+        samples.match,
     )
 
 

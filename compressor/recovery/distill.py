@@ -32,29 +32,36 @@ import torch
 from attr_compress.compressor.artifacts import JsonArtifact
 from attr_compress.compressor.cache import file_digest
 from attr_compress.compressor.data.files import stream_examples
+from attr_compress.compressor.data.lengths import CHUNK, LengthMatch, chunked
 from attr_compress.compressor.data.rows import Example
-from attr_compress.compressor.defaults import default
+from attr_compress.compressor.defaults import DISTILL_HIDDEN, default
 from attr_compress.compressor.errors import InputError
 from attr_compress.compressor.models.families import encoder_layers
 from attr_compress.compressor.models.loading import LoadedModel, encode, modules_on, token_lengths
 from attr_compress.compressor.progress import progress_bar
 from attr_compress.compressor.pruning.prune import model_layer_spans
+from attr_compress.compressor.recovery.augment import WordReplacement
 from attr_compress.compressor.scoring.distributed import all_reduce_sum, broadcast_from_main, rank_and_size, shard
 from torch import nn
 
 logger = logging.getLogger(__name__)
 
 SHUFFLE_BUFFER = 8192
+# "first-token": the last layer's first token only (what the classifier reads; the least-squares refit's target),
+# "every-token": every layer on every real token (TinyBERT), "none": the logits alone
+HIDDEN_TARGETS = DISTILL_HIDDEN
 LENGTH_GROUP = 50  # batches whose examples are sorted by length together: little padding, still shuffled
 
 
 @dataclass(frozen=True)
 class DistillOptions:
-    """How long and how hard to distil: ``steps`` batches when given, else ``examples`` examples but at most
-    ``epochs`` passes over the training rows; ``minutes`` (opt-in) caps the time, at the cost of runs that
-    depend on the machine."""
+    """How long and how hard to distil: ``steps`` batches when given, else ``tokens`` real tokens but at most
+    ``epochs`` passes over the training rows (a pair task costs what a single-sentence task costs); ``minutes``
+    (opt-in) caps the time, at the cost of runs that depend on the machine. ``hidden``: which hidden states the
+    student matches besides the logits (HIDDEN_TARGETS); ``augment``: from the second pass over the rows on,
+    the share of whole words replaced by input-embedding neighbours."""
 
-    examples: int = default("distill_examples")
+    tokens: int = default("distill_tokens")
     epochs: float = 8.0
     steps: int | None = default("distill_steps")
     minutes: float | None = default("distill_minutes")
@@ -62,7 +69,9 @@ class DistillOptions:
     learning_rate: float = 1e-4
     warmup: float = 0.05  # fraction of the steps with a linearly rising learning rate, then linear decay
     temperature: float = 2.0
+    hidden: str = default("distill_hidden")
     hidden_weight: float = 1.0
+    augment: float = default("distill_augment")
     quantization_aware: float = default("distill_int8_aware")
     seed: int = 0
     device: str = default("device")
@@ -74,8 +83,12 @@ class DistillOptions:
             raise InputError(f"--distill-minutes must be above 0, got {self.minutes}")
         if self.steps is not None and self.steps < 1:
             raise InputError(f"--distill-steps must be at least 1, got {self.steps}")
-        if self.examples < 1 or not self.epochs > 0:
-            raise InputError("--distill-examples must be at least 1 and the epochs above 0")
+        if self.tokens < 1 or not self.epochs > 0:
+            raise InputError("--distill-tokens must be at least 1 and the epochs above 0")
+        if self.hidden not in HIDDEN_TARGETS:
+            raise InputError(f"--distill-hidden must be one of {', '.join(HIDDEN_TARGETS)}, got {self.hidden!r}")
+        if not 0 <= self.augment < 1:
+            raise InputError(f"--distill-augment must be in [0, 1), got {self.augment}")
         if self.batch_size < 1 or not self.learning_rate > 0 or not self.temperature > 0:
             raise InputError(
                 "distillation needs a batch size of at least 1 and a positive learning rate and temperature"
@@ -83,11 +96,12 @@ class DistillOptions:
         if not 0 <= self.warmup < 1 or self.hidden_weight < 0:
             raise InputError("distillation warm-up must be in [0, 1) and the hidden-state weight 0 or more")
 
-    def planned_steps(self, rows: int) -> int:
-        """The step count, from the options and the number of training rows only."""
+    def planned_steps(self, rows: float, mean_tokens: float) -> int:
+        """The step count, from the options and the training text only: ``tokens`` real tokens (rows of
+        ``mean_tokens`` on average), at most ``epochs`` passes over the ``rows`` a pass reads."""
         if self.steps is not None:
             return self.steps
-        examples = min(self.examples, int(self.epochs * max(rows, 1)))
+        examples = min(self.tokens / max(mean_tokens, 1.0), self.epochs * max(rows, 1.0))
         return max(1, math.ceil(examples / self.batch_size))
 
 
@@ -95,22 +109,35 @@ class DistillOptions:
 class TrainingText:
     """Where distillation reads its text: a labelled file (labels unused) of ``rows`` rows and the columns,
     tokenised by ``loaded``; rows whose content is in ``held_out`` (the slice that judges candidates) are never
-    trained on."""
+    trained on; with ``match``, rows are kept at random so that their token lengths follow the served rows'."""
 
     loaded: LoadedModel
     path: str
     rows: int
     columns: dict[str, str | None] = field(default_factory=dict)
     held_out: frozenset[tuple[str, str | None]] = frozenset()
+    match: LengthMatch | None = None
 
     def cache_identity(self) -> tuple[Any, ...]:
-        """The file's content (not its name), the columns read, the rows left out and the tokenizer."""
+        """The file's content (not its name), the columns read, the rows left out, the tokenizer, the lengths."""
         held_out = hashlib.sha256(json.dumps(sorted(self.held_out, key=repr)).encode()).hexdigest()
-        return file_digest(self.path), self.columns, held_out, self.loaded.identity.tokenizer
+        return file_digest(self.path), self.columns, held_out, self.loaded.identity.tokenizer, self.match
 
     @property
     def training_rows(self) -> int:
         return max(1, self.rows - len(self.held_out))
+
+    @property
+    def rows_per_pass(self) -> float:
+        """The rows one pass over the file trains on (with ``match``, the share its acceptance keeps)."""
+        return self.training_rows * (1.0 if self.match is None else self.match.kept_share)
+
+    def mean_tokens(self) -> float:
+        """The mean token count of a training row: the served rows' with ``match``, else the file's first rows'."""
+        if self.match is not None:
+            return self.match.served_lengths[0]
+        first = list(itertools.islice(stream_examples(self.path, self.loaded.label2id, **self.columns), CHUNK))
+        return float(np.mean(token_lengths(self.loaded, first))) if first else 1.0
 
 
 @dataclass(frozen=True)
@@ -121,8 +148,9 @@ class DistillRecord(JsonArtifact):
 
     data: str
     steps: int
-    planned_from: str  # "steps", "examples", or "minutes" (the opt-in time cap cut it short)
+    planned_from: str  # "steps", "tokens", or "minutes" (the opt-in time cap cut it short)
     examples: int
+    tokens: int  # real (unpadded) tokens trained on
     seconds: float
     threads: int
     batch_size: int
@@ -133,23 +161,41 @@ class DistillRecord(JsonArtifact):
     loss_first: float
     loss_last: float
     estimated_seconds: float | None = None  # from the timing probe, said before training
+    hidden: str = "every-token"  # which hidden states were matched (HIDDEN_TARGETS)
+    augment: float = 0.0  # share of whole words replaced from the second pass on
 
 
-def training_batches(text: TrainingText, batch_size: int, seed: int) -> Iterator[dict[str, torch.Tensor]]:
-    """Tokenised batches of the file's examples (less the held-out ones), shuffled within a seeded buffer, over
-    and over (epochs). Each run of LENGTH_GROUP batches is cut from examples sorted by length and served in
-    random order, so batches carry little padding (SST-2 sentences: 13 tokens on average, up to 60)."""
+def training_batches(
+    text: TrainingText, batch_size: int, seed: int, augment: float = 0.0
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Tokenised batches of the file's examples (less the held-out ones; with ``text.match`` kept at random to
+    follow the served lengths), shuffled within a seeded buffer, over and over (epochs). Each run of
+    LENGTH_GROUP batches is cut from examples sorted by length and served in random order, so batches carry
+    little padding. From the second pass on, ``augment`` of the whole words are replaced by neighbours
+    (``WordReplacement``): each pass then reads new text."""
     loaded = text.loaded
+    replacement = WordReplacement(loaded, augment) if augment > 0 else None
     for epoch in itertools.count():
-        rng = np.random.default_rng([seed, epoch])
-        rows = stream_examples(text.path, loaded.label2id, **text.columns)
-        examples = _shuffled((row for row in rows if row.content not in text.held_out), rng)
+        rng, augmenting = np.random.default_rng([seed, epoch]), replacement is not None and epoch > 0
+        rows = (row for row in stream_examples(text.path, loaded.label2id, **text.columns))
+        rows = (row for row in rows if row.content not in text.held_out)
+        if text.match is not None:
+            rows = _accepted(rows, text, np.random.default_rng([seed, epoch, 1]))
+        examples = _shuffled(rows, rng)
         while group := list(itertools.islice(examples, batch_size * LENGTH_GROUP)):
             lengths = token_lengths(loaded, group)
             ordered = [group[index] for index in np.argsort(lengths, kind="stable")]
             batches = [ordered[start : start + batch_size] for start in range(0, len(ordered), batch_size)]
             for index in rng.permutation(len(batches)):
-                yield dict(encode(loaded, batches[index]))
+                batch = dict(encode(loaded, batches[index]))
+                yield replacement.replace(batch, rng) if augmenting else batch
+
+
+def _accepted(rows: Iterator[Example], text: TrainingText, rng: np.random.Generator) -> Iterator[Example]:
+    """The rows a seeded draw keeps with their length's acceptance (``LengthMatch.acceptance``)."""
+    for chunk in chunked(rows):
+        keep = rng.random(len(chunk)) < text.match.acceptance(token_lengths(text.loaded, chunk))
+        yield from (row for row, kept in zip(chunk, keep, strict=True) if kept)
 
 
 def _shuffled(examples: Iterator[Example], rng: np.random.Generator) -> Iterator[Example]:
@@ -173,9 +219,9 @@ def distillation_loss(
     options: DistillOptions,
     teacher_layers: Sequence[int] | None = None,
 ) -> torch.Tensor:
-    """T^2 KL(teacher || student) on softened logits per example + ``hidden_weight`` x the mean over layers of
-    the squared hidden-state error on real tokens, relative to the teacher's energy there (scale-free across
-    layers).
+    """T^2 KL(teacher || student) on softened logits per example + ``hidden_weight`` x the mean over the matched
+    hidden states (``options.hidden``) of the squared error, relative to the teacher's energy there (scale-free
+    across layers).
 
     Student layer i matches teacher layer ``teacher_layers[i]`` (0-based; by default layer i): with dropped
     layers, the last layer of the span it stands for. Under torchrun each process holds a share of the batch:
@@ -193,16 +239,30 @@ def distillation_loss(
         * temperature**2
         / examples
     )
-    if options.hidden_weight == 0:
+    if options.hidden_weight == 0 or options.hidden == "none":
         return loss
-    real = attention_mask.bool()
-    teachers = _matched(teacher.hidden_states, teacher_layers)
-    energies = all_reduce_sum(np.array([float((theirs[real] ** 2).sum()) for theirs in teachers]))
+    pairs = _hidden_pairs(student.hidden_states, teacher.hidden_states, attention_mask, options.hidden, teacher_layers)
+    energies = all_reduce_sum(np.array([float((theirs**2).sum()) for _, theirs in pairs]))
     errors = [
-        ((mine[real] - theirs[real]) ** 2).sum() / max(energy, 1e-12)
-        for mine, theirs, energy in zip(student.hidden_states[1:], teachers, energies, strict=True)
+        ((mine - theirs) ** 2).sum() / max(energy, 1e-12)
+        for (mine, theirs), energy in zip(pairs, energies, strict=True)
     ]
     return loss + options.hidden_weight * torch.stack(errors).mean()
+
+
+def _hidden_pairs(
+    student: Sequence[torch.Tensor],
+    teacher: Sequence[torch.Tensor],
+    attention_mask: torch.Tensor,
+    target: str,
+    layers: Sequence[int] | None,
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(student, teacher) hidden states to match: every layer's real tokens, or the last layer's first token."""
+    teachers = _matched(teacher, layers)
+    if target == "first-token":
+        return [(student[-1][:, 0], teachers[-1][:, 0])]
+    real = attention_mask.bool()
+    return [(mine[real], theirs[real]) for mine, theirs in zip(student[1:], teachers, strict=True)]
 
 
 def _matched(states: Sequence[torch.Tensor], layers: Sequence[int] | None) -> Sequence[torch.Tensor]:
@@ -240,10 +300,11 @@ def _train_step(
     gradient is the whole batch's). Returns the whole batch's loss."""
     processes = rank_and_size()[1]
     batch = {key: value[shard(value)] for key, value in batch.items()}
+    hidden = options.hidden != "none" and options.hidden_weight > 0
     with torch.no_grad():
-        target = teacher(**batch, output_hidden_states=True)
+        target = teacher(**batch, output_hidden_states=hidden)
     loss = distillation_loss(
-        student(**batch, output_hidden_states=True),
+        student(**batch, output_hidden_states=hidden),
         target,
         batch["attention_mask"],
         options,
@@ -302,17 +363,18 @@ def distill(
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     torch.manual_seed(options.seed)
-    batches = training_batches(text, options.batch_size, options.seed)
+    batches = training_batches(text, options.batch_size, options.seed, options.augment)
     try:
         with modules_on(options.device, teacher, student):
-            steps = options.planned_steps(text.training_rows)
+            steps = options.planned_steps(text.rows_per_pass, text.mean_tokens())
             probe = list(itertools.islice(training_batches(text, options.batch_size, options.seed + 1), 6))
             per_step = float(broadcast_from_main(np.array([seconds_per_step(teacher, student, probe, options)]))[0])
             capped = options.minutes is not None and per_step * steps > options.minutes * 60
             if capped:
                 steps = max(1, int(options.minutes * 60 / per_step))
             logger.info(
-                f"distillation: {steps:,} steps of {options.batch_size} on {text.training_rows:,} training rows, "
+                f"distillation: {steps:,} steps of {options.batch_size} on {text.rows_per_pass:,.0f} training rows a "
+                f"pass (of {text.training_rows:,}; rows of {text.mean_tokens():.1f} tokens on average), "
                 f"about {per_step * steps / 60:.1f} min on this machine ({processes} process(es), {threads} "
                 "thread(s) each)"
                 + (" (cut by --distill-minutes: the result now depends on this machine's speed)" if capped else "")
@@ -324,12 +386,14 @@ def distill(
             parameter.requires_grad_(False)
     return DistillRecord(
         data=str(text.path),
-        planned_from="minutes" if capped else ("steps" if options.steps else "examples"),
+        planned_from="minutes" if capped else ("steps" if options.steps else "tokens"),
         threads=threads,
         batch_size=options.batch_size,
         learning_rate=options.learning_rate,
         temperature=options.temperature,
+        hidden=options.hidden,
         hidden_weight=options.hidden_weight,
+        augment=options.augment,
         seed=options.seed,
         estimated_seconds=round(per_step * steps, 1),
         **record,
@@ -376,7 +440,7 @@ def _run(
 
         trained = DistributedDataParallel(student)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _Schedule(steps, options.warmup))
-    losses, examples, started = [], 0, time.perf_counter()
+    losses, examples, tokens, started = [], 0, 0, time.perf_counter()
     bar = progress_bar(total=steps, desc="distillation", unit="step", enabled=progress)
     layers = _teacher_layers(student)
     aware_from = steps - round(options.quantization_aware * steps)
@@ -387,6 +451,7 @@ def _run(
             losses.append(_train_step(teacher, trained, batch, optimizer, options, layers))
             scheduler.step()
             examples += int(batch["input_ids"].shape[0])
+            tokens += int(batch["attention_mask"].sum())
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
     bar.close()
@@ -394,6 +459,7 @@ def _run(
     return {
         "steps": len(losses),
         "examples": examples,
+        "tokens": tokens,
         "seconds": round(time.perf_counter() - started, 1),
         "loss_first": float(np.mean(losses[:window])) if losses else math.nan,
         "loss_last": float(np.mean(losses[-window:])) if losses else math.nan,

@@ -250,13 +250,61 @@ def accuracy_section(report: Report) -> list[str]:
         "",
         "Speed-ups of the pruned int8 model (batch-1 p50): "
         f"{ratios['speedup_p50_pruned_int8_vs_original_pytorch_fp32']:.2f}x over the original in PyTorch fp32, "
-        f"{ratios['speedup_p50_pruned_int8_vs_original_int8']:.2f}x over the original int8 ONNX.",
+        f"{ratios['speedup_p50_pruned_int8_vs_original_int8']:.2f}x over the original int8 ONNX"
+        + spread_text(report.speedup_spread)
+        + ".",
         "",
         drop_sentence(report.drop, f"the {report.drop.rows} rows that chose nothing"),
         "",
+        *split_lines(report),
         fidelity_sentence(report.selection_check.fidelity),
         "",
+        *lengths_lines(report),
         selection_line(report.selection_check),
+        "",
+    ]
+
+
+def spread_text(spread: dict[str, list[float]]) -> str:
+    """' (round by round: 2.41x-2.60x and ...)' from the paired timing rounds, or nothing."""
+    parts = [
+        f"{low:.2f}x-{high:.2f}x {name.replace('vs_original_', 'over the original ').replace('_', ' ')}"
+        for name, (low, high) in spread.items()
+    ]
+    return f" (round by round: {', '.join(parts)})" if parts else ""
+
+
+def split_lines(report: Report) -> list[str]:
+    """Where the points went, and how often the shipped model disagrees with the original on the measured rows."""
+    split = report.drop_split
+    lines = [
+        f"On the same rows the shipped model's class differs from the original's on {report.measured_disagreement:.2%}"
+        " of them."
+    ]
+    if split is not None:
+        lines[0] += (
+            f" Of the {change_text(report.drop_points)} points, pruning and recovery (the pruned model's fp32 graph) "
+            f"account for {change_text(split['pruning_and_recovery_fp32_points'])}, int8 for "
+            f"{change_text(split['int8_points'])}."
+        )
+    return [*lines, ""]
+
+
+def lengths_lines(report: Report) -> list[str]:
+    """The judge's text against the measured rows' text, in tokens (mean, quartiles)."""
+    if not report.data.lengths:
+        return []
+    rows = [
+        f"| {name} | {values[0]:.1f} | {values[1]:g} / {values[2]:g} / {values[3]:g} |"
+        for name, values in report.data.lengths.items()
+    ]
+    return [
+        "Text lengths in tokens: the judge's text is drawn from the calibration file to follow the token lengths of "
+        "the --data rows (their text only), so choices are made on text like what will be served.",
+        "",
+        "| text | mean tokens | quartiles |",
+        "|---|---|---|",
+        *rows,
         "",
     ]
 

@@ -49,6 +49,8 @@ class DataSummary:
     selection_row_numbers: list[int]
     excluded: list[str] = field(default_factory=list)  # rows removed so no measured row also chose or trained
     fidelity_rows: int = 0  # unlabelled rows of the calibration text that judge candidates against the original
+    # token lengths (mean, quartiles) of the rows measured, the --data file, the calibration file and the judge's text
+    lengths: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def exclusions_note(self) -> str:
@@ -186,6 +188,7 @@ class Report(JsonArtifact):
     weights: WeightsInfo
     versions: dict[str, str]
     drop: PairedDrop  # the shipped int8 graph against the original (PyTorch fp32) on the rows that chose nothing
+    drop_fp32: PairedDrop | None = None  # the pruned model's fp32 graph against the same, on the same rows
     reused: list[str] = field(default_factory=list)  # stages whose results came from the cache
     family: str = ""  # the architecture, e.g. "RoBERTa, RobertaForSequenceClassification"
 
@@ -201,6 +204,35 @@ class Report(JsonArtifact):
     def drop_points(self) -> float:
         """Accuracy points the shipped graph lost against the original in PyTorch fp32, on the same rows."""
         return self.drop.drop_points
+
+    @property
+    def drop_split(self) -> dict[str, float] | None:
+        """Where the points went on the measured rows: pruning and recovery (the fp32 graph), then int8."""
+        if self.drop_fp32 is None:
+            return None
+        fp32 = self.drop_fp32.drop_points
+        return {"pruning_and_recovery_fp32_points": fp32, "int8_points": self.drop_points - fp32}
+
+    @property
+    def measured_disagreement(self) -> float:
+        """How often the shipped graph's class differs from the original's on the measured rows."""
+        return self.drop.disagreement
+
+    @property
+    def speedup_spread(self) -> dict[str, list[float]]:
+        """The batch-1 speed-ups of the shipped graph round by round (paired: both timed in the same round), least
+        and greatest, so a report states how far one more measurement could move them."""
+        shipped = self.shipped.round_p50_ms
+        spread = {}
+        for key, (model, runtime) in (
+            ("vs_original_int8", ("original", "onnx-int8")),
+            ("vs_original_pytorch_fp32", ("original", "pytorch-fp32")),
+        ):
+            rounds = self.result(model, runtime).round_p50_ms
+            if rounds and len(rounds) == len(shipped):
+                ratios = [theirs / ours for theirs, ours in zip(rounds, shipped, strict=True)]
+                spread[key] = [min(ratios), max(ratios)]
+        return spread
 
     @property
     def ratios(self) -> dict[str, float]:
@@ -224,4 +256,7 @@ class Report(JsonArtifact):
             "drop_interval": to_plain(interval),
             "disagreement": self.selection_check.fidelity.disagreement,
             "disagreement_interval": to_plain(fidelity),
+            "disagreement_on_measured_rows": self.measured_disagreement,
+            "drop_split": self.drop_split,
+            "speedup_spread": self.speedup_spread,
         }

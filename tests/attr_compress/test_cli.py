@@ -134,6 +134,15 @@ def test_report_holds_the_figures(pipeline_run):
     interval = report["drop_interval"]
     assert interval["level"] == 0.95 and interval["low"] <= drop <= interval["high"]
     assert "Newcombe" in interval["method"] and "95% interval" in markdown.splitlines()[0]
+    # where the points went: the pruned fp32 graph's drop, and int8's on top of it, on the same rows
+    fp32 = (results["original/pytorch-fp32"]["accuracy"] - results["pruned/onnx-fp32"]["accuracy"]) * 100
+    split = report["drop_split"]
+    assert split["pruning_and_recovery_fp32_points"] == pytest.approx(fp32)
+    assert split["pruning_and_recovery_fp32_points"] + split["int8_points"] == pytest.approx(drop)
+    assert 0 <= report["disagreement_on_measured_rows"] <= 1 and "int8 for" in markdown
+    low, high = report["speedup_spread"]["vs_original_int8"]
+    assert low <= report["ratios"]["speedup_p50_pruned_int8_vs_original_int8"] <= high
+    assert len(results["pruned/onnx-int8-tuned"]["round_p50_ms"]) == 3 and "round by round" in markdown
 
 
 def test_latency_budget_run_chooses_and_reports_the_sizes(tiny_model_dir, tiny_data, tmp_path, capsys):

@@ -23,7 +23,7 @@ from attr_compress.compressor.recovery.lsq import RecoveryOptions, encode_for_fi
 from attr_compress.compressor.scoring.heads import HeadImportance
 from attr_compress.compressor.scoring.neurons import NeuronImportance
 from attr_compress.evaluation.fidelity import Fidelity, Judge, Judgement, PairedDrop
-from attr_compress.evaluation.target import LatencyModel, LatencyTarget, Timing
+from attr_compress.evaluation.target import FIXED_SHARES, CostPrior, LatencyModel, LatencyTarget, Timing
 from attr_compress.evaluation.tuning import candidate_recipes, choose_recipe
 from attr_compress.exporters import runtime
 from attr_compress.exporters.recipes import OPTIMUM_BASELINE
@@ -111,7 +111,7 @@ def test_the_latency_model_recovers_every_cost_from_the_designed_structures():
     assert model.layer_cost(LayerShape(0, 0, True)) == 0
     noisy = LatencyModel.fit(timings(structures, noise=0.05))
     assert all(value >= 0 for value in noisy.coefficients.values())  # never a negative cost
-    assert noisy.margin(0.4) > model.margin(0.4) >= 1.03
+    assert noisy.margin(0.4) == model.margin(0.4) >= 1.03  # noise cannot move the budget through the margin
 
 
 def brute_force(sensitivity: Sensitivity, cost, budget: float) -> float:
@@ -246,7 +246,7 @@ class FakeGraphs:
 
     def time(self, runners, structures):
         return [
-            Timing(s, [true_ratio(s) * (1 + self.noise * self.rng.standard_normal()) for _ in range(3)], 1.0, 1.0)
+            Timing(s, [true_ratio(s) * (1 + self.rng.uniform(-self.noise, self.noise)) for _ in range(3)], 1.0, 1.0)
             for s in structures
         ]
 
@@ -277,16 +277,27 @@ def search(scored, tiny_data, target, monkeypatch, noise=0.0, seed=0):
 
 def test_the_search_plans_judges_and_confirms_a_structure_that_meets_the_target(scored, tiny_data, monkeypatch):
     result = search(scored, tiny_data, LatencyTarget(speedup=3.0), monkeypatch)
-    assert true_ratio(result.chosen) <= 1 / 3 / 1.03  # meets the target with the margin
+    assert true_ratio(result.chosen) <= 1 / 3  # meets the target (the prior's shape is not the fake CPU's)
     assert result.chosen != Structure.uniform(2, 4, 37)
     assert result.confirmations and result.confirmations[-1].met
     chosen = result.chosen_candidate
     assert chosen.judgement.key == min(candidate.judgement.key for candidate in result.candidates)
     origins = {candidate.origin for candidate in result.candidates}
-    assert any(origin.startswith("per-layer allocation") for origin in origins)
-    assert any(origin.startswith("global ranking") for origin in origins)
+    assert origins and all(origin.startswith("per-layer allocation") for origin in origins)
     assert result.margin >= 1.03 and result.target_ratio == pytest.approx(1 / 3)
     assert result.latency_model.coefficients["heads"] == pytest.approx(0.01, rel=1e-3)
+
+
+def test_global_rankings_compete_only_when_asked_for(scored, tiny_data, monkeypatch):
+    original = SearchInputs.__init__
+
+    def global_allocation(self, *args, **kwargs):
+        original(self, *args, **{**kwargs, "allocation": "global"})
+
+    monkeypatch.setattr(SearchInputs, "__init__", global_allocation)
+    result = search(scored, tiny_data, LatencyTarget(speedup=3.0), monkeypatch)
+    assert all(candidate.origin.startswith("global ranking") for candidate in result.candidates)
+    assert true_ratio(result.chosen) <= 1 / 3
 
 
 def test_an_unreachable_target_is_a_clear_error(scored, tiny_data, monkeypatch):
@@ -295,12 +306,47 @@ def test_an_unreachable_target_is_a_clear_error(scored, tiny_data, monkeypatch):
 
 
 def test_timing_noise_does_not_move_the_choice(scored, tiny_data, monkeypatch):
-    """Two runs whose every timing carries independent 2% noise choose the same structure."""
+    """Eight runs whose every timing carries independent noise within +-3% choose the same structure."""
     chosen = {
-        search(scored, tiny_data, LatencyTarget(speedup=3.0), monkeypatch, noise=0.02, seed=seed).chosen
-        for seed in range(4)
+        search(scored, tiny_data, LatencyTarget(speedup=3.0), monkeypatch, noise=0.03, seed=seed).chosen
+        for seed in range(8)
     }
     assert len(chosen) == 1
+
+
+def test_the_allocation_ladder_does_not_move_with_timing_noise_on_the_demo_shape():
+    """The demo's shape (6 layers x 12 heads x 1536 neurons), a fixed sensitivity, 16 latency models fitted to
+    timings with independent 3% noise: every one picks the same allocation for a 2.5x target."""
+    rng = np.random.default_rng(5)
+    heads, neurons = list(range(13)), neuron_grid(1536)
+    attention = [list(np.sort(rng.random(13))[::-1] * np.linspace(1, 0, 13) / (layer + 1)) for layer in range(6)]
+    ffn = [list(np.sort(rng.random(17))[::-1] * np.linspace(1, 0, 17) / (layer + 1)) for layer in range(6)]
+    sensitivity = Sensitivity(heads, neurons, attention, ffn, [1.0] * 6, rows=128)
+    costs = {"layers": 0.012, "attention_blocks": 0.02, "heads": 0.004, "ffn_blocks": 0.01, "neurons": 0.00005}
+    design = design_structures(6, 12, 1536)
+    chosen = set()
+    for seed in range(16):
+        noise = np.random.default_rng(seed)
+        truth = [0.04 + sum(costs[name] * count for name, count in s.features().items()) for s in design]
+        model = LatencyModel.fit(
+            [
+                Timing(s, [t * (1 + noise.uniform(-0.03, 0.03)) for _ in range(3)], t, 1.0)
+                for s, t in zip(design, truth, strict=True)
+            ]
+        )
+        prior = CostPrior.of(hidden=384, heads=12, width=1536, tokens=25)
+        layers_budget, _ = search_module.budget(model, 0.4)
+        chosen.add(search_module.on_the_ladder(sensitivity, prior, model, layers_budget, allow_drop=True).structure)
+    assert len(chosen) == 1
+
+
+def test_the_cost_prior_is_a_share_of_a_full_layer_in_multiply_adds_and_fixed_overheads():
+    prior = CostPrior.of(hidden=16, heads=4, width=37, tokens=10)
+    assert prior(LayerShape(4, 37)) == pytest.approx(1.0) and prior(LayerShape(0, 0, True)) == 0
+    assert prior(LayerShape(0, 0)) == pytest.approx(FIXED_SHARES["layers"])
+    # a head costs its q, k, v and output projections and its scores and context, in neurons' multiply-adds
+    assert prior.head == pytest.approx((4 * 16 * 4 + 2 * 10 * 4) / 32)
+    assert prior(LayerShape(2, 10)) < prior(LayerShape(3, 10)) < prior(LayerShape(3, 37))
 
 
 def test_a_target_missed_when_measured_replans_with_the_model_rescaled(scored, tiny_data, monkeypatch):

@@ -9,18 +9,20 @@ import pytest
 import torch
 from attr_compress.compressor.data.rows import Example
 from attr_compress.compressor.errors import InputError
-from attr_compress.compressor.models.loading import LoadedModel, load_model
+from attr_compress.compressor.models.loading import LoadedModel, load_model, token_lengths
 from attr_compress.compressor.pruning.prune import plan_pruning, prune
+from attr_compress.compressor.data.lengths import LengthMatch
 from attr_compress.compressor.recovery.distill import (
     DistillOptions,
     TrainingText,
     distill,
+    distillation_loss,
     seconds_per_step,
     training_batches,
 )
 from attr_compress.compressor.recovery.lsq import RecoveryOptions, recover
 
-from tests.helpers import SENTENCES, write_tsv
+from tests.helpers import SENTENCES, WORDS, write_tsv
 
 HEADS = [[0.5, -0.2, 0.1, 0.9], [0.3, 0.05, -0.4, 0.7]]
 SENTENCES_AS_EXAMPLES = [Example(text, None, 0, row) for row, (text, _) in enumerate(SENTENCES, 1)]
@@ -48,10 +50,69 @@ def test_distillation_is_reproducible_and_learns(tiny_model_dir, tiny_data):
 
 
 def test_the_length_comes_from_the_data_and_the_options_never_the_machine():
-    assert DistillOptions().planned_steps(rows=67_000) == 1250  # 40,000 examples in batches of 32
-    assert DistillOptions().planned_steps(rows=2_000) == 8 * 2_000 // 32  # at most 8 passes over small data
-    assert DistillOptions(steps=7).planned_steps(rows=10) == 7
-    assert DistillOptions(examples=64, batch_size=32).planned_steps(rows=1_000) == 2
+    assert DistillOptions().planned_steps(rows=67_000, mean_tokens=25) == 750  # 600,000 tokens, batches of 32
+    assert DistillOptions().planned_steps(rows=1_000, mean_tokens=25) == 8 * 1_000 // 32  # at most 8 passes
+    assert DistillOptions(steps=7).planned_steps(rows=10, mean_tokens=25) == 7
+    assert DistillOptions(tokens=640, batch_size=32).planned_steps(rows=1_000, mean_tokens=10) == 2
+    # a pair task costs what a single-sentence task costs: twice the tokens a row, half the rows
+    assert DistillOptions().planned_steps(rows=67_000, mean_tokens=50) == 375
+
+
+def test_the_hidden_state_targets(tiny_model_dir):
+    """Logits only; the last layer's first token (what the classifier reads); every layer's every real token."""
+    loaded = load_model(tiny_model_dir)
+    student = student_of(loaded.model)
+    batch = dict(loaded.tokenizer(["a good film", "a bad one , really"], padding=True, return_tensors="pt"))
+    with torch.no_grad():
+        teacher_out = loaded.model(**batch, output_hidden_states=True)
+        student_out = student(**batch, output_hidden_states=True)
+    mask = batch["attention_mask"]
+    losses = {
+        hidden: float(distillation_loss(student_out, teacher_out, mask, DistillOptions(hidden=hidden)))
+        for hidden in ("none", "first-token", "every-token")
+    }
+    kl = losses["none"]
+    first = ((student_out.hidden_states[-1][:, 0] - teacher_out.hidden_states[-1][:, 0]) ** 2).sum()
+    energy = (teacher_out.hidden_states[-1][:, 0] ** 2).sum()
+    assert losses["first-token"] == pytest.approx(kl + float(first / energy), rel=1e-5)
+    assert losses["every-token"] > kl and losses["every-token"] != losses["first-token"]
+    # the first token alone: changing a later token's teacher state leaves the first-token loss unchanged
+    shifted = [state.clone() for state in teacher_out.hidden_states]
+    shifted[-1][:, 1:] += 1.0
+    moved = type(teacher_out)(logits=teacher_out.logits, hidden_states=tuple(shifted))
+    assert float(distillation_loss(student_out, moved, mask, DistillOptions(hidden="first-token"))) == pytest.approx(
+        losses["first-token"], rel=1e-6
+    )
+
+
+def test_training_text_follows_the_served_lengths(tiny_model_dir, tmp_path):
+    """With a length match, a stream drawn from short and long rows keeps rows in proportion to the served
+    lengths: served rows all long, so the short rows are (almost) never read."""
+    loaded = load_model(tiny_model_dir)
+    short = [(f"w{index}", 1) for index in range(40)]
+    long = [(" ".join(f"w{index}" for index in range(12)) + f" z{row}", 0) for row in range(10)]
+    data = write_tsv(tmp_path / "train.tsv", short + long)
+    lengths = token_lengths(loaded, [Example(text, None, 0, 1) for text, _ in short + long])
+    served = [max(lengths)] * 40
+    match = LengthMatch.between(served, lengths)
+    text = TrainingText(loaded, str(data), rows=50, match=match)
+    assert text.rows_per_pass == pytest.approx(10, abs=0.5) and text.mean_tokens() == max(lengths)
+    stream = training_batches(text, 1, 0)
+    seen = [int(next(stream)["attention_mask"].sum()) for _ in range(30)]
+    assert min(seen) == max(lengths)
+
+
+def test_later_passes_read_augmented_text(tiny_model_dir, tmp_path):
+    loaded = load_model(tiny_model_dir)
+    rows = [(" ".join(WORDS[index : index + 6]), 0) for index in range(0, 36, 6)]
+    data = write_tsv(tmp_path / "train.tsv", rows)
+    plain = training_batches(TrainingText(loaded, str(data), rows=len(rows)), 1, 0)
+    augmented = training_batches(TrainingText(loaded, str(data), rows=len(rows)), 1, 0, augment=0.5)
+    first = [[next(stream)["input_ids"][0].tolist() for _ in range(len(rows))] for stream in (plain, augmented)]
+    assert first[0] == first[1]  # the first pass reads the text as it is
+    second = [[next(stream)["input_ids"][0].tolist() for _ in range(len(rows))] for stream in (plain, augmented)]
+    assert sorted(map(len, second[0])) == sorted(map(len, second[1]))  # one token in, one token out
+    assert second[0] != second[1]
 
 
 def test_a_time_cap_is_opt_in_and_says_it_cut_the_training(tiny_model_dir, tiny_data, caplog):
@@ -97,7 +158,9 @@ def test_training_text_is_streamed_in_a_new_order_every_epoch(tiny_model_dir, tm
     "options, message",
     [
         ({"minutes": 0.0}, "--distill-minutes must be above 0"),
-        ({"examples": 0}, "--distill-examples must be at least 1"),
+        ({"tokens": 0}, "--distill-tokens must be at least 1"),
+        ({"hidden": "all"}, "--distill-hidden must be one of"),
+        ({"augment": 1.0}, "--distill-augment must be in"),
         ({"steps": 0}, "--distill-steps must be at least 1"),
         ({"learning_rate": 0}, "positive learning rate"),
     ],
