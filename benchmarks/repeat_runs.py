@@ -33,7 +33,7 @@ from attr_compress.compressor.data.files import load_labelled_data
 from attr_compress.compressor.models.loading import encode, load_model
 from attr_compress.evaluation.fidelity import paired_drop
 from attr_compress.evaluation.measure import predict
-from attr_compress.exporters.onnx_export import ONNX_INT8, export_onnx
+from attr_compress.exporters.onnx_export import ONNX_FP32, ONNX_INT8, export_onnx
 from attr_compress.exporters.quantize import quantize_dynamic
 from attr_compress.exporters.runtime import OnnxRunner, TorchRunner
 
@@ -78,13 +78,23 @@ def users_speedups(model: str, shipped: Path, rows: list, examples: int = 200) -
 
 
 def unseen_drop(model: str, shipped: Path, unseen: str) -> dict[str, float]:
+    """The shipped int8 graph and the pruned fp32 graph against the original (PyTorch fp32) on the unseen rows:
+    the paired drop with its interval, the fp32 part of it, and how often the shipped class differs."""
     loaded = load_model(model)
     data = encode_data(loaded, load_labelled_data(unseen, loaded.label2id), singles=0)
     original = predict(TorchRunner("original", loaded.model), data)
     ours = predict(OnnxRunner("shipped", shipped / ONNX_INT8, threads=0), data)
+    fp32 = predict(OnnxRunner("fp32", shipped / ONNX_FP32, threads=0), data)
     drop = paired_drop(original, ours, data.labels)
     interval = drop.interval()
-    return {"drop_points": drop.drop_points, "rows": drop.rows, "low": interval.low, "high": interval.high}
+    return {
+        "drop_points": drop.drop_points,
+        "rows": drop.rows,
+        "low": interval.low,
+        "high": interval.high,
+        "fp32_drop_points": paired_drop(original, fp32, data.labels).drop_points,
+        "disagreement": drop.disagreement,
+    }
 
 
 def measured_run(args: argparse.Namespace, target: float, extra: list[str], cache: Path | None = None) -> dict:
@@ -125,6 +135,11 @@ def measured_run(args: argparse.Namespace, target: float, extra: list[str], cach
             "measured_rows": report["data"]["evaluation_rows"],
             "selection_check": report["selection_check"]["drop"],
             "disagreement": report["disagreement"],
+            "disagreement_on_measured_rows": report["disagreement_on_measured_rows"],
+            "disagreement_on_selection_rows": report["disagreement_on_selection_rows"],
+            "drop_split": report["drop_split"],
+            "speedup_spread": report["speedup_spread"],
+            "judge_lengths": report["data"]["lengths"],
             "unseen": unseen,
             "unseen_inside_stated_interval": stated["low"] <= unseen["drop_points"] <= stated["high"],
             "speedup_vs_optimum_int8_in_run": report["ratios"]["speedup_p50_pruned_int8_vs_original_int8"],

@@ -137,8 +137,9 @@ OPTIONS: dict[str, Option] = {
         Option(
             "--fidelity-examples",
             4000,
-            "Unlabelled rows of --calib (at most a third) held out to judge every candidate, recipe and recovery by "
-            "agreement with the original; never scored, fitted or distilled on.",
+            "Unlabelled rows of --calib held out to judge every candidate, recipe and recovery by agreement with the "
+            "original, drawn to follow the token lengths of the --data rows; never scored, fitted or distilled on. "
+            "A small file keeps most rows to train on: at most a tenth of it beyond 400 rows.",
         ),
         Option(
             "--select-examples",

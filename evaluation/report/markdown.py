@@ -277,9 +277,11 @@ def spread_text(spread: dict[str, list[float]]) -> str:
 def split_lines(report: Report) -> list[str]:
     """Where the points went, and how often the shipped model disagrees with the original on the measured rows."""
     split = report.drop_split
+    selection = report.selection_check.drop
     lines = [
         f"On the same rows the shipped model's class differs from the original's on {report.measured_disagreement:.2%}"
-        " of them."
+        f" of them, on the {selection.rows} selection rows on {selection.disagreement:.2%} (rows of --data: text as "
+        "served, which a calibration file the original was trained on is not)."
     ]
     if split is not None:
         lines[0] += (

@@ -257,6 +257,7 @@ class Report(JsonArtifact):
             "disagreement": self.selection_check.fidelity.disagreement,
             "disagreement_interval": to_plain(fidelity),
             "disagreement_on_measured_rows": self.measured_disagreement,
+            "disagreement_on_selection_rows": self.selection_check.drop.disagreement,
             "drop_split": self.drop_split,
             "speedup_spread": self.speedup_spread,
         }
