@@ -7,11 +7,11 @@ import logging
 import numpy as np
 import pytest
 import torch
+from attr_compress.compressor.data.lengths import LengthMatch
 from attr_compress.compressor.data.rows import Example
 from attr_compress.compressor.errors import InputError
 from attr_compress.compressor.models.loading import LoadedModel, load_model, token_lengths
 from attr_compress.compressor.pruning.prune import plan_pruning, prune
-from attr_compress.compressor.data.lengths import LengthMatch
 from attr_compress.compressor.recovery.distill import (
     DistillOptions,
     TrainingText,
