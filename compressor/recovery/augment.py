@@ -12,97 +12,13 @@ from attr_compress.compressor.models.loading import LoadedModel
 
 NEIGHBOURS = 8  # candidates per word, by cosine similarity of the input embeddings
 # Words whose replacement changes the sentence's structure rather than its content (TinyBERT skips stop words).
-STOP_WORDS = frozenset(
-    [
-        "a",
-        "an",
-        "the",
-        "and",
-        "or",
-        "but",
-        "if",
-        "of",
-        "to",
-        "in",
-        "on",
-        "at",
-        "by",
-        "for",
-        "with",
-        "from",
-        "as",
-        "is",
-        "are",
-        "was",
-        "were",
-        "be",
-        "been",
-        "being",
-        "am",
-        "do",
-        "does",
-        "did",
-        "have",
-        "has",
-        "had",
-        "not",
-        "no",
-        "nor",
-        "so",
-        "than",
-        "that",
-        "this",
-        "these",
-        "those",
-        "it",
-        "its",
-        "he",
-        "she",
-        "they",
-        "them",
-        "we",
-        "you",
-        "i",
-        "me",
-        "my",
-        "our",
-        "your",
-        "his",
-        "her",
-        "their",
-        "there",
-        "here",
-        "what",
-        "which",
-        "who",
-        "whom",
-        "whose",
-        "when",
-        "where",
-        "why",
-        "how",
-        "all",
-        "any",
-        "both",
-        "each",
-        "few",
-        "more",
-        "most",
-        "some",
-        "such",
-        "only",
-        "own",
-        "same",
-        "too",
-        "very",
-        "can",
-        "will",
-        "just",
-        "should",
-        "would",
-        "could",
-    ]
-)
+STOP_WORD_TEXT = """
+a an the and or but if of to in on at by for with from as is are was were be been being am do does did have has
+had not no nor so than that this these those it its he she they them we you i me my our your his her their there
+here what which who whom whose when where why how all any both each few more most some such only own same too very
+can will just should would could
+"""
+STOP_WORDS = frozenset(STOP_WORD_TEXT.split())
 # How each tokenizer family marks where a word starts: WordPiece marks the continuation instead.
 CONTINUATION_PREFIX = "##"
 WORD_START_PREFIXES = ("\u0120", "\u2581")  # byte-level BPE (RoBERTa), SentencePiece (XLM-RoBERTa)
@@ -120,6 +36,8 @@ class WordReplacement:
         self.words, self.continuation = _vocabulary_marks(tokens, set(tokenizer.all_special_tokens))
         embeddings = loaded.model.get_input_embeddings().weight.detach().float()
         self.embeddings = torch.nn.functional.normalize(embeddings, dim=-1)
+        self.candidates = torch.from_numpy(np.flatnonzero(self.words))
+        self.candidate_embeddings = self.embeddings[self.candidates]
         self.neighbours: dict[int, np.ndarray] = {}
 
     def replace(self, batch: dict[str, torch.Tensor], rng: np.random.Generator) -> dict[str, torch.Tensor]:
@@ -141,11 +59,10 @@ class WordReplacement:
         new = [int(token) for token in token_ids if int(token) not in self.neighbours]
         if not new:
             return
-        candidates = torch.from_numpy(np.flatnonzero(self.words))
-        similarity = self.embeddings[new] @ self.embeddings[candidates].T
+        similarity = self.embeddings[new] @ self.candidate_embeddings.T
         similarity[similarity >= 0.9999] = -2.0  # the token itself (and exact duplicates)
-        top = similarity.topk(min(NEIGHBOURS, len(candidates)), dim=-1).indices
-        for token, row in zip(new, candidates[top].numpy(), strict=True):
+        top = similarity.topk(min(NEIGHBOURS, len(self.candidates)), dim=-1).indices
+        for token, row in zip(new, self.candidates[top].numpy(), strict=True):
             self.neighbours[token] = row
 
 

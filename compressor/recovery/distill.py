@@ -408,18 +408,33 @@ class FakeInt8(nn.Module):
         return weight + (torch.round(weight / scale) * scale - weight).detach()
 
 
+def fake_uint8_input(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """A MatMul's input rounded as onnxruntime's dynamic quantisation rounds it on every call: asymmetric uint8
+    over the tensor's range (taking in 0), straight-through gradient."""
+    (hidden, *rest) = inputs
+    low, high = hidden.detach().min().clamp_max(0), hidden.detach().max().clamp_min(0)
+    scale = ((high - low) / 255).clamp_min(1e-12)
+    zero = torch.round(-low / scale)
+    rounded = (torch.clamp(torch.round(hidden / scale) + zero, 0, 255) - zero) * scale
+    return (hidden + (rounded - hidden).detach(), *rest)
+
+
 @contextlib.contextmanager
 def quantization_aware(model: nn.Module) -> Iterator[None]:
-    """Inside: the encoder's linear layers compute with int8-rounded weights while their float weights train;
-    on the way out the float weights are left in place."""
+    """Inside: the encoder's linear layers compute as onnxruntime's dynamic int8 MatMuls do, with per-channel
+    int8-rounded weights and uint8-rounded inputs, while their float weights train; on the way out the float
+    weights are left in place."""
     from torch.nn.utils import parametrize
 
     linears = [module for module in encoder_layers(model).modules() if isinstance(module, nn.Linear)]
+    hooks = [module.register_forward_pre_hook(fake_uint8_input) for module in linears]
     for module in linears:
         parametrize.register_parametrization(module, "weight", FakeInt8())
     try:
         yield
     finally:
+        for hook in hooks:
+            hook.remove()
         for module in linears:
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
 

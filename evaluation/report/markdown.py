@@ -275,21 +275,22 @@ def spread_text(spread: dict[str, list[float]]) -> str:
 
 
 def split_lines(report: Report) -> list[str]:
-    """Where the points went, and how often the shipped model disagrees with the original on the measured rows."""
-    split = report.drop_split
-    selection = report.selection_check.drop
-    lines = [
-        f"On the same rows the shipped model's class differs from the original's on {report.measured_disagreement:.2%}"
-        f" of them, on the {selection.rows} selection rows on {selection.disagreement:.2%} (rows of --data: text as "
-        "served, which a calibration file the original was trained on is not)."
-    ]
+    """How often the shipped model disagrees with the original on text as served, and where the points went."""
+    served, split = report.served_disagreement, report.drop_split
+    interval = served.interval()
+    line = (
+        f"On the {served.rows} rows of --data no stage trained on (the selection and the measured rows: text as "
+        f"served) the shipped model's class differs from the original's on {served.disagreement:.2%} of them "
+        f"({interval.level:.0%} interval {interval.low:.2%} to {interval.high:.2%}, {interval.method}); on the "
+        f"measured rows alone on {report.measured_disagreement:.2%}."
+    )
     if split is not None:
-        lines[0] += (
+        line += (
             f" Of the {change_text(report.drop_points)} points, pruning and recovery (the pruned model's fp32 graph) "
             f"account for {change_text(split['pruning_and_recovery_fp32_points'])}, int8 for "
             f"{change_text(split['int8_points'])}."
         )
-    return [*lines, ""]
+    return [line, ""]
 
 
 def lengths_lines(report: Report) -> list[str]:

@@ -214,6 +214,15 @@ class Report(JsonArtifact):
         return {"pruning_and_recovery_fp32_points": fp32, "int8_points": self.drop_points - fp32}
 
     @property
+    def served_disagreement(self) -> Fidelity:
+        """How often the shipped graph's class differs from the original's on every --data row no stage trained
+        on (the selection rows and the measured rows): text as served. The fidelity slice ranks candidates well
+        but is the calibration text, often the original's own training data, on which it is more confident."""
+        rows = [self.selection_check.drop, self.drop]
+        changed = sum(round(drop.disagreement * drop.rows) for drop in rows)
+        return Fidelity(rows=sum(drop.rows for drop in rows), disagreements=changed, kl=float("nan"))
+
+    @property
     def measured_disagreement(self) -> float:
         """How often the shipped graph's class differs from the original's on the measured rows."""
         return self.drop.disagreement
@@ -258,6 +267,8 @@ class Report(JsonArtifact):
             "disagreement_interval": to_plain(fidelity),
             "disagreement_on_measured_rows": self.measured_disagreement,
             "disagreement_on_selection_rows": self.selection_check.drop.disagreement,
+            "disagreement_on_data_rows": self.served_disagreement.disagreement,
+            "disagreement_on_data_rows_interval": to_plain(self.served_disagreement.interval()),
             "drop_split": self.drop_split,
             "speedup_spread": self.speedup_spread,
         }

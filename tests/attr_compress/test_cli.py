@@ -140,6 +140,12 @@ def test_report_holds_the_figures(pipeline_run):
     assert split["pruning_and_recovery_fp32_points"] == pytest.approx(fp32)
     assert split["pruning_and_recovery_fp32_points"] + split["int8_points"] == pytest.approx(drop)
     assert 0 <= report["disagreement_on_measured_rows"] <= 1 and "int8 for" in markdown
+    served = report["disagreement_on_data_rows"]
+    selection = report["selection_check"]["drop"]
+    changed = report["disagreement_on_measured_rows"] * 3 + selection["changed"]
+    assert served == pytest.approx(changed / (3 + selection["rows"]))
+    assert report["disagreement_on_data_rows_interval"]["low"] <= served <= 1
+    assert f"rows of --data no stage trained on (the selection and the measured rows: text as served)" in markdown
     low, high = report["speedup_spread"]["vs_original_int8"]
     assert low <= report["ratios"]["speedup_p50_pruned_int8_vs_original_int8"] <= high
     assert len(results["pruned/onnx-int8-tuned"]["round_p50_ms"]) == 3 and "round by round" in markdown

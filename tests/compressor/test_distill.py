@@ -17,6 +17,7 @@ from attr_compress.compressor.recovery.distill import (
     TrainingText,
     distill,
     distillation_loss,
+    quantization_aware,
     seconds_per_step,
     training_batches,
 )
@@ -180,3 +181,21 @@ def test_distill_without_training_text_and_auto_outside_a_run_are_refused(tiny_m
     with pytest.raises(InputError, match="--recover must be one of"):
         RecoveryOptions("retrain")
     assert isinstance(LoadedModel.wrap(loaded.model, loaded.tokenizer), LoadedModel)
+
+
+def test_the_int8_aware_end_rounds_weights_and_inputs_as_onnxruntime_does(tiny_model_dir):
+    loaded = load_model(tiny_model_dir)
+    linear = loaded.model.bert.encoder.layer[0].intermediate.dense
+    weight = linear.weight.detach().clone()
+    hidden = torch.randn(2, 5, weight.shape[1])
+    with quantization_aware(loaded.model):
+        inside = linear(hidden)
+    scale = weight.abs().amax(dim=1, keepdim=True) / 127
+    low, high = min(float(hidden.min()), 0.0), max(float(hidden.max()), 0.0)
+    step = (high - low) / 255
+    zero = round(-low / step)
+    rounded = (torch.clamp(torch.round(hidden / step) + zero, 0, 255) - zero) * step
+    expected = rounded @ (torch.round(weight / scale) * scale).T + linear.bias
+    assert torch.allclose(inside, expected, atol=1e-5)
+    assert not torch.allclose(inside, linear(hidden), atol=1e-6)  # outside: float weights and inputs again
+    assert torch.equal(linear.weight, weight) and not linear._forward_pre_hooks
