@@ -145,7 +145,7 @@ def test_report_holds_the_figures(pipeline_run):
     changed = report["disagreement_on_measured_rows"] * 3 + selection["changed"]
     assert served == pytest.approx(changed / (3 + selection["rows"]))
     assert report["disagreement_on_data_rows_interval"]["low"] <= served <= 1
-    assert f"rows of --data no stage trained on (the selection and the measured rows: text as served)" in markdown
+    assert "rows of --data no stage trained on (the selection and the measured rows: text as served)" in markdown
     low, high = report["speedup_spread"]["vs_original_int8"]
     assert low <= report["ratios"]["speedup_p50_pruned_int8_vs_original_int8"] <= high
     assert len(results["pruned/onnx-int8-tuned"]["round_p50_ms"]) == 3 and "round by round" in markdown
