@@ -16,7 +16,14 @@ from attr_compress.compressor.explain.drawing import token_strength, token_tint,
 from attr_compress.compressor.explain.trees import AttributionTree
 from attr_compress.evaluation.report.record import VARIANT_LABELS, Report
 from attr_compress.evaluation.report.svg import PALETTE, Point, grouped_columns, scatter, svg_open
-from attr_compress.evaluation.report.verdict import change_text, drop_sentence, fidelity_sentence, selection_line
+from attr_compress.evaluation.report.verdict import (
+    change_text,
+    drop_sentence,
+    fidelity_sentence,
+    selection_line,
+    served_sentence,
+    spread_text,
+)
 
 STYLE = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1b1b1b;background:#fafafa}
@@ -82,11 +89,12 @@ def verdict_section(report: Report) -> str:
         f"{change_text(interval.low)}; {shipped.accuracy:.4f} against the original's {original.accuracy:.4f}), "
         f"<b>{ratios['speedup_p50_pruned_int8_vs_original_int8']:.2f}x</b> faster than the original's Optimum int8 "
         f"ONNX and <b>{ratios['speedup_p50_pruned_int8_vs_original_pytorch_fp32']:.2f}x</b> faster than PyTorch fp32 "
-        f"(batch 1, p50), {_count(params['pruned'].total)} parameters instead of "
+        f"(batch 1, p50{escape(spread_text(report.speedup_spread)).replace(' (', '; ').rstrip(')')}), "
+        f"{_count(params['pruned'].total)} parameters instead of "
         f"{_count(params['original'].total)}. Measured on {report.data.evaluation_rows} rows that chose nothing."
         f"{escape(report.data.exclusions_note)}</p>"
         f"<p>{escape(drop_sentence(report.drop, 'the rows that chose nothing'))} "
-        f"{escape(fidelity_sentence(report.selection_check.fidelity))}</p>"
+        f"{escape(served_sentence(report))} {escape(fidelity_sentence(report.selection_check.fidelity))}</p>"
     )
     rows = [(original, "PyTorch fp32 (original)"), (optimum, "Optimum int8 ONNX (original)"), (shipped, "shipped int8")]
     longest = max(row.latency_p50_ms for row, _ in rows)

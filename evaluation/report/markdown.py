@@ -12,6 +12,8 @@ from attr_compress.evaluation.report.verdict import (
     fidelity_sentence,
     headline,
     selection_line,
+    served_sentence,
+    spread_text,
 )
 from attr_compress.evaluation.target import TargetSearch
 
@@ -256,41 +258,14 @@ def accuracy_section(report: Report) -> list[str]:
         "",
         drop_sentence(report.drop, f"the {report.drop.rows} rows that chose nothing"),
         "",
-        *split_lines(report),
+        served_sentence(report),
+        "",
         fidelity_sentence(report.selection_check.fidelity),
         "",
         *lengths_lines(report),
         selection_line(report.selection_check),
         "",
     ]
-
-
-def spread_text(spread: dict[str, list[float]]) -> str:
-    """' (round by round: 2.41x-2.60x and ...)' from the paired timing rounds, or nothing."""
-    parts = [
-        f"{low:.2f}x-{high:.2f}x {name.replace('vs_original_', 'over the original ').replace('_', ' ')}"
-        for name, (low, high) in spread.items()
-    ]
-    return f" (round by round: {', '.join(parts)})" if parts else ""
-
-
-def split_lines(report: Report) -> list[str]:
-    """How often the shipped model disagrees with the original on text as served, and where the points went."""
-    served, split = report.served_disagreement, report.drop_split
-    interval = served.interval()
-    line = (
-        f"On the {served.rows} rows of --data no stage trained on (the selection and the measured rows: text as "
-        f"served) the shipped model's class differs from the original's on {served.disagreement:.2%} of them "
-        f"({interval.level:.0%} interval {interval.low:.2%} to {interval.high:.2%}, {interval.method}); on the "
-        f"measured rows alone on {report.measured_disagreement:.2%}."
-    )
-    if split is not None:
-        line += (
-            f" Of the {change_text(report.drop_points)} points, pruning and recovery (the pruned model's fp32 graph) "
-            f"account for {change_text(split['pruning_and_recovery_fp32_points'])}, int8 for "
-            f"{change_text(split['int8_points'])}."
-        )
-    return [line, ""]
 
 
 def lengths_lines(report: Report) -> list[str]:

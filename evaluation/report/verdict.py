@@ -58,3 +58,31 @@ def headline(report: Report) -> str:
         f"({interval.level:.0%} interval {change_text(interval.high)} to {change_text(interval.low)}), "
         f"{speedup:.2f}x faster than its int8 ONNX"
     )
+
+
+def spread_text(spread: dict[str, list[float]]) -> str:
+    """' (round by round: 2.41x-2.60x and ...)' from the paired timing rounds, or nothing."""
+    parts = [
+        f"{low:.2f}x-{high:.2f}x {name.replace('vs_original_', 'over the original ').replace('_', ' ')}"
+        for name, (low, high) in spread.items()
+    ]
+    return f" (round by round: {', '.join(parts)})" if parts else ""
+
+
+def served_sentence(report: Report) -> str:
+    """How often the shipped model disagrees with the original on text as served, and where the points went."""
+    served, split = report.served_disagreement, report.drop_split
+    interval = served.interval()
+    line = (
+        f"On the {served.rows} rows of --data no stage trained on (the selection and the measured rows: text as "
+        f"served) the shipped model's class differs from the original's on {served.disagreement:.2%} of them "
+        f"({interval.level:.0%} interval {interval.low:.2%} to {interval.high:.2%}, {interval.method}); on the "
+        f"measured rows alone on {report.measured_disagreement:.2%}."
+    )
+    if split is not None:
+        line += (
+            f" Of the {change_text(report.drop_points)} points, pruning and recovery (the pruned model's fp32 graph) "
+            f"account for {change_text(split['pruning_and_recovery_fp32_points'])}, int8 for "
+            f"{change_text(split['int8_points'])}."
+        )
+    return line
