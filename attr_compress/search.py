@@ -277,19 +277,18 @@ def on_the_ladder(
     sensitivity: Sensitivity, prior: CostPrior, model: LatencyModel, layers_budget: float, allow_drop: bool
 ) -> Candidate | None:
     """The least-loss allocation under the prior at the highest rung (every LADDER_STEP of the full model's prior
-    cost) within the budget's share of the full model's measured cost. That share is what repeated timings agree
-    on (within a few tenths of a percent) while the model's single coefficients trade off against each other, so
-    timing noise moves the choice by one rung at most, and only near a rung's edge. Its predicted ratio is the
-    prior's (the confirming measurement rescales the model when the prior is off)."""
+    cost) within the budget's share of the full model's measured cost, stepping down while the measured model
+    predicts it over the budget. That share is what repeated timings agree on (within a few tenths of a percent)
+    while the model's single coefficients trade off against each other, so timing noise moves the choice by one
+    rung at most, and only near a rung's edge. Its speed-up is the measured model's prediction."""
     layers, heads = len(sensitivity.dropped), max(sensitivity.head_counts)
     full = model.layer_cost(LayerShape(heads, max(sensitivity.neuron_counts))) * layers
     if full <= 0:
         return None
     for rung in range(math.floor(min(layers_budget / full, 1.0) / LADDER_STEP + 1e-9), 0, -1):
         found = allocate(sensitivity, prior, rung * LADDER_STEP * layers, allow_drop=allow_drop)
-        if found is not None:
-            share = sum(prior(shape) for shape in found.layers) / layers
-            return Candidate(found, "", 1 / (model.intercept + share * full))
+        if found is not None and model.predict(found) - model.intercept <= layers_budget:
+            return Candidate(found, "", 1 / model.predict(found))
     return None
 
 

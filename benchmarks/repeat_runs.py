@@ -21,6 +21,7 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -116,6 +117,12 @@ def measured_run(args: argparse.Namespace, target: float, extra: list[str], cach
                 "error": finished.stderr.strip()[-500:],
                 "wall_s": wall,
             }
+        if getattr(args, "keep", None):
+            kept = Path(args.keep) / f"{target:g}x-{time.strftime('%H%M%S')}"
+            kept.mkdir(parents=True, exist_ok=True)
+            for name in ("report.json", "report.md", "target_search.json", "graph_tuning.json", "recovery.json"):
+                if (out / name).is_file():
+                    shutil.copy(out / name, kept / name)
         report = json.loads((out / "report.json").read_text())
         search = json.loads((out / "target_search.json").read_text())
         weights = hashlib.sha256((out / "pruned" / "model.safetensors").read_bytes()).hexdigest()[:16]
@@ -158,6 +165,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--target", type=float, default=2.5)
     parser.add_argument("--out", default="runs.json")
+    parser.add_argument("--keep", help="copy each run's report and search records into this folder")
     parser.add_argument("--split", type=Path, help="write the two halves of this TSV (with --into) and stop")
     parser.add_argument("--into", type=Path)
     args, extra = parser.parse_known_args()
