@@ -102,6 +102,13 @@ def prepare_inputs(loaded: LoadedModel, options: PipelineOptions) -> RunInputs:
         path, rows = resolved.calibration.path, resolved.calibration_rows
         training = TrainingText(loaded, path, rows, options.data.columns, held_out, resolved.lengths)
     fidelity = encode_data(loaded, resolved.fidelity, singles=0, by_length=True)
+    if resolved.lengths is not None:
+        match = resolved.lengths
+        logger.info(
+            f"text like what is served: --data rows average {match.served_lengths[0]:.1f} tokens, --calib rows "
+            f"{match.available_lengths[0]:.1f}; the judge's {len(resolved.fidelity):,} rows, the fit rows and the "
+            f"distillation stream are drawn to follow --data's lengths ({match.covered:.0%} of them covered)"
+        )
     return RunInputs(resolved, evaluation, parity_batches(evaluation), selection, fit, training, fidelity)
 
 
