@@ -267,7 +267,7 @@ def candidates_of(model: LatencyModel, structures: list[tuple[Structure, str]]) 
 
 def cost_prior(inputs: SearchInputs) -> CostPrior:
     """The allocation's cost shape: multiply-adds at the timed inputs' mean length, and fixed shares."""
-    layers, heads, width = inputs.shape
+    _, heads, width = inputs.shape
     hidden = inputs.loaded.model.get_input_embeddings().embedding_dim
     tokens = float(np.mean([single["input_ids"].shape[-1] for single in inputs.singles])) if inputs.singles else 1.0
     return CostPrior.of(hidden, heads, width, tokens)

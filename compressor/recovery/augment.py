@@ -40,11 +40,16 @@ class WordReplacement:
         self.candidate_embeddings = self.embeddings[self.candidates]
         self.neighbours: dict[int, np.ndarray] = {}
 
-    def replace(self, batch: dict[str, torch.Tensor], rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        """The batch with replaced words (a new ``input_ids``; the other tensors shared)."""
+    def replace(
+        self, batch: dict[str, torch.Tensor], rng: np.random.Generator, rows: np.ndarray | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The batch with replaced words in ``rows`` (a mask; None: every row), as a new ``input_ids``; the other
+        tensors shared."""
         ids = batch["input_ids"].clone()
         flat = ids.view(-1).numpy()
         single = single_token_words(flat.reshape(ids.shape), self.words, self.continuation)
+        if rows is not None:
+            single &= np.asarray(rows, dtype=bool)[:, None]
         chosen = np.flatnonzero(single.reshape(-1) & (rng.random(flat.shape[0]) < self.rate))
         self._learn(np.unique(flat[chosen]))
         picks = rng.integers(0, NEIGHBOURS, size=len(chosen))

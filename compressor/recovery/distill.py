@@ -169,26 +169,42 @@ def training_batches(
     text: TrainingText, batch_size: int, seed: int, augment: float = 0.0
 ) -> Iterator[dict[str, torch.Tensor]]:
     """Tokenised batches of the file's examples (less the held-out ones; with ``text.match`` kept at random to
-    follow the served lengths), shuffled within a seeded buffer, over and over (epochs). Each run of
-    LENGTH_GROUP batches is cut from examples sorted by length and served in random order, so batches carry
-    little padding. From the second pass on, ``augment`` of the whole words are replaced by neighbours
-    (``WordReplacement``): each pass then reads new text."""
+    follow the served lengths), shuffled within a seeded buffer, pass after pass, every batch full (a pass's last
+    rows join the next pass's first, so no process of a torchrun share is ever handed an empty batch). Each run
+    of LENGTH_GROUP batches is cut from examples sorted by length and served in random order, so batches carry
+    little padding. Rows read from the second pass on have ``augment`` of their whole words replaced by
+    neighbours (``WordReplacement``): each pass then reads new text."""
     loaded = text.loaded
     replacement = WordReplacement(loaded, augment) if augment > 0 else None
+    examples, rng, words = (
+        _passes(text, seed),
+        np.random.default_rng([seed, 1 << 20]),
+        np.random.default_rng([seed, 1 << 21]),
+    )
+    while True:
+        group = list(itertools.islice(examples, batch_size * LENGTH_GROUP))
+        lengths = token_lengths(loaded, [example for example, _ in group])
+        ordered = [group[index] for index in np.argsort(lengths, kind="stable")]
+        batches = [ordered[start : start + batch_size] for start in range(0, len(ordered), batch_size)]
+        for index in rng.permutation(len(batches)):
+            batch = dict(encode(loaded, [example for example, _ in batches[index]]))
+            later = np.array([epoch > 0 for _, epoch in batches[index]])
+            yield replacement.replace(batch, words, later) if replacement is not None and later.any() else batch
+
+
+def _passes(text: TrainingText, seed: int) -> Iterator[tuple[Example, int]]:
+    """Every training row with the pass it is read in, pass after pass, each pass in a new seeded order."""
     for epoch in itertools.count():
-        rng, augmenting = np.random.default_rng([seed, epoch]), replacement is not None and epoch > 0
-        rows = (row for row in stream_examples(text.path, loaded.label2id, **text.columns))
+        rows = (row for row in stream_examples(text.path, text.loaded.label2id, **text.columns))
         rows = (row for row in rows if row.content not in text.held_out)
         if text.match is not None:
             rows = _accepted(rows, text, np.random.default_rng([seed, epoch, 1]))
-        examples = _shuffled(rows, rng)
-        while group := list(itertools.islice(examples, batch_size * LENGTH_GROUP)):
-            lengths = token_lengths(loaded, group)
-            ordered = [group[index] for index in np.argsort(lengths, kind="stable")]
-            batches = [ordered[start : start + batch_size] for start in range(0, len(ordered), batch_size)]
-            for index in rng.permutation(len(batches)):
-                batch = dict(encode(loaded, batches[index]))
-                yield replacement.replace(batch, rng) if augmenting else batch
+        read = 0
+        for example in _shuffled(rows, np.random.default_rng([seed, epoch])):
+            read += 1
+            yield example, epoch
+        if not read and epoch > 0:
+            raise InputError(f"no row of '{text.path}' is left to distil on (all held out or of no served length)")
 
 
 def _accepted(rows: Iterator[Example], text: TrainingText, rng: np.random.Generator) -> Iterator[Example]:

@@ -104,55 +104,28 @@ def test_training_text_follows_the_served_lengths(tiny_model_dir, tmp_path):
 
 
 def test_later_passes_read_augmented_text(tiny_model_dir, tmp_path):
+    """The same stream with and without augmentation: the first pass's rows read as they are, later passes' rows
+    with words replaced, one token for one (a group of 50 batches of one row spans several passes of 6 rows)."""
     loaded = load_model(tiny_model_dir)
     rows = [(" ".join(WORDS[index : index + 6]), 0) for index in range(0, 36, 6)]
     data = write_tsv(tmp_path / "train.tsv", rows)
     plain = training_batches(TrainingText(loaded, str(data), rows=len(rows)), 1, 0)
     augmented = training_batches(TrainingText(loaded, str(data), rows=len(rows)), 1, 0, augment=0.5)
-    first = [[next(stream)["input_ids"][0].tolist() for _ in range(len(rows))] for stream in (plain, augmented)]
-    assert first[0] == first[1]  # the first pass reads the text as it is
-    second = [[next(stream)["input_ids"][0].tolist() for _ in range(len(rows))] for stream in (plain, augmented)]
-    assert sorted(map(len, second[0])) == sorted(map(len, second[1]))  # one token in, one token out
-    assert second[0] != second[1]
+    pairs = [(next(plain)["input_ids"][0].tolist(), next(augmented)["input_ids"][0].tolist()) for _ in range(50)]
+    same = sum(first == second for first, second in pairs)
+    assert len(rows) <= same < len(pairs)  # the first pass's six rows at least, never every row
+    assert all(len(first) == len(second) for first, second in pairs)  # one token in, one token out
 
 
-def test_a_time_cap_is_opt_in_and_says_it_cut_the_training(tiny_model_dir, tiny_data, caplog):
+def test_every_batch_is_full_across_passes(tiny_model_dir, tmp_path):
+    """A pass's last rows join the next pass's: with rows kept at random, no batch is short (a torchrun share
+    of an empty batch cannot run the model)."""
     loaded = load_model(tiny_model_dir)
-    student = student_of(loaded.model)
-    before = [parameter.clone() for parameter in student.parameters()]
-    text = TrainingText(loaded, str(tiny_data), rows=12)
-    batches = [batch for batch, _ in zip(training_batches(text, 4, 0), range(4), strict=False)]
-    assert seconds_per_step(loaded.model, student, batches, DistillOptions()) > 0
-    assert all(
-        torch.equal(a, b) for a, b in zip(before, student.parameters(), strict=True)
-    )  # the probe touches nothing
-    options = DistillOptions(steps=100_000, minutes=0.02, batch_size=4)
-    with caplog.at_level(logging.INFO, logger="attr_compress"):
-        record = distill(loaded.model, student, text, options)
-    assert record.planned_from == "minutes" and 1 <= record.steps < 100_000 and record.seconds < 30
-    assert record.estimated_seconds > 0 and "depends on this machine's speed" in caplog.text
-    uncapped = distill(loaded.model, student_of(loaded.model), text, DistillOptions(steps=3, batch_size=4))
-    assert uncapped.planned_from == "steps" and uncapped.steps == 3
-
-
-def test_held_out_rows_are_never_trained_on(tiny_model_dir, tmp_path):
-    loaded = load_model(tiny_model_dir)
-    data = write_tsv(tmp_path / "train.tsv", SENTENCES)
-    held_out = frozenset(example.content for example in SENTENCES_AS_EXAMPLES[:5])
-    text = TrainingText(loaded, str(data), rows=len(SENTENCES), held_out=held_out)
-    stream = training_batches(text, 1, 0)
-    seen = {tuple(next(stream)["input_ids"][0].tolist()) for _ in range(3 * (len(SENTENCES) - 5))}
-    expected = {tuple(loaded.tokenizer(text)["input_ids"]) for text, _ in SENTENCES[5:]}
-    assert seen == expected and text.training_rows == len(SENTENCES) - 5
-
-
-def test_training_text_is_streamed_in_a_new_order_every_epoch(tiny_model_dir, tmp_path):
-    loaded = load_model(tiny_model_dir)
-    data = write_tsv(tmp_path / "train.tsv", SENTENCES * 3)  # 36 rows, more than one batch per epoch
-    stream = training_batches(TrainingText(loaded, str(data), rows=36), 1, 7)
-    epochs = [[tuple(next(stream)["input_ids"][0].tolist()) for _ in range(36)] for _ in range(2)]
-    assert sorted(epochs[0]) == sorted(epochs[1]) and epochs[0] != epochs[1]  # every row, reshuffled
-    assert len(set(epochs[0])) == len(SENTENCES)
+    data = write_tsv(tmp_path / "train.tsv", SENTENCES * 3)
+    lengths = token_lengths(loaded, [Example(text, None, 0, 1) for text, _ in SENTENCES * 3])
+    text = TrainingText(loaded, str(data), rows=36, match=LengthMatch.between(lengths[::2], lengths))
+    stream = training_batches(text, 5, 0)
+    assert {len(next(stream)["input_ids"]) for _ in range(40)} == {5}
 
 
 @pytest.mark.parametrize(
