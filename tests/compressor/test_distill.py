@@ -15,6 +15,7 @@ from attr_compress.compressor.pruning.prune import plan_pruning, prune
 from attr_compress.compressor.recovery.distill import (
     DistillOptions,
     TrainingText,
+    _passes,
     distill,
     distillation_loss,
     quantization_aware,
@@ -126,6 +127,50 @@ def test_every_batch_is_full_across_passes(tiny_model_dir, tmp_path):
     text = TrainingText(loaded, str(data), rows=36, match=LengthMatch.between(lengths[::2], lengths))
     stream = training_batches(text, 5, 0)
     assert {len(next(stream)["input_ids"]) for _ in range(40)} == {5}
+
+
+def test_a_time_cap_is_opt_in_and_says_it_cut_the_training(tiny_model_dir, tiny_data, caplog):
+    loaded = load_model(tiny_model_dir)
+    student = student_of(loaded.model)
+    before = [parameter.clone() for parameter in student.parameters()]
+    text = TrainingText(loaded, str(tiny_data), rows=12)
+    batches = [batch for batch, _ in zip(training_batches(text, 4, 0), range(4), strict=False)]
+    assert seconds_per_step(loaded.model, student, batches, DistillOptions()) > 0
+    assert all(
+        torch.equal(a, b) for a, b in zip(before, student.parameters(), strict=True)
+    )  # the probe touches nothing
+    options = DistillOptions(steps=100_000, minutes=0.02, batch_size=4)
+    with caplog.at_level(logging.INFO, logger="attr_compress"):
+        record = distill(loaded.model, student, text, options)
+    assert record.planned_from == "minutes" and 1 <= record.steps < 100_000 and record.seconds < 30
+    assert record.estimated_seconds > 0 and "depends on this machine's speed" in caplog.text
+    uncapped = distill(loaded.model, student_of(loaded.model), text, DistillOptions(steps=3, batch_size=4))
+    assert uncapped.planned_from == "steps" and uncapped.steps == 3
+
+
+def test_held_out_rows_are_never_trained_on(tiny_model_dir, tmp_path):
+    loaded = load_model(tiny_model_dir)
+    data = write_tsv(tmp_path / "train.tsv", SENTENCES)
+    held_out = frozenset(example.content for example in SENTENCES_AS_EXAMPLES[:5])
+    text = TrainingText(loaded, str(data), rows=len(SENTENCES), held_out=held_out)
+    stream = training_batches(text, 1, 0)
+    seen = {tuple(next(stream)["input_ids"][0].tolist()) for _ in range(3 * (len(SENTENCES) - 5))}
+    expected = {tuple(loaded.tokenizer(text)["input_ids"]) for text, _ in SENTENCES[5:]}
+    assert seen == expected and text.training_rows == len(SENTENCES) - 5
+
+
+def test_training_text_is_streamed_in_a_new_order_every_epoch(tiny_model_dir, tmp_path):
+    loaded = load_model(tiny_model_dir)
+    data = write_tsv(tmp_path / "train.tsv", SENTENCES * 3)  # 36 rows, more than one batch per epoch
+    passes = _passes(TrainingText(loaded, str(data), rows=36), 7)
+    epochs = [[next(passes) for _ in range(36)] for _ in range(2)]
+    assert [epoch for _, epoch in epochs[0]] == [0] * 36 and [epoch for _, epoch in epochs[1]] == [1] * 36
+    texts = [[example.text for example, _ in epoch] for epoch in epochs]
+    assert sorted(texts[0]) == sorted(texts[1]) and texts[0] != texts[1]  # every row, reshuffled
+    assert len(set(texts[0])) == len(SENTENCES)
+    stream = training_batches(TrainingText(loaded, str(data), rows=36), 1, 7)
+    served = [tuple(next(stream)["input_ids"][0].tolist()) for _ in range(50)]  # one group of 50 batches
+    assert len(set(served)) == len(SENTENCES)
 
 
 @pytest.mark.parametrize(
