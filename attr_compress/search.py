@@ -235,7 +235,6 @@ def propose(
     with "global", the global attribution ranking at each head keep with the largest FFN keep that fits. (The
     global rankings no longer compete by default: they won one demo run in four, their FFN keep follows the
     timing noise, and each costs a refit and a judgement.)"""
-    structures: list[tuple[Structure, str]] = []
     if inputs.allocation == "per-layer":
         prior = cost_prior(inputs)
         found = {}
@@ -244,7 +243,7 @@ def propose(
             if candidate is not None and candidate.structure not in found:
                 found[candidate.structure] = replace(candidate, origin=origin)
         return list(found.values())
-    width = inputs.shape[2]
+    width, structures = inputs.shape[2], []
     for keep in HEAD_KEEPS:
         for keep_ffn in FFN_KEEPS:
             plan = plan_pruning(
@@ -254,12 +253,7 @@ def propose(
             if model.predict(structure) - model.intercept <= layers_budget:
                 structures.append((structure, f"global ranking, keep {keep:g} / keep-ffn {keep_ffn:g}"))
                 break
-    return candidates_of(model, structures)
-
-
-def candidates_of(model: LatencyModel, structures: list[tuple[Structure, str]]) -> list[Candidate]:
-    """One candidate per distinct structure (the first origin named), with its predicted speed-up."""
-    unique: dict[Structure, str] = {}
+    unique: dict[Structure, str] = {}  # one candidate per structure, the first origin named
     for structure, origin in structures:
         unique.setdefault(structure, origin)
     return [Candidate(s, origin, 1 / model.predict(s)) for s, origin in unique.items()]

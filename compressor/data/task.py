@@ -258,15 +258,8 @@ def resolve_data(
             "rows the run does not otherwise use"
         )
     if calib_path is None or Path(calib_path).resolve() == Path(data_path).resolve():
-        pool_size = min(max(examples, fit_examples), len(evaluation) // 2)
-        if pool_size < 1:
-            raise InputError(
-                f"'{data_path}' has too few rows to score, choose and measure on apart from each other; "
-                "pass --calib FILE or more --data rows"
-            )
-        pool, evaluation = evaluation.split(pool_size, seeds.shared_pool)
-        samples = CalibrationSamples(selection, pool.head(examples), pool.head(fit_examples), len(pool))
-        trained = {example.content for example in pool.examples}
+        evaluation, samples = shared_pool(evaluation, selection, seeds, examples, fit_examples)
+        trained = {example.content for example in samples.scoring.examples + samples.fit.examples}
     else:
         samples = calibration_samples(
             calib_path,
@@ -295,6 +288,21 @@ def resolve_data(
         (*excluded, *more),
         samples.match,
     )
+
+
+def shared_pool(
+    evaluation: LabelledData, selection: LabelledData, seeds: Seeds, examples: int, fit_examples: int
+) -> tuple[LabelledData, CalibrationSamples]:
+    """Without a calibration file: a seeded part of the evaluation rows scores and fits (the selection rows judge),
+    and the rest is measured."""
+    pool_size = min(max(examples, fit_examples), len(evaluation) // 2)
+    if pool_size < 1:
+        raise InputError(
+            f"'{evaluation.path}' has too few rows to score, choose and measure on apart from each other; "
+            "pass --calib FILE or more --data rows"
+        )
+    pool, evaluation = evaluation.split(pool_size, seeds.shared_pool)
+    return evaluation, CalibrationSamples(selection, pool.head(examples), pool.head(fit_examples), len(pool))
 
 
 def data_files(config: dict[str, Any], options: DataOptions) -> tuple[str, str | None, str]:

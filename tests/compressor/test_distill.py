@@ -15,7 +15,6 @@ from attr_compress.compressor.pruning.prune import plan_pruning, prune
 from attr_compress.compressor.recovery.distill import (
     DistillOptions,
     TrainingText,
-    _passes,
     distill,
     distillation_loss,
     quantization_aware,
@@ -23,6 +22,7 @@ from attr_compress.compressor.recovery.distill import (
     training_batches,
 )
 from attr_compress.compressor.recovery.lsq import RecoveryOptions, recover
+from attr_compress.compressor.recovery.stream import _passes
 
 from tests.helpers import SENTENCES, WORDS, write_tsv
 
