@@ -12,6 +12,8 @@ RULES = ("left", "midpoint", "gauss")
 RECOVERIES = ("auto", "none", "lsq", "distill")
 ALLOCATIONS = ("per-layer", "global")
 INT8_CHOICES = ("per-matmul", "uniform")
+# "first-token": the last layer's first token (what the classifier reads; the least-squares refit's target),
+# "every-token": every layer's every real token (TinyBERT), "none": the logits alone
 DISTILL_HIDDEN = ("first-token", "every-token", "none")
 
 

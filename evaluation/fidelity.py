@@ -83,9 +83,14 @@ class PairedDrop:
     changed: int | None = None  # rows whose predicted class differs (None: lost + gained, as with two classes)
 
     @property
+    def changed_rows(self) -> int:
+        """How many rows' predicted class differs."""
+        return self.lost + self.gained if self.changed is None else self.changed
+
+    @property
     def disagreement(self) -> float:
         """How often the candidate's class differs from the original's on these rows."""
-        return (self.lost + self.gained if self.changed is None else self.changed) / self.rows
+        return self.changed_rows / self.rows
 
     @property
     def drop_points(self) -> float:

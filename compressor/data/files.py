@@ -78,14 +78,14 @@ def hashed_sample(
     n: int,
     seed: int,
     *,
-    at_most: float = 1.0,
+    at_most: Callable[[int], int] | None = None,
     weights: Callable[[list[Example]], np.ndarray] | None = None,
     exclude: AbstractSet[tuple[str, str | None]] = frozenset(),
     text_column: str | None = None,
     text_pair_column: str | None = None,
     label_column: str | None = None,
 ) -> tuple[LabelledData, int]:
-    """The n rows (at most the fraction ``at_most`` of the file) whose content hashes lowest under ``seed``, in
+    """The n rows (at most ``at_most(rows in the file)``) whose content hashes lowest under ``seed``, in
     file order, in one pass; and the file's row count. Chosen by content, so copies of a row are taken or left
     together and a run never trains on the twin of a row it judges with. With ``weights`` (of a chunk of rows)
     the sample is weighted (Efraimidis and Spirakis 2006: the n lowest ``-log(u) / w``, u from the hash; rows of
@@ -105,7 +105,7 @@ def hashed_sample(
                 heapq.heappush(lowest, (-key, -example.row, example))
             elif -key > lowest[0][0]:
                 heapq.heapreplace(lowest, (-key, -example.row, example))
-    kept = sorted(lowest, reverse=True)[: min(n, int(stream.count * at_most))]
+    kept = sorted(lowest, reverse=True)[: n if at_most is None else min(n, at_most(stream.count))]
     return stream.labelled(tuple(sorted((item[2] for item in kept), key=lambda e: e.row))), stream.count
 
 

@@ -11,7 +11,7 @@ Lengths below the shortest served row form a bin of their own with no served sha
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,9 +64,9 @@ class LengthMatch:
         """The probability of keeping each row of a stream so that the kept rows follow the served lengths."""
         return self.weights(lengths) / max(float(self.bin_weights.max()), 1e-12)
 
-    def weigher(self, lengths: Lengths) -> Callable[[Sequence[Example]], np.ndarray]:
-        """The weights of a chunk of examples whose lengths ``lengths`` counts."""
-        return lambda chunk: self.weights(lengths(chunk))
+    def weigher(self, by_row: Mapping[int, int]) -> Callable[[Sequence[Example]], np.ndarray]:
+        """The weights of a chunk of a file's examples, from their lengths by row number (``length_match``)."""
+        return lambda chunk: self.weights([by_row[example.row] for example in chunk])
 
     @property
     def kept_share(self) -> float:

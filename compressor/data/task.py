@@ -6,6 +6,7 @@ library when installed and reachable).
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from collections.abc import Sequence
@@ -183,17 +184,18 @@ class CalibrationSamples:
 
 
 def fidelity_size(requested: int, rows: int) -> int:
-    """The fidelity slice's size: as requested, but at most a tenth of a large file's rows beyond FIDELITY_FLOOR
-    (and a third of any file: ``hashed_sample``'s ``at_most``), so small tasks keep most rows to train on."""
-    return min(requested, max(FIDELITY_FLOOR, int(rows * FIDELITY_SHARE)))
+    """The fidelity slice's size for a file of ``rows`` rows: as requested, but at most a tenth of a large file
+    beyond FIDELITY_FLOOR rows and a third of any file, so small tasks keep most rows to train on."""
+    return min(requested, max(FIDELITY_FLOOR, int(rows * FIDELITY_SHARE)), rows // 3)
 
 
 def length_match(
     path: str, label2id: dict[str, int], columns: dict[str, str | None], served: Sequence[int], lengths: Lengths
-) -> tuple[LengthMatch, int]:
-    """How the calibration file's token lengths compare with the served rows' (one streaming pass), and its rows."""
-    available = [length for _, length in measured(stream_examples(path, label2id, **columns), lengths)]
-    return LengthMatch.between(served, available), len(available)
+) -> tuple[LengthMatch, dict[int, int]]:
+    """How the calibration file's token lengths compare with the served rows' (one streaming pass), and each
+    row's length by row number (so later samples of the file need not tokenise it again)."""
+    by_row = {example.row: length for example, length in measured(stream_examples(path, label2id, **columns), lengths)}
+    return LengthMatch.between(served, list(by_row.values())), by_row
 
 
 def calibration_samples(
@@ -211,14 +213,14 @@ def calibration_samples(
     """Every sample of the calibration file, each in one streaming pass (memory bounded by the samples). Given the
     served rows' token lengths (``served``, counted by ``lengths``), the judging and fitting samples follow them
     (``LengthMatch``); the scoring sample stays uniform (attribution ranks units, it does not judge)."""
-    match, weights, rows = None, None, None
+    match, weights = None, None
     if served is not None and lengths is not None:
-        match, rows = length_match(path, label2id, columns, served, lengths)
-        weights = match.weigher(lengths)
-    if rows is None:
-        rows = sum(1 for _ in stream_examples(path, label2id, **columns))
-    size = fidelity_size(fidelity_examples, rows)
-    fidelity, rows = hashed_sample(path, label2id, size, seeds.fidelity, at_most=1 / 3, weights=weights, **columns)
+        match, by_row = length_match(path, label2id, columns, served, lengths)
+        weights = match.weigher(by_row)
+    size = functools.partial(fidelity_size, fidelity_examples)
+    fidelity, rows = hashed_sample(
+        path, label2id, fidelity_examples, seeds.fidelity, at_most=size, weights=weights, **columns
+    )
     apart = {example.content for example in fidelity.examples}
     scoring, _ = sample_labelled_data(path, label2id, examples, seeds.scoring, exclude=apart, **columns)
     if weights is None:

@@ -39,17 +39,13 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
-# "first-token": the last layer's first token only (what the classifier reads; the least-squares refit's target),
-# "every-token": every layer on every real token (TinyBERT), "none": the logits alone
-HIDDEN_TARGETS = DISTILL_HIDDEN
-
 
 @dataclass(frozen=True)
 class DistillOptions:
     """How long and how hard to distil: ``steps`` batches when given, else ``tokens`` real tokens but at most
     ``epochs`` passes over the training rows (a pair task costs what a single-sentence task costs); ``minutes``
     (opt-in) caps the time, at the cost of runs that depend on the machine. ``hidden``: which hidden states the
-    student matches besides the logits (HIDDEN_TARGETS); ``augment``: from the second pass over the rows on,
+    student matches besides the logits (DISTILL_HIDDEN); ``augment``: from the second pass over the rows on,
     the share of whole words replaced by input-embedding neighbours."""
 
     tokens: int = default("distill_tokens")
@@ -76,8 +72,8 @@ class DistillOptions:
             raise InputError(f"--distill-steps must be at least 1, got {self.steps}")
         if self.tokens < 1 or not self.epochs > 0:
             raise InputError("--distill-tokens must be at least 1 and the epochs above 0")
-        if self.hidden not in HIDDEN_TARGETS:
-            raise InputError(f"--distill-hidden must be one of {', '.join(HIDDEN_TARGETS)}, got {self.hidden!r}")
+        if self.hidden not in DISTILL_HIDDEN:
+            raise InputError(f"--distill-hidden must be one of {', '.join(DISTILL_HIDDEN)}, got {self.hidden!r}")
         if not 0 <= self.augment < 1:
             raise InputError(f"--distill-augment must be in [0, 1), got {self.augment}")
         if self.batch_size < 1 or not self.learning_rate > 0 or not self.temperature > 0:
@@ -117,7 +113,7 @@ class DistillRecord(JsonArtifact):
     loss_first: float
     loss_last: float
     estimated_seconds: float | None = None  # from the timing probe, said before training
-    hidden: str = "every-token"  # which hidden states were matched (HIDDEN_TARGETS)
+    hidden: str = "every-token"  # which hidden states were matched (DISTILL_HIDDEN)
     augment: float = 0.0  # share of whole words replaced from the second pass on
 
 
@@ -275,7 +271,8 @@ def distill(
     batches = training_batches(text, options.batch_size, options.seed, options.augment)
     try:
         with modules_on(options.device, teacher, student):
-            steps = options.planned_steps(text.rows_per_pass, text.mean_tokens())
+            mean_tokens = text.mean_tokens()
+            steps = options.planned_steps(text.rows_per_pass, mean_tokens)
             probe = list(itertools.islice(training_batches(text, options.batch_size, options.seed + 1), 6))
             per_step = float(broadcast_from_main(np.array([seconds_per_step(teacher, student, probe, options)]))[0])
             capped = options.minutes is not None and per_step * steps > options.minutes * 60
@@ -283,7 +280,7 @@ def distill(
                 steps = max(1, int(options.minutes * 60 / per_step))
             logger.info(
                 f"distillation: {steps:,} steps of {options.batch_size} on {text.rows_per_pass:,.0f} training rows a "
-                f"pass (of {text.training_rows:,}; rows of {text.mean_tokens():.1f} tokens on average), "
+                f"pass (of {text.training_rows:,}; rows of {mean_tokens:.1f} tokens on average), "
                 f"about {per_step * steps / 60:.1f} min on this machine ({processes} process(es), {threads} "
                 "thread(s) each)"
                 + (" (cut by --distill-minutes: the result now depends on this machine's speed)" if capped else "")

@@ -89,7 +89,7 @@ def verdict_section(report: Report) -> str:
         f"{change_text(interval.low)}; {shipped.accuracy:.4f} against the original's {original.accuracy:.4f}), "
         f"<b>{ratios['speedup_p50_pruned_int8_vs_original_int8']:.2f}x</b> faster than the original's Optimum int8 "
         f"ONNX and <b>{ratios['speedup_p50_pruned_int8_vs_original_pytorch_fp32']:.2f}x</b> faster than PyTorch fp32 "
-        f"(batch 1, p50{escape(spread_text(report.speedup_spread)).replace(' (', '; ').rstrip(')')}), "
+        f"(batch 1, p50{f'; {escape(spread)}' if (spread := spread_text(report.speedup_spread)) else ''}), "
         f"{_count(params['pruned'].total)} parameters instead of "
         f"{_count(params['original'].total)}. Measured on {report.data.evaluation_rows} rows that chose nothing."
         f"{escape(report.data.exclusions_note)}</p>"

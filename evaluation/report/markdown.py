@@ -253,7 +253,7 @@ def accuracy_section(report: Report) -> list[str]:
         "Speed-ups of the pruned int8 model (batch-1 p50): "
         f"{ratios['speedup_p50_pruned_int8_vs_original_pytorch_fp32']:.2f}x over the original in PyTorch fp32, "
         f"{ratios['speedup_p50_pruned_int8_vs_original_int8']:.2f}x over the original int8 ONNX"
-        + spread_text(report.speedup_spread)
+        + (f" ({spread})" if (spread := spread_text(report.speedup_spread)) else "")
         + ".",
         "",
         drop_sentence(report.drop, f"the {report.drop.rows} rows that chose nothing"),

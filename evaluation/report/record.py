@@ -219,7 +219,7 @@ class Report(JsonArtifact):
         on (the selection rows and the measured rows): text as served. The fidelity slice ranks candidates well
         but is the calibration text, often the original's own training data, on which it is more confident."""
         rows = [self.selection_check.drop, self.drop]
-        changed = sum(round(drop.disagreement * drop.rows) for drop in rows)
+        changed = sum(drop.changed_rows for drop in rows)
         return Fidelity(rows=sum(drop.rows for drop in rows), disagreements=changed, kl=float("nan"))
 
     @property

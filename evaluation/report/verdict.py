@@ -60,13 +60,16 @@ def headline(report: Report) -> str:
     )
 
 
+SPREAD_LABELS = {
+    "vs_original_int8": "over the original int8",
+    "vs_original_pytorch_fp32": "over the original pytorch fp32",
+}
+
+
 def spread_text(spread: dict[str, list[float]]) -> str:
-    """' (round by round: 2.41x-2.60x and ...)' from the paired timing rounds, or nothing."""
-    parts = [
-        f"{low:.2f}x-{high:.2f}x {name.replace('vs_original_', 'over the original ').replace('_', ' ')}"
-        for name, (low, high) in spread.items()
-    ]
-    return f" (round by round: {', '.join(parts)})" if parts else ""
+    """'round by round: 2.41x-2.60x over the original int8, ...' from the paired timing rounds, or nothing."""
+    parts = [f"{low:.2f}x-{high:.2f}x {SPREAD_LABELS[name]}" for name, (low, high) in spread.items()]
+    return f"round by round: {', '.join(parts)}" if parts else ""
 
 
 def served_sentence(report: Report) -> str:
